@@ -1,0 +1,57 @@
+"""Parse the command line, set up logging, dispatch to a subcommand module."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from assistant.errors import AssistantError
+
+# Subcommand modules, each with register(subparsers) that sets `func` on its parser.
+_COMMAND_MODULES = (
+    "assistant.cli.config_cmd",
+    "assistant.cli.models_cmd",
+    "assistant.cli.doctor_cmd",
+    "assistant.cli.turn_cmd",
+    "assistant.cli.lipsync_cmd",
+    "assistant.cli.video_cmd",
+    "assistant.cli.bench_cmd",
+    "assistant.cli.shortcut_cmd",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="assistant", description="Local voice assistant with a talking-head avatar."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--config", metavar="FILE", help="use this config file instead of the user overlay")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:  # that subcommand is not written yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from assistant.logging_setup import setup_logging
+
+    setup_logging(verbose=args.verbose)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except AssistantError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

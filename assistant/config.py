@@ -1,0 +1,310 @@
+"""The typed settings model: shipped defaults in config/config.yaml, overlaid by the user's file.
+
+The only module that reads config files and environment variables. A bad value fails at load time with the key path,
+the value and what is allowed; unknown keys are errors too, so a typo is never silently ignored.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from assistant.errors import ConfigError
+
+APP_NAME = "avatar-assistant"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "config.yaml"
+MIRROR_ENV = "ASSISTANT_MODEL_MIRROR"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class AudioSettings(_Section):
+    input_device: str | int | None = Field(None, description="microphone name (substring) or index; null = default")
+    sample_rate_hz: Literal[8000, 16000, 32000, 48000] = Field(16000, description="capture rate (webrtcvad rates)")
+    frame_ms: Literal[10, 20, 30] = Field(30, description="VAD frame length")
+    vad_aggressiveness: int = Field(2, ge=0, le=3, description="0 keeps most audio, 3 filters non-speech hardest")
+    preroll_ms: int = Field(300, ge=0, le=2000, description="audio kept before speech onset")
+    end_silence_ms: int = Field(500, ge=100, le=5000, description="silence that ends an utterance")
+    max_utterance_s: float = Field(30.0, gt=1.0, le=300.0, description="longer utterances are cut and processed")
+    min_speech_ms: int = Field(200, ge=0, le=5000, description="shorter bursts are ignored")
+    mode: Literal["hands_free", "push_to_talk"] = Field("hands_free", description="how a turn ends")
+
+
+class ASRSettings(_Section):
+    model: str = Field("auto", description="auto (from gpu_profile), a registry name or a model folder")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where Whisper runs")
+    compute_type: Literal["auto", "int8", "int8_float16", "float16", "float32"] = Field(
+        "auto", description="auto: int8 on CPU, float16 on CUDA"
+    )
+    language: str = Field("en", description="spoken language code")
+    beam_size: int = Field(1, ge=1, le=10, description="beam search width")
+    no_speech_threshold: float = Field(0.6, ge=0.0, le=1.0, description="drop utterances likelier silence than this")
+
+
+class DialogueSettings(_Section):
+    model: str = Field("smollm2-135m", description="a registry name or a .gguf path")
+    system_prompt: str = Field("You are a helpful voice assistant.", description="asks for short spoken answers")
+    context_tokens: int = Field(2048, ge=256, le=131072, description="llama.cpp context size")
+    max_tokens: int = Field(160, ge=8, le=4096, description="longest reply")
+    temperature: float = Field(0.7, ge=0.0, le=2.0, description="sampling temperature")
+    history_budget_tokens: int = Field(1024, ge=0, description="history kept, oldest turns trimmed first")
+    threads: int | None = Field(None, ge=1, description="CPU threads; null = all cores")
+
+
+class TTSSettings(_Section):
+    engine: Literal["auto", "coqui", "piper", "espeak"] = Field("auto", description="first engine tried")
+    piper_voice: str = Field("piper-joe", description="a registry name or a .onnx path")
+    coqui_model: str = Field("auto", description="auto (from gpu_profile), a registry name or a folder")
+    speaker: str | None = Field(None, description="speaker of a multi-speaker Coqui model")
+    language: str | None = Field("en", description="language of a multilingual Coqui model")
+    espeak_voice: str = Field("en-us", description="espeak-ng voice")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where Coqui runs")
+
+
+class Resolution(_Section):
+    width: int = Field(1280, ge=64, le=7680, description="output width in pixels (even)")
+    height: int = Field(720, ge=64, le=4320, description="output height in pixels (even)")
+
+    @field_validator("width", "height")
+    @classmethod
+    def _even(cls, v: int) -> int:
+        if v % 2:
+            raise ValueError("must be even (H.264 yuv420p needs even sizes)")
+        return v
+
+
+class QualityProfile(_Section):
+    resolution: Resolution = Field(default_factory=Resolution, description="output frame size")
+    fps: int = Field(25, ge=1, le=60, description="frames per second")
+    model: Literal["wav2lip", "wav2lip_gan"] = Field("wav2lip", description="checkpoint used in this mode")
+    face_det_batch_size: int = Field(4, ge=1, le=64, description="face detection batch")
+    wav2lip_batch_size: int = Field(128, ge=1, le=1024, description="frames per network batch")
+    enhance_face: bool = Field(False, description="GFPGAN face enhancement when installed")
+
+
+class LightProfile(_Section):
+    resolution: Resolution = Field(default_factory=Resolution, description="output frame size")
+    fps: int = Field(25, ge=1, le=60, description="frames per second")
+
+
+class OutputSettings(_Section):
+    format: Literal["mp4"] = Field("mp4", description="container")
+    codec: Literal["h264"] = Field("h264", description="video codec")
+    audio_codec: Literal["aac"] = Field("aac", description="audio codec")
+    audio_bitrate: str = Field("192k", pattern=r"^\d+k$", description="AAC bitrate, e.g. 192k")
+
+
+class TalkingHeadModels(_Section):
+    wav2lip: str = Field("models/wav2lip/wav2lip.pth", description="Wav2Lip checkpoint")
+    wav2lip_gan: str = Field("models/wav2lip/wav2lip_gan.pth", description="Wav2Lip-GAN checkpoint")
+    face_detection: Literal["haar"] = Field("haar", description="face detector")
+    gfpgan: str = Field("models/gfpgan/GFPGANv1.4.pth", description="GFPGAN weights (optional)")
+
+
+class TalkingHeadSettings(_Section):
+    enabled: bool = Field(True, description="make lip-synced video; false = audio only")
+    engine: Literal["auto", "wav2lip", "wav2lip_gan", "light", "static"] = Field("auto", description="first engine")
+    avatar_image: str = Field("assets/avatars/astronaut.png", description="photo of the face that speaks")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N")
+    quality_mode: Literal["standard", "high"] | None = Field(None, description="null = from gpu_profile")
+    standard: QualityProfile = Field(default_factory=QualityProfile, description="720p Wav2Lip")
+    high: QualityProfile = Field(
+        default_factory=lambda: QualityProfile(
+            resolution=Resolution(width=1920, height=1080), fps=30, model="wav2lip_gan", face_det_batch_size=8
+        ),
+        description="1080p Wav2Lip-GAN",
+    )
+    light: LightProfile = Field(default_factory=LightProfile, description="the light CPU engine")
+    output: OutputSettings = Field(default_factory=OutputSettings, description="encoding")
+    blend: Literal["feather", "box"] = Field("feather", description="how the mouth is put back into the photo")
+    cache_preprocessed_face: bool = Field(True, description="keep the detected face on disk")
+    use_half_precision: bool = Field(True, description="fp16 on CUDA")
+    models: TalkingHeadModels = Field(default_factory=TalkingHeadModels, description="weight files")
+
+
+class UISettings(_Section):
+    window_width: int = Field(1100, ge=400, description="initial window width")
+    window_height: int = Field(720, ge=300, description="initial window height")
+    show_timings: bool = Field(True, description="show per-stage times in the status line")
+    push_to_talk_key: str = Field("space", description="key held for push-to-talk")
+
+
+class ModelsSettings(_Section):
+    mirror_url: str | None = Field(None, pattern=r"^https?://", description="base URL replacing huggingface.co")
+
+
+class PathsSettings(_Section):
+    models_dir: Path = Field(Path("models"), description="downloaded weights")
+    data_dir: Path | None = Field(None, description="conversation log, replies, logs")
+    cache_dir: Path | None = Field(None, description="face cache")
+
+
+class Settings(_Section):
+    gpu_profile: Literal["auto", "low", "medium", "high"] = Field("auto", description="hardware profile")
+    audio: AudioSettings = Field(default_factory=AudioSettings, description="microphone and VAD")
+    asr: ASRSettings = Field(default_factory=ASRSettings, description="speech recognition")
+    dialogue: DialogueSettings = Field(default_factory=DialogueSettings, description="the language model")
+    tts: TTSSettings = Field(default_factory=TTSSettings, description="speech synthesis")
+    talking_head: TalkingHeadSettings = Field(default_factory=TalkingHeadSettings, description="lip-sync video")
+    ui: UISettings = Field(default_factory=UISettings, description="the desktop window")
+    models: ModelsSettings = Field(default_factory=ModelsSettings, description="model downloads")
+    paths: PathsSettings = Field(default_factory=PathsSettings, description="where files go")
+
+    # Filled by load_settings: which keys the user overlay set (dotted paths), for "which value came from where".
+    user_keys: frozenset[str] = Field(default_factory=frozenset, exclude=True, description="keys set by the user")
+
+    def project_path(self, value: str | Path) -> Path:
+        """A path from the config: absolute as given, relative ones against the project folder."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else PROJECT_ROOT / p
+
+    @property
+    def models_dir(self) -> Path:
+        return self.project_path(self.paths.models_dir)
+
+    @property
+    def data_dir(self) -> Path:
+        if self.paths.data_dir is not None:
+            return self.project_path(self.paths.data_dir)
+        return Path(platformdirs.user_data_dir(APP_NAME))
+
+    @property
+    def cache_dir(self) -> Path:
+        if self.paths.cache_dir is not None:
+            return self.project_path(self.paths.cache_dir)
+        return Path(platformdirs.user_cache_dir(APP_NAME))
+
+
+def user_config_path() -> Path:
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.yaml"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise ConfigError(f"Config file not found: {path}") from e
+    except OSError as e:
+        raise ConfigError(f"Cannot read config file {path}: {e}") from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _leaf_keys(data: dict[str, Any], prefix: str = "") -> set[str]:
+    keys: set[str] = set()
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            keys |= _leaf_keys(value, path + ".")
+        else:
+            keys.add(path)
+    return keys
+
+
+_UNION_TAGS = {"str", "int", "float", "bool", "none", "path", "is-instance[Path]"}
+
+
+def _loc(err: dict[str, Any]) -> str:
+    parts = [str(p) for p in err["loc"]]
+    while len(parts) > 1 and (parts[-1] in _UNION_TAGS or parts[-1].startswith(("function-", "literal["))):
+        parts.pop()  # a union reports one error per member type: name the key, not the member
+    return ".".join(parts)
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc = _loc(err)
+    kind = err["type"]
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        return f"{loc}: unknown key (a typo?); remove it or check the spelling against config/config.yaml"
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "").replace(" or ", ", ")
+        return f"{loc}: {value!r} is not one of {expected}"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{loc}: {value!r}: {msg}"
+
+
+def validate_dict(data: dict[str, Any], source: str = "config") -> Settings:
+    """Build Settings from a plain dict; a ConfigError lists every bad key, value and what is allowed."""
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as e:
+        by_key: dict[str, list[dict[str, Any]]] = {}
+        for err in e.errors():
+            by_key.setdefault(_loc(err), []).append(err)
+        lines = []
+        for key, errs in by_key.items():
+            if len(errs) == 1:
+                lines.append(_describe(errs[0]))
+            else:  # a union (e.g. str | int | None) reports once per member type: say the key once
+                reasons = "; ".join(err["msg"] for err in errs)
+                lines.append(f"{key}: {errs[0].get('input')!r} is not allowed ({reasons})")
+        raise ConfigError(f"{source} has {len(lines)} bad value(s):\n  " + "\n  ".join(lines)) from e
+
+
+def load_settings(
+    path: str | Path | None = None,
+    user_path: str | Path | None = None,
+    env: dict[str, str] | None = None,
+) -> Settings:
+    """Load the shipped defaults, overlay the user file (if it exists), apply environment overrides.
+
+    `path` replaces the shipped defaults file (used by `assistant config check FILE` and `--config`).
+    """
+    env = dict(os.environ) if env is None else env
+    base_path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    data = _read_yaml(base_path)
+    user_file = Path(user_path) if user_path is not None else user_config_path()
+    user: dict[str, Any] = {}
+    if path is None and user_file.is_file():
+        user = _read_yaml(user_file)
+        data = _merge(data, user)
+    source = f"{base_path}" + (f" + {user_file}" if user else "")
+    settings = validate_dict(data, source)
+    if env.get(MIRROR_ENV):
+        settings.models.mirror_url = env[MIRROR_ENV]
+    return settings.model_copy(update={"user_keys": frozenset(_leaf_keys(user))})
+
+
+def save_user_settings(changes: dict[str, Any], user_path: str | Path | None = None) -> Path:
+    """Merge `changes` (nested dict) into the user overlay file, after validating the result. Never touches the
+    shipped defaults. Raises ConfigError (and writes nothing) when a value is invalid."""
+    user_file = Path(user_path) if user_path is not None else user_config_path()
+    current = _read_yaml(user_file) if user_file.is_file() else {}
+    merged_user = _merge(current, changes)
+    validate_dict(_merge(_read_yaml(DEFAULT_CONFIG_PATH), merged_user), f"settings for {user_file}")
+    user_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = user_file.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump(merged_user, sort_keys=False), encoding="utf-8")
+    os.replace(tmp, user_file)
+    return user_file
+
+
+def settings_to_dict(settings: Settings) -> dict[str, Any]:
+    return settings.model_dump(mode="json", exclude={"user_keys"})

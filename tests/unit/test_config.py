@@ -1,0 +1,114 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from assistant.config import DEFAULT_CONFIG_PATH, load_settings, save_user_settings, user_config_path
+from assistant.errors import ConfigError
+from assistant.profile import GIB, GPUInfo, resolve
+
+
+def write(tmp_path: Path, data: dict, name: str = "c.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def test_shipped_defaults_load_and_every_section_is_present():
+    s = load_settings()
+    assert s.gpu_profile == "auto"
+    assert s.audio.sample_rate_hz == 16000 and s.audio.frame_ms == 30 and 0 <= s.audio.vad_aggressiveness <= 3
+    assert s.talking_head.standard.resolution.width == 1280 and s.talking_head.high.resolution.height == 1080
+    assert s.talking_head.high.model == "wav2lip_gan" and s.talking_head.output.audio_bitrate == "192k"
+    assert s.dialogue.model == "smollm2-135m"
+    # The shipped file spells out every setting (the model's defaults are not the only source).
+    raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    assert set(raw) == {"gpu_profile", "audio", "asr", "dialogue", "tts", "talking_head", "ui", "models", "paths"}
+
+
+def test_bad_value_names_key_value_and_allowed(tmp_path):
+    bad = write(tmp_path, {"talking_head": {"quality_mode": "ultra"}})
+    with pytest.raises(ConfigError) as e:
+        load_settings(bad)
+    assert "talking_head.quality_mode: 'ultra' is not one of 'standard', 'high'" in str(e.value)
+
+
+def test_unknown_key_is_an_error(tmp_path):
+    bad = write(tmp_path, {"audio": {"vad_agressiveness": 2}})
+    with pytest.raises(ConfigError, match=r"audio\.vad_agressiveness: unknown key"):
+        load_settings(bad)
+
+
+def test_out_of_range_and_odd_resolution(tmp_path):
+    bad = write(tmp_path, {"audio": {"vad_aggressiveness": 4}, "talking_head": {"light": {"resolution": {"width": 641}}}})
+    with pytest.raises(ConfigError) as e:
+        load_settings(bad)
+    msg = str(e.value)
+    assert "audio.vad_aggressiveness: 4" in msg and "less than or equal to 3" in msg
+    assert "talking_head.light.resolution.width: 641" in msg and "even" in msg
+
+
+def test_broken_yaml_and_missing_file(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("audio: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(broken)
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "nope.yaml")
+
+
+def test_user_overlay_wins_and_shipped_file_is_untouched(tmp_path):
+    before = DEFAULT_CONFIG_PATH.read_bytes()
+    user = tmp_path / "user.yaml"
+    save_user_settings({"talking_head": {"quality_mode": "high"}, "gpu_profile": "medium"}, user)
+    save_user_settings({"audio": {"end_silence_ms": 700}}, user)
+    s = load_settings(user_path=user)
+    assert s.talking_head.quality_mode == "high" and s.gpu_profile == "medium" and s.audio.end_silence_ms == 700
+    assert "talking_head.quality_mode" in s.user_keys
+    assert yaml.safe_load(user.read_text()) == {
+        "talking_head": {"quality_mode": "high"}, "gpu_profile": "medium", "audio": {"end_silence_ms": 700}}
+    assert DEFAULT_CONFIG_PATH.read_bytes() == before
+
+
+def test_invalid_user_change_is_refused_and_nothing_written(tmp_path):
+    user = tmp_path / "user.yaml"
+    with pytest.raises(ConfigError, match="gpu_profile"):
+        save_user_settings({"gpu_profile": "turbo"}, user)
+    assert not user.exists()
+
+
+def test_user_config_path_is_in_xdg_config_home():
+    import os
+
+    assert user_config_path() == Path(os.environ["XDG_CONFIG_HOME"]) / "avatar-assistant" / "config.yaml"
+
+
+def test_mirror_env_is_applied_by_the_config_layer():
+    s = load_settings(env={"ASSISTANT_MODEL_MIRROR": "http://127.0.0.1:9/m"})
+    assert s.models.mirror_url == "http://127.0.0.1:9/m"
+
+
+@pytest.mark.parametrize(
+    ("gpu", "profile", "asr", "th", "mode"),
+    [
+        (None, "low", "whisper-tiny.en", "light", "standard"),
+        (GPUInfo("RTX 5060", 8 * GIB, 6 * GIB), "medium", "whisper-small", "wav2lip", "standard"),
+        (GPUInfo("RTX 3090", 24 * GIB, 20 * GIB), "high", "whisper-medium", "wav2lip_gan", "high"),
+        (GPUInfo("GT 1030", 2 * GIB, 1 * GIB), "low", "whisper-tiny.en", "light", "standard"),
+    ],
+)
+def test_auto_profile_from_gpu(gpu, profile, asr, th, mode):
+    r = resolve(load_settings(), probe=lambda: gpu)
+    assert (r.profile, r.asr_model, r.talking_head_engine, r.quality_mode) == (profile, asr, th, mode)
+    assert r.sources["asr.model"] == f"gpu_profile={profile}"
+    assert r.talking_head_device == ("cuda" if gpu else "cpu")
+
+
+def test_explicit_settings_override_the_profile(tmp_path):
+    user = tmp_path / "user.yaml"
+    save_user_settings({"gpu_profile": "high", "asr": {"model": "whisper-tiny.en"}, "tts": {"engine": "piper"}}, user)
+    r = resolve(load_settings(user_path=user), probe=lambda: None)
+    assert r.profile == "high" and r.sources["profile"] == "user config"
+    assert r.asr_model == "whisper-tiny.en" and r.sources["asr.model"] == "user config"
+    assert r.tts_engine == "piper" and r.talking_head_engine == "wav2lip_gan"
+    assert r.sources["talking_head.engine"] == "gpu_profile=high"
