@@ -1,0 +1,318 @@
+"""One conversation turn: utterance -> transcript -> reply sentences -> speech per sentence -> video per sentence.
+
+The stages overlap: the language model streams sentences into a queue, a TTS thread speaks each one as it comes, a
+talking-head thread turns each spoken sentence into a video segment, so the first segment is ready long before the
+reply is finished. Every step is reported as a typed event (assistant.events) to one callback. A cancel token stops
+a reply in flight (new user speech). Qt-free: the desktop app drives it from a QThread, the CLI from the main thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Protocol
+
+from assistant.cancel import CancelToken
+from assistant.errors import AssistantError, Cancelled, VideoOutOfMemoryError
+from assistant.events import (
+    AvatarVideo,
+    Notice,
+    ReplySentence,
+    ReplySentenceReady,
+    SegmentReady,
+    SpeechAudio,
+    SpeechReady,
+    StageFailed,
+    Transcript,
+    TranscriptReady,
+    TurnDone,
+    TurnEvent,
+    Utterance,
+    UtteranceCaptured,
+    VideoReady,
+)
+
+log = logging.getLogger(__name__)
+
+EventCallback = Callable[[TurnEvent], None]
+
+
+class Recognizer(Protocol):
+    name: str
+
+    def transcribe(self, utterance: Utterance) -> Transcript | None: ...
+
+
+class Responder(Protocol):
+    name: str
+
+    def stream_reply(self, user_text: str, cancel: CancelToken) -> Iterator[ReplySentence]: ...
+
+
+class Speaker(Protocol):
+    name: str
+
+    def synthesize(self, text: str, out_path: Path) -> SpeechAudio: ...
+
+
+class Animator(Protocol):
+    name: str
+
+    def render(self, audio_path: Path, output_path: Path) -> AvatarVideo: ...
+
+
+@dataclass
+class Stages:
+    """The four engines a turn runs through; talking_head None means audio only."""
+
+    asr: Recognizer
+    dialogue: Responder
+    tts: Speaker
+    talking_head: Animator | None = None
+
+
+@dataclass
+class TurnResult:
+    turn_id: int
+    transcript: str
+    reply: str
+    segments: list[SegmentReady] = field(default_factory=list)
+    cancelled: bool = False
+    dropped: bool = False  # the utterance held no speech: nothing was sent to the model
+    timings_s: dict[str, float] = field(default_factory=dict)
+    engines: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def audio_paths(self) -> list[Path]:
+        return [s.speech.wav_path for s in self.segments]
+
+    @property
+    def video_paths(self) -> list[Path]:
+        return [s.video.mp4_path for s in self.segments if s.video is not None]
+
+
+_DONE = object()  # end-of-stream marker between the stage threads
+
+
+class TurnRunner:
+    """Runs turns through `Stages`, one at a time, reporting events to `on_event`."""
+
+    def __init__(self, stages: Stages, on_event: EventCallback, out_dir: Path) -> None:
+        self.stages = stages
+        self.on_event = on_event
+        self.out_dir = Path(out_dir)
+        self._turn_id = 0
+        self._lock = threading.Lock()
+        self._current: CancelToken | None = None
+        # After an out-of-memory, the rest of that turn is audio only; the next turn tries video again.
+        self._video_suspended_for_turn: int | None = None
+
+    # ---- control ----
+    def cancel_current(self, reason: str = "new user speech") -> bool:
+        """Cancel the reply in flight, if any. Returns True when one was running."""
+        token = self._current
+        if token is not None and not token.cancelled:
+            token.cancel(reason)
+            return True
+        return False
+
+    def _emit(self, event: TurnEvent) -> None:
+        try:
+            self.on_event(event)
+        except Exception:  # a faulty listener must not kill the turn
+            log.exception("event listener failed on %s", type(event).__name__)
+
+    # ---- one turn ----
+    def run(
+        self,
+        utterance: Utterance | None = None,
+        text: str | None = None,
+        cancel: CancelToken | None = None,
+        end_of_speech_at: float | None = None,
+    ) -> TurnResult:
+        """One whole turn from an utterance (ASR runs) or from typed `text` (ASR skipped).
+
+        `end_of_speech_at` (time.monotonic) is when the user stopped speaking; stage times are measured from it.
+        """
+        if (utterance is None) == (text is None):
+            raise ValueError("give exactly one of utterance or text")
+        with self._lock:
+            self._turn_id += 1
+            turn_id = self._turn_id
+            token = cancel or CancelToken()
+            self._current = token
+        t0 = end_of_speech_at if end_of_speech_at is not None else time.monotonic()
+        result = TurnResult(turn_id, "", "")
+        result.engines = {
+            "asr": getattr(self.stages.asr, "name", "?"),
+            "llm": getattr(self.stages.dialogue, "name", "?"),
+            "tts": getattr(self.stages.tts, "name", "?"),
+            "talking_head": getattr(self.stages.talking_head, "name", "none") if self.stages.talking_head else "none",
+        }
+        turn_dir = self.out_dir / f"turn-{time.strftime('%Y%m%d-%H%M%S')}-{turn_id:04d}"
+        try:
+            user_text = self._recognize(turn_id, utterance, text, result, t0)
+            if user_text is None:
+                result.dropped = True
+                return result
+            result.transcript = user_text
+            self._respond(turn_id, user_text, token, turn_dir, result, t0)
+        except Cancelled:
+            result.cancelled = True
+        finally:
+            result.cancelled = result.cancelled or token.cancelled
+            result.timings_s["total"] = time.monotonic() - t0
+            with self._lock:
+                if self._current is token:
+                    self._current = None
+            if not result.dropped:
+                self._emit(
+                    TurnDone(
+                        turn_id,
+                        time.monotonic(),
+                        transcript=result.transcript,
+                        reply=result.reply,
+                        segments=len(result.segments),
+                        cancelled=result.cancelled,
+                        timings_s=dict(result.timings_s),
+                        engines=dict(result.engines),
+                    )
+                )
+        return result
+
+    def _recognize(
+        self, turn_id: int, utterance: Utterance | None, text: str | None, result: TurnResult, t0: float
+    ) -> str | None:
+        if utterance is None:
+            return (text or "").strip() or None
+        self._emit(UtteranceCaptured(turn_id, time.monotonic(), utterance))
+        start = time.monotonic()
+        try:
+            transcript = self.stages.asr.transcribe(utterance)
+        except AssistantError as e:
+            self._emit(StageFailed(turn_id, time.monotonic(), "asr", str(e)))
+            raise Cancelled(f"speech recognition failed: {e}") from e
+        result.timings_s["asr"] = time.monotonic() - start
+        if transcript is None or not transcript.text.strip():
+            log.info("utterance of %.1f s held no speech; dropped", utterance.duration_s)
+            return None
+        self._emit(TranscriptReady(turn_id, time.monotonic(), transcript))
+        return transcript.text.strip()
+
+    def _respond(
+        self, turn_id: int, user_text: str, token: CancelToken, turn_dir: Path, result: TurnResult, t0: float
+    ) -> None:
+        speech_q: queue.Queue = queue.Queue()
+        video_q: queue.Queue = queue.Queue()
+        errors: list[BaseException] = []
+        llm_start = time.monotonic()
+
+        tts_thread = threading.Thread(
+            target=self._tts_loop, args=(turn_id, speech_q, video_q, token, turn_dir, result, t0, errors),
+            name=f"tts-{turn_id}", daemon=True,
+        )
+        th_thread = threading.Thread(
+            target=self._video_loop, args=(turn_id, video_q, token, turn_dir, result, t0, errors),
+            name=f"talking-head-{turn_id}", daemon=True,
+        )
+        tts_thread.start()
+        th_thread.start()
+        sentences: list[str] = []
+        try:
+            for sentence in self.stages.dialogue.stream_reply(user_text, token):
+                if token.cancelled:
+                    break
+                if not sentences:
+                    result.timings_s["llm_first_sentence"] = time.monotonic() - llm_start
+                sentences.append(sentence.text)
+                self._emit(ReplySentenceReady(turn_id, time.monotonic(), sentence, time.monotonic() - llm_start))
+                speech_q.put(sentence)
+        except Cancelled:
+            pass
+        except AssistantError as e:
+            self._emit(StageFailed(turn_id, time.monotonic(), "dialogue", str(e)))
+        finally:
+            result.timings_s["llm_total"] = time.monotonic() - llm_start
+            result.reply = " ".join(sentences)
+            speech_q.put(_DONE)
+            tts_thread.join()
+            th_thread.join()
+        if errors:
+            raise errors[0]
+
+    def _tts_loop(self, turn_id, speech_q, video_q, token, turn_dir, result, t0, errors) -> None:
+        try:
+            while True:
+                item = speech_q.get()
+                if item is _DONE or token.cancelled:
+                    break
+                sentence: ReplySentence = item
+                start = time.monotonic()
+                try:
+                    speech = self.stages.tts.synthesize(sentence.text, turn_dir / f"seg-{sentence.index:03d}.wav")
+                except AssistantError as e:
+                    self._emit(StageFailed(turn_id, time.monotonic(), "tts", str(e)))
+                    continue
+                result.timings_s.setdefault("tts_first_audio", time.monotonic() - start)
+                result.timings_s["tts_total"] = result.timings_s.get("tts_total", 0.0) + time.monotonic() - start
+                result.timings_s.setdefault("first_audio_from_end_of_speech", time.monotonic() - t0)
+                if speech.fallback_reason:
+                    self._emit(Notice(turn_id, time.monotonic(), f"TTS fell back: {speech.fallback_reason}", "warning"))
+                result.engines["tts"] = speech.engine
+                self._emit(SpeechReady(turn_id, time.monotonic(), sentence.index, speech))
+                video_q.put((sentence.index, speech))
+        except BaseException as e:  # noqa: BLE001 - handed to the turn's thread
+            errors.append(e)
+        finally:
+            video_q.put(_DONE)
+
+    def _video_loop(self, turn_id, video_q, token, turn_dir, result, t0, errors) -> None:
+        try:
+            while True:
+                item = video_q.get()
+                if item is _DONE:
+                    break
+                if token.cancelled:
+                    continue  # drain: the speech thread still puts _DONE
+                index, speech = item
+                video, reason = self._make_video(turn_id, index, speech, turn_dir, result)
+                segment = SegmentReady(turn_id, time.monotonic(), index, speech, video, reason)
+                result.segments.append(segment)
+                result.timings_s.setdefault("first_segment_from_end_of_speech", time.monotonic() - t0)
+                self._emit(segment)
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    def _make_video(
+        self, turn_id: int, index: int, speech: SpeechAudio, turn_dir: Path, result: TurnResult
+    ) -> tuple[AvatarVideo | None, str | None]:
+        animator = self.stages.talking_head
+        if animator is None:
+            return None, "talking head disabled"
+        if self._video_suspended_for_turn == turn_id:
+            return None, "video paused for this reply after running out of memory"
+        start = time.monotonic()
+        try:
+            video = animator.render(speech.wav_path, turn_dir / f"seg-{index:03d}.mp4")
+        except VideoOutOfMemoryError as e:
+            self._video_suspended_for_turn = turn_id
+            msg = f"Video ran out of memory; this reply plays as audio only ({e})"
+            self._emit(StageFailed(turn_id, time.monotonic(), "talking_head", msg))
+            self._emit(Notice(turn_id, time.monotonic(), msg, "warning"))
+            return None, msg
+        except AssistantError as e:
+            msg = f"Video generation failed; audio only: {e}"
+            self._emit(StageFailed(turn_id, time.monotonic(), "talking_head", msg))
+            return None, msg
+        elapsed = time.monotonic() - start
+        result.timings_s.setdefault("talking_head_first_segment", elapsed)
+        result.timings_s["talking_head_total"] = result.timings_s.get("talking_head_total", 0.0) + elapsed
+        result.engines["talking_head"] = video.engine
+        for reason in video.fallback_reasons:
+            self._emit(Notice(turn_id, time.monotonic(), f"Talking head fell back: {reason}", "warning"))
+        self._emit(VideoReady(turn_id, time.monotonic(), index, video))
+        return video, None

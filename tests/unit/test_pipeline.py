@@ -1,0 +1,193 @@
+"""TurnRunner with fake stages: events in order, overlap, cancellation mid-reply, audio-only fallback."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assistant.cancel import CancelToken
+from assistant.errors import ASRError, TTSError, VideoOutOfMemoryError
+from assistant.events import (
+    AvatarVideo,
+    Notice,
+    ReplySentence,
+    ReplySentenceReady,
+    SegmentReady,
+    SpeechAudio,
+    StageFailed,
+    Transcript,
+    TranscriptReady,
+    TurnDone,
+    Utterance,
+)
+from assistant.pipeline import Stages, TurnRunner
+
+
+class FakeASR:
+    name = "fake-asr"
+
+    def __init__(self, text: str | None = "what is the capital of france", fail: bool = False):
+        self.text, self.fail = text, fail
+
+    def transcribe(self, utterance):
+        if self.fail:
+            raise ASRError("model exploded")
+        if self.text is None:
+            return None
+        return Transcript(self.text, "en", utterance.start_s, utterance.end_s, 0.01, "fake", 0.0)
+
+
+class FakeLLM:
+    name = "fake-llm"
+
+    def __init__(self, sentences, gate: threading.Event | None = None):
+        self.sentences, self.gate = sentences, gate
+        self.produced = 0
+
+    def stream_reply(self, user_text, cancel: CancelToken):
+        for i, s in enumerate(self.sentences):
+            if i == 1 and self.gate is not None:
+                self.gate.wait(5)  # hold the second sentence until the test says so
+            if cancel.cancelled:
+                return
+            self.produced += 1
+            yield ReplySentence(i, s, is_last=i == len(self.sentences) - 1)
+
+
+class FakeTTS:
+    name = "fake-tts"
+
+    def __init__(self, fail_on: set[int] = frozenset()):
+        self.fail_on, self.calls = fail_on, 0
+
+    def synthesize(self, text, out_path: Path):
+        self.calls += 1
+        if self.calls - 1 in self.fail_on:
+            raise TTSError("voice broke")
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_bytes(b"RIFF")
+        return SpeechAudio(out_path, 22050, 1.0, "fake-tts", text)
+
+
+class FakeHead:
+    name = "fake-head"
+
+    def __init__(self, oom_on: set[int] = frozenset()):
+        self.oom_on, self.calls = oom_on, 0
+
+    def render(self, audio_path, output_path):
+        self.calls += 1
+        if self.calls - 1 in self.oom_on:
+            raise VideoOutOfMemoryError("CUDA out of memory (injected)")
+        Path(output_path).write_bytes(b"mp4")
+        return AvatarVideo(Path(output_path), "light", 25, 25.0, 64, 64, 1.0, 0.0)
+
+
+def utterance() -> Utterance:
+    return Utterance(np.zeros(16000, np.float32), 16000, 0.0, 1.0)
+
+
+def run(stages, tmp_path, **kw):
+    events = []
+    runner = TurnRunner(stages, events.append, tmp_path)
+    return runner, runner.run(**kw), events
+
+
+def test_turn_events_in_order_and_segments_have_video(tmp_path):
+    stages = Stages(FakeASR(), FakeLLM(["Paris is the capital.", "It is lovely."]), FakeTTS(), FakeHead())
+    _, result, events = run(stages, tmp_path, utterance=utterance())
+    kinds = [type(e).__name__ for e in events]
+    assert kinds[0] == "UtteranceCaptured" and kinds[1] == "TranscriptReady" and kinds[-1] == "TurnDone"
+    assert result.transcript == "what is the capital of france"
+    assert result.reply == "Paris is the capital. It is lovely."
+    assert [s.index for s in result.segments] == [0, 1]
+    assert all(s.video is not None for s in result.segments)
+    done = events[-1]
+    assert isinstance(done, TurnDone) and done.segments == 2 and not done.cancelled
+    assert {"asr", "llm_first_sentence", "tts_first_audio", "first_segment_from_end_of_speech"} <= set(done.timings_s)
+
+
+def test_first_segment_is_ready_before_the_reply_is_finished(tmp_path):
+    gate = threading.Event()
+    seen_segment_before_second_sentence = []
+
+    def on_event(e):
+        if isinstance(e, SegmentReady) and e.index == 0:
+            seen_segment_before_second_sentence.append(not gate.is_set())
+            gate.set()
+
+    stages = Stages(FakeASR(), FakeLLM(["One.", "Two."], gate=gate), FakeTTS(), FakeHead())
+    TurnRunner(stages, on_event, tmp_path).run(text="hi")
+    assert seen_segment_before_second_sentence == [True]
+
+
+def test_cancel_mid_reply_stops_the_rest(tmp_path):
+    gate = threading.Event()
+    events = []
+    runner = TurnRunner(
+        Stages(FakeASR(), llm := FakeLLM(["One.", "Two.", "Three."], gate=gate), FakeTTS(), FakeHead()),
+        events.append,
+        tmp_path,
+    )
+
+    def on_event(e):
+        events.append(e)
+        if isinstance(e, ReplySentenceReady) and e.sentence.index == 0:
+            assert runner.cancel_current("user spoke again")
+            gate.set()
+
+    runner.on_event = on_event
+    result = runner.run(text="tell me three things")
+    assert result.cancelled
+    assert llm.produced == 1 and result.reply == "One."
+    assert isinstance(events[-1], TurnDone) and events[-1].cancelled
+    assert runner.cancel_current() is False  # nothing in flight any more
+
+
+def test_out_of_memory_plays_audio_only_and_next_turn_tries_video_again(tmp_path):
+    head = FakeHead(oom_on={0})
+    stages = Stages(FakeASR(), FakeLLM(["A.", "B."]), FakeTTS(), head)
+    events = []
+    runner = TurnRunner(stages, events.append, tmp_path)
+    first = runner.run(text="q1")
+    assert [s.video for s in first.segments] == [None, None]
+    assert all(s.speech.wav_path.exists() for s in first.segments)
+    assert "out of memory" in first.segments[0].audio_only_reason
+    assert any(isinstance(e, Notice) and "audio only" in e.message for e in events)
+    assert head.calls == 1  # the rest of that reply did not retry video
+    second = runner.run(text="q2")
+    assert all(s.video is not None for s in second.segments)
+
+
+def test_tts_failure_on_one_sentence_reports_and_continues(tmp_path):
+    stages = Stages(FakeASR(), FakeLLM(["A.", "B."]), FakeTTS(fail_on={0}), FakeHead())
+    _, result, events = run(stages, tmp_path, text="q")
+    assert [s.index for s in result.segments] == [1]
+    failed = [e for e in events if isinstance(e, StageFailed)]
+    assert failed and failed[0].stage == "tts" and "voice broke" in failed[0].message
+
+
+def test_no_speech_is_dropped_before_the_model(tmp_path):
+    llm = FakeLLM(["never"])
+    _, result, events = run(Stages(FakeASR(text=None), llm, FakeTTS()), tmp_path, utterance=utterance())
+    assert result.dropped and llm.produced == 0
+    assert not any(isinstance(e, (TranscriptReady, TurnDone)) for e in events)
+
+
+def test_asr_failure_is_an_event_not_a_crash(tmp_path):
+    _, result, events = run(Stages(FakeASR(fail=True), FakeLLM(["x"]), FakeTTS()), tmp_path, utterance=utterance())
+    assert result.cancelled and any(isinstance(e, StageFailed) and e.stage == "asr" for e in events)
+
+
+def test_audio_only_when_no_talking_head(tmp_path):
+    _, result, _ = run(Stages(FakeASR(), FakeLLM(["A."]), FakeTTS(), None), tmp_path, text="q")
+    assert result.segments[0].video is None and result.segments[0].audio_only_reason == "talking head disabled"
+
+
+def test_exactly_one_input():
+    runner = TurnRunner(Stages(FakeASR(), FakeLLM([]), FakeTTS()), lambda e: None, Path("/tmp"))
+    with pytest.raises(ValueError):
+        runner.run()
