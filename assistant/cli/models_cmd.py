@@ -1,0 +1,232 @@
+"""`assistant models list|download|path`: the model table, downloads with a progress bar, where a model is.
+
+The models folder and the mirror come from the config (`paths.models_dir`, `models.mirror_url`, env
+ASSISTANT_MODEL_MIRROR) unless given on the command line; the config is only loaded when one of them is
+needed. Progress bars (tqdm) go to stderr, results to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from assistant.download import DownloadProgress, download_model
+from assistant.errors import DownloadError, ModelError
+from assistant.models import REGISTRY, ModelSpec, ModelStatus, get_spec, locate, states
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("models", help="list, download and locate models")
+    msub = parser.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+
+    ls = msub.add_parser("list", help="every model with its state, size and licence")
+    ls.add_argument("--json", action="store_true", help="one JSON array")
+    ls.add_argument("--verify", action="store_true", help="also check sha256 sums (slow once, then cached)")
+    ls.add_argument("--models-dir", metavar="DIR", help="instead of paths.models_dir from the config")
+    ls.set_defaults(func=_list)
+
+    dl = msub.add_parser("download", help="download models (resumes a partial download)")
+    dl.add_argument("names", nargs="+", metavar="NAME", help="model names, see `assistant models list`")
+    dl.add_argument("--force", action="store_true", help="download again even when present")
+    dl.add_argument("--models-dir", metavar="DIR", help="instead of paths.models_dir from the config")
+    dl.add_argument("--mirror", metavar="URL", help="base URL replacing the hosts (config models.mirror_url)")
+    dl.set_defaults(func=_download)
+
+    path = msub.add_parser("path", help="print where a model is (exit 1 when it is not usable)")
+    path.add_argument("name", metavar="NAME")
+    path.add_argument("--models-dir", metavar="DIR", help="instead of paths.models_dir from the config")
+    path.set_defaults(func=_path)
+
+
+def _settings(
+    args: argparse.Namespace,
+):  # -> assistant.config.Settings, imported late: pydantic is slow to load
+    from assistant.config import load_settings
+
+    return load_settings(getattr(args, "config", None))
+
+
+def _models_dir(args: argparse.Namespace) -> Path:
+    return Path(args.models_dir) if args.models_dir else _settings(args).models_dir
+
+
+def _list(args: argparse.Namespace) -> int:
+    return list_models(_models_dir(args), verify=args.verify, as_json=args.json)
+
+
+def _download(args: argparse.Namespace) -> int:
+    models_dir = Path(args.models_dir) if args.models_dir else None
+    mirror = args.mirror
+    if models_dir is None or mirror is None:
+        settings = _settings(args)
+        models_dir = models_dir or settings.models_dir
+        mirror = mirror or settings.models.mirror_url
+    return download_models(args.names, models_dir, base_url=mirror, force=args.force)
+
+
+def _path(args: argparse.Namespace) -> int:
+    try:
+        print(locate(args.name, _models_dir(args)))
+    except ModelError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def human_bytes(n: int | None, exact: bool = True) -> str:
+    if n is None:
+        return "?"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            text = f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+            return text if exact else "~" + text
+        size /= 1000
+    return str(n)
+
+
+def list_models(
+    models_dir: Path,
+    *,
+    verify: bool = False,
+    as_json: bool = False,
+    registry: Mapping[str, ModelSpec] | None = None,
+    out: TextIO | None = None,
+) -> int:
+    out = out or sys.stdout
+    reg = REGISTRY if registry is None else registry
+    rows = []
+    for st in states(models_dir, verify=verify, registry=reg):
+        spec = reg[st.name]
+        rows.append(
+            {
+                "name": st.name,
+                "kind": spec.kind,
+                "state": st.status.value,
+                "size_bytes": spec.size_bytes,
+                "size_exact": spec.size_is_exact,
+                "licence": spec.licence,
+                "optional": spec.optional,
+                "bundled": spec.bundled,
+                "verified": st.verified,
+                "path": str(st.path),
+                "detail": st.detail,
+                "partial_bytes": st.partial_bytes,
+                "description": spec.description,
+            }
+        )
+    if as_json:
+        print(json.dumps(rows, indent=2), file=out)
+        return 0
+    table = [("NAME", "KIND", "STATE", "SIZE", "LICENCE")] + [
+        (
+            r["name"],
+            r["kind"],
+            r["state"] + (" (verified)" if r["verified"] else ""),
+            human_bytes(r["size_bytes"], r["size_exact"]),
+            r["licence"],
+        )
+        for r in rows
+    ]
+    widths = [max(len(str(row[i])) for row in table) for i in range(4)]
+    for row in table:
+        print("  ".join(str(row[i]).ljust(widths[i]) for i in range(4)) + "  " + str(row[4]), file=out)
+    notes = [r for r in rows if r["state"] == ModelStatus.CORRUPT.value or r["partial_bytes"]]
+    for r in notes:
+        fix = f"assistant models download {r['name']}" + (" --force" if r["state"] == "corrupt" else "")
+        print(f"{r['name']}: {r['detail']} -> {fix}", file=out)
+    print(f"models folder: {models_dir}", file=out)
+    return 0
+
+
+class _Bars:
+    """One tqdm bar per file, on stderr; tqdm is imported only when a download starts."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.bars: dict[tuple[str, str], object] = {}
+        self.done: dict[tuple[str, str], int] = {}
+
+    def __call__(self, p: DownloadProgress) -> None:
+        from tqdm import tqdm
+
+        key = (p.model, p.file)
+        bar = self.bars.get(key)
+        if bar is None:
+            bar = tqdm(
+                total=p.total_bytes,
+                initial=p.resumed_from_bytes,
+                desc=f"{p.model}/{p.file}",
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                file=self.stream,
+                leave=True,
+                dynamic_ncols=True,
+            )
+            self.bars[key] = bar
+            self.done[key] = p.resumed_from_bytes
+        bar.update(p.done_bytes - self.done[key])  # type: ignore[attr-defined]
+        self.done[key] = p.done_bytes
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()  # type: ignore[attr-defined]
+        self.bars.clear()
+        self.done.clear()
+
+
+def download_models(
+    names: Sequence[str],
+    models_dir: Path,
+    *,
+    base_url: str | None = None,
+    force: bool = False,
+    registry: Mapping[str, ModelSpec] | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    **download_kw: object,
+) -> int:
+    """Download each named model; 0 when all are ready, 1 when any failed (the others still download)."""
+    out, err = out or sys.stdout, err or sys.stderr
+    for name in names:  # an unknown name fails before anything is downloaded
+        get_spec(name, registry)
+    if base_url:
+        print(f"using mirror {base_url}", file=err)
+    failed = []
+    for name in dict.fromkeys(names):
+        bars = _Bars(err)
+        try:
+            result = download_model(
+                name,
+                Path(models_dir),
+                base_url=base_url,
+                force=force,
+                registry=registry,
+                progress=bars,
+                **download_kw,
+            )  # type: ignore[arg-type]
+        except (DownloadError, ModelError) as e:
+            bars.close()
+            print(f"error: {name}: {e}", file=err)
+            failed.append(name)
+            continue
+        bars.close()
+        if result.skipped:
+            print(f"{name}: already present at {result.path}", file=out)
+        else:
+            resumed = sum(f.resumed_from_bytes for f in result.files)
+            note = f", resumed from {human_bytes(resumed)}" if resumed else ""
+            print(
+                f"{name}: ready at {result.path} ({human_bytes(result.fetched_bytes)} in "
+                f"{result.elapsed_s:.1f} s{note})",
+                file=out,
+            )
+    if failed:
+        print(f"{len(failed)} of {len(names)} model(s) failed: {', '.join(failed)}", file=err)
+        return 1
+    return 0

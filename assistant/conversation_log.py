@@ -1,0 +1,58 @@
+"""The conversation log: one JSON line per finished turn in the user data dir, flushed and fsynced at once, so a crash
+loses no finished turn."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from assistant.pipeline import TurnResult
+
+
+class ConversationLog:
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self._lock = threading.Lock()
+
+    @property
+    def path(self) -> Path:
+        return self.folder / f"conversation-{dt.date.today().isoformat()}.jsonl"
+
+    def append(self, result: TurnResult, started_at: dt.datetime, source: str) -> dict[str, Any]:
+        record = {
+            "turn_id": result.turn_id,
+            "started_at": started_at.isoformat(timespec="milliseconds"),
+            "ended_at": dt.datetime.now().astimezone().isoformat(timespec="milliseconds"),
+            "source": source,
+            "transcript": result.transcript,
+            "reply": result.reply,
+            "cancelled": result.cancelled,
+            "audio_paths": [str(p) for p in result.audio_paths],
+            "video_paths": [str(p) for p in result.video_paths],
+            "engines": result.engines,
+            "timings_s": {k: round(v, 4) for k, v in result.timings_s.items()},
+        }
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        with self._lock:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+        return record
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every complete line of today's log (a line cut short by a crash is skipped)."""
+        if not self.path.exists():
+            return []
+        records = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return records
