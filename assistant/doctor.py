@@ -4,7 +4,7 @@ Checks Debian tools (on PATH), the libvlc shared library, Python packages, audio
 every registry model. Each Python package is imported in its own subprocess, so a missing or crashing native
 library (PortAudio, libvlc, CUDA) shows up as a failed check instead of taking the doctor down, and the core
 process never imports Qt or VLC. "Ready" means the offline default can run: bundled models, Piper, the light
-talking head, a microphone. Optional things (CUDA, Coqui, Wav2Lip and GFPGAN weights) never make it not ready.
+talking head. No microphone is a warning (typed and file input still work). Optional things (CUDA, Coqui, Wav2Lip and GFPGAN weights) never make it not ready.
 """
 
 from __future__ import annotations
@@ -265,10 +265,10 @@ def _device_checks(probes: dict[str, dict[str, object] | None]) -> list[Check]:
                 Check(
                     "devices",
                     "audio input",
-                    FAIL,
-                    "no input audio device",
+                    WARN,
+                    "no input audio device: typed questions and audio files still work, the microphone does not",
                     "connect a microphone, or start PulseAudio: pulseaudio --start",
-                    True,
+                    False,
                 )
             )
     torch = probes.get("torch")

@@ -1,0 +1,338 @@
+"""Cut a stream of audio into utterances with webrtcvad: onset detection, pre-roll, end on silence, max length.
+
+The segmenter is fed the same way from a live microphone (capture.py) and from a file (sources.py): push int16
+(or float) samples of any chunk size, get back events: `SpeechStarted` as soon as speech onset is confirmed (so
+the pipeline can cancel a reply in flight), then an `assistant.events.Utterance` when the speaker stops, or a
+`SpeechDiscarded` when what started was too short to be speech (a click, a cough).
+
+Needs webrtcvad (from the webrtcvad-wheels package). No threads, no I/O: one segmenter per stream, one thread
+pushing into it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import webrtcvad
+
+from assistant.errors import ConfigError
+from assistant.events import Utterance
+
+if TYPE_CHECKING:
+    from assistant.config import AudioSettings
+
+VALID_SAMPLE_RATES_HZ = (8000, 16000, 32000, 48000)  # the rates webrtcvad accepts
+VALID_FRAME_MS = (10, 20, 30)  # the frame lengths webrtcvad accepts
+INT16_FULL_SCALE = 32768.0
+
+# A frame classifier: one frame of int16 samples in, True when it holds speech.
+FrameClassifier = Callable[[np.ndarray], bool]
+
+
+class VadConfigError(ConfigError, ValueError):
+    """A voice-activity setting is out of range (a ConfigError for the app, a ValueError for callers)."""
+
+
+@dataclass(frozen=True)
+class VadSettings:
+    """How speech is told apart and cut into utterances. Validated on construction."""
+
+    sample_rate_hz: int = 16000  # one of 8000, 16000, 32000, 48000
+    frame_ms: int = 30  # one of 10, 20, 30
+    aggressiveness: int = 2  # webrtcvad mode 0 (keeps most) .. 3 (filters most non-speech)
+    preroll_ms: int = 300  # audio kept before the first voiced frame, so the first syllable is not cut
+    silence_ms: int = 500  # this much non-speech ends an utterance
+    max_utterance_s: float = 30.0  # an utterance this long is cut and emitted; segmentation continues
+    min_speech_ms: int = 200  # utterances with fewer voiced ms than this are discarded
+    onset_ms: int = 90  # this many voiced ms within a short window start an utterance
+    tail_ms: int = 200  # non-speech kept after the last voiced frame
+
+    def __post_init__(self) -> None:
+        def bad(key: str, allowed: str) -> VadConfigError:
+            return VadConfigError(f"vad.{key} = {getattr(self, key)!r} is not allowed: use {allowed}")
+
+        if self.sample_rate_hz not in VALID_SAMPLE_RATES_HZ:
+            raise bad("sample_rate_hz", "one of 8000, 16000, 32000, 48000 (the rates webrtcvad accepts)")
+        if self.frame_ms not in VALID_FRAME_MS:
+            raise bad("frame_ms", "10, 20 or 30 (the frame lengths webrtcvad accepts)")
+        if self.aggressiveness not in (0, 1, 2, 3):
+            raise bad("aggressiveness", "an integer 0 (least aggressive) to 3 (most aggressive)")
+        for key in ("preroll_ms", "min_speech_ms", "tail_ms"):
+            if not 0 <= getattr(self, key) <= 10_000:
+                raise bad(key, "milliseconds between 0 and 10000")
+        for key in ("silence_ms", "onset_ms"):
+            if not self.frame_ms <= getattr(self, key) <= 10_000:
+                raise bad(key, f"milliseconds between frame_ms ({self.frame_ms}) and 10000")
+        if not 1.0 <= self.max_utterance_s <= 600.0:
+            raise bad("max_utterance_s", "seconds between 1 and 600")
+
+    @classmethod
+    def from_config(cls, audio: AudioSettings) -> VadSettings:
+        """From the `audio` section of the app config (assistant.config.AudioSettings)."""
+        return cls(
+            sample_rate_hz=audio.sample_rate_hz,
+            frame_ms=audio.frame_ms,
+            aggressiveness=audio.vad_aggressiveness,
+            preroll_ms=audio.preroll_ms,
+            silence_ms=audio.end_silence_ms,
+            max_utterance_s=audio.max_utterance_s,
+            min_speech_ms=audio.min_speech_ms,
+        )
+
+    @property
+    def frame_samples(self) -> int:
+        return self.sample_rate_hz * self.frame_ms // 1000  # 480 for 30 ms at 16 kHz
+
+    def frames(self, ms: float) -> int:
+        """How many whole frames cover `ms` milliseconds (at least 1 for a positive duration)."""
+        return max(1, round(ms / self.frame_ms)) if ms > 0 else 0
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    """Speech onset confirmed; an `Utterance` (or a `SpeechDiscarded`) follows for the same stretch."""
+
+    start_s: float  # where the utterance begins, pre-roll included, from the start of the stream
+    detected_s: float  # stream time at which the onset was confirmed
+    source: str
+    continued: bool = False  # True when it continues an utterance just cut at max_utterance_s
+
+
+@dataclass(frozen=True)
+class SpeechDiscarded:
+    """An utterance that started but was dropped: too little voiced audio, or the stream was reset (mute)."""
+
+    start_s: float
+    end_s: float
+    voiced_ms: int
+    source: str
+    reason: str
+
+
+SegmenterEvent = SpeechStarted | Utterance | SpeechDiscarded
+
+
+class VadSegmenter:
+    """Turns pushed audio into `SpeechStarted` / `Utterance` / `SpeechDiscarded` events.
+
+    Onset: `onset_ms` of voiced frames among the last `onset_ms * 1.5` (so one misclassified frame does not
+    delay it). The utterance then starts `preroll_ms` before the first voiced frame of the onset, and ends
+    once `silence_ms` of non-speech follow, keeping `tail_ms` of it. Times are counted in pushed samples.
+    """
+
+    def __init__(
+        self,
+        sample_rate_hz: int = 16000,
+        frame_ms: int = 30,
+        aggressiveness: int = 2,
+        preroll_ms: int = 300,
+        silence_ms: int = 500,
+        max_utterance_s: float = 30.0,
+        min_speech_ms: int = 200,
+        onset_ms: int = 90,
+        tail_ms: int = 200,
+        *,
+        source: str = "microphone",
+        is_speech: FrameClassifier | None = None,
+    ) -> None:
+        self.settings = VadSettings(
+            sample_rate_hz=sample_rate_hz,
+            frame_ms=frame_ms,
+            aggressiveness=aggressiveness,
+            preroll_ms=preroll_ms,
+            silence_ms=silence_ms,
+            max_utterance_s=max_utterance_s,
+            min_speech_ms=min_speech_ms,
+            onset_ms=onset_ms,
+            tail_ms=tail_ms,
+        )
+        self.source = source
+        s = self.settings
+        if is_speech is None:
+            vad = webrtcvad.Vad(s.aggressiveness)
+
+            def is_speech(frame: np.ndarray) -> bool:
+                return vad.is_speech(frame.tobytes(), s.sample_rate_hz)
+
+        self._is_speech = is_speech
+        self._n = s.frame_samples
+        self._onset_frames = s.frames(s.onset_ms)
+        self._onset_window = self._onset_frames + self._onset_frames // 2
+        self._preroll_frames = s.frames(s.preroll_ms)
+        self._silence_frames = s.frames(s.silence_ms)
+        self._tail_frames = s.frames(s.tail_ms)
+        self._max_frames = max(1, round(s.max_utterance_s * 1000 / s.frame_ms))
+        self._clock = 0  # samples seen since the stream started
+        self._pending = np.zeros(0, dtype=np.int16)  # a partial frame waiting for more samples
+        # While idle: recent (frame, voiced) pairs, enough for the pre-roll plus the onset window.
+        self._history: deque[tuple[np.ndarray, bool]] = deque(
+            maxlen=self._preroll_frames + self._onset_window
+        )
+        self._frames: list[np.ndarray] | None = None  # the open utterance's frames; None while idle
+        self._start = 0  # sample index where the open utterance starts
+        self._voiced = 0  # voiced frames in the open utterance
+        self._trailing = 0  # consecutive non-speech frames at its end
+
+    @classmethod
+    def from_settings(
+        cls, settings: VadSettings, *, source: str = "microphone", is_speech: FrameClassifier | None = None
+    ) -> VadSegmenter:
+        return cls(**vars(settings), source=source, is_speech=is_speech)
+
+    @property
+    def in_speech(self) -> bool:
+        return self._frames is not None
+
+    @property
+    def position_s(self) -> float:
+        """Stream time of the next sample to be pushed."""
+        return (self._clock + len(self._pending)) / self.settings.sample_rate_hz
+
+    def push(self, samples: np.ndarray) -> list[SegmenterEvent]:
+        """Feed any number of mono samples (int16, or float in [-1, 1]); returns the events they completed."""
+        chunk = to_int16(samples)
+        if len(self._pending):
+            chunk = np.concatenate([self._pending, chunk])
+        whole = len(chunk) - len(chunk) % self._n
+        events: list[SegmenterEvent] = []
+        for i in range(0, whole, self._n):
+            events.extend(self.push_frame(chunk[i : i + self._n]))
+        self._pending = chunk[whole:].copy()
+        return events
+
+    def push_frame(self, frame: np.ndarray) -> list[SegmenterEvent]:
+        """Feed exactly one frame of `frame_samples` int16 samples."""
+        if frame.dtype != np.int16 or frame.shape != (self._n,):
+            raise ValueError(
+                f"push_frame needs ({self._n},) int16 samples ({self.settings.frame_ms} ms at "
+                f"{self.settings.sample_rate_hz} Hz), got {frame.shape} {frame.dtype}; use push() for other sizes"
+            )
+        voiced = bool(self._is_speech(frame))
+        self._clock += self._n
+        if self._frames is None:
+            return self._idle_frame(frame, voiced)
+        self._frames.append(frame)
+        if voiced:
+            self._voiced += 1
+            self._trailing = 0
+        else:
+            self._trailing += 1
+        if self._trailing >= self._silence_frames:
+            return self._finish(cut=False, reason="too little voiced audio")
+        if len(self._frames) >= self._max_frames:
+            events = self._finish(cut=True, reason="")
+            self._open([], self._clock)
+            now_s = self._clock / self.settings.sample_rate_hz
+            events.append(SpeechStarted(now_s, now_s, self.source, continued=True))
+            return events
+        return []
+
+    def flush(self) -> list[SegmenterEvent]:
+        """End of stream: an utterance still open is emitted (or discarded when too short)."""
+        events: list[SegmenterEvent] = []
+        if self._frames is not None:
+            if len(self._pending):
+                self._frames.append(self._pending)
+                self._clock += len(self._pending)
+                self._trailing += 1  # the unclassified remainder counts as non-speech for the trim
+            events = self._finish(cut=False, reason="too little voiced audio")
+        else:
+            self._clock += len(self._pending)
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._history.clear()
+        return events
+
+    def reset(self, reason: str = "reset") -> list[SegmenterEvent]:
+        """Drop any open utterance and buffered audio (mute, device change); the clock keeps running."""
+        events: list[SegmenterEvent] = []
+        if self._frames is not None:
+            rate = self.settings.sample_rate_hz
+            events.append(
+                SpeechDiscarded(
+                    self._start / rate,
+                    self._clock / rate,
+                    self._voiced * self.settings.frame_ms,
+                    self.source,
+                    reason,
+                )
+            )
+        self._clock += len(self._pending)
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._history.clear()
+        self._frames = None
+        return events
+
+    def skip(self, n_samples: int) -> None:
+        """Advance the clock over audio that was not pushed (muted), so later times stay on the capture clock."""
+        self._clock += n_samples
+
+    # ---- internals ----
+
+    def _idle_frame(self, frame: np.ndarray, voiced: bool) -> list[SegmenterEvent]:
+        self._history.append((frame, voiced))
+        flags = [v for _, v in self._history]
+        window = flags[-self._onset_window :]
+        if sum(window) < self._onset_frames:
+            return []
+        first_voiced = len(flags) - len(window) + window.index(True)
+        begin = max(0, first_voiced - self._preroll_frames)
+        kept = list(self._history)[begin:]
+        self._history.clear()
+        self._open([f for f, _ in kept], self._clock - len(kept) * self._n)
+        for _, v in kept:
+            self._voiced += v
+            self._trailing = 0 if v else self._trailing + 1
+        rate = self.settings.sample_rate_hz
+        return [SpeechStarted(self._start / rate, self._clock / rate, self.source)]
+
+    def _open(self, frames: list[np.ndarray], start_sample: int) -> None:
+        self._frames = frames
+        self._start = start_sample
+        self._voiced = 0
+        self._trailing = 0
+
+    def _finish(self, cut: bool, reason: str) -> list[SegmenterEvent]:
+        assert self._frames is not None
+        frames, self._frames = self._frames, None
+        rate = self.settings.sample_rate_hz
+        keep = len(frames) if cut else len(frames) - self._trailing + min(self._trailing, self._tail_frames)
+        # The non-speech cut from the tail is the freshest audio: it serves as pre-roll for what comes next.
+        for f in frames[keep:]:
+            if len(f) == self._n:
+                self._history.append((f, False))
+        voiced_ms = self._voiced * self.settings.frame_ms
+        kept = frames[:keep]
+        n_samples = sum(len(f) for f in kept)
+        end_sample = self._start + n_samples
+        if not cut and voiced_ms < self.settings.min_speech_ms:
+            return [SpeechDiscarded(self._start / rate, end_sample / rate, voiced_ms, self.source, reason)]
+        pcm = np.concatenate(kept) if kept else np.zeros(0, np.int16)
+        samples = pcm.astype(np.float32) / INT16_FULL_SCALE  # (n,) float32 in [-1, 1)
+        return [
+            Utterance(
+                samples=samples,
+                sample_rate_hz=rate,
+                start_s=self._start / rate,
+                end_s=end_sample / rate,
+                cut_at_max=cut,
+                source=self.source,
+            )
+        ]
+
+
+def to_int16(samples: np.ndarray) -> np.ndarray:
+    """Mono int16 from int16 or float samples in [-1, 1]; a (n, 1) column is flattened."""
+    samples = np.asarray(samples)
+    if samples.ndim == 2 and samples.shape[1] == 1:
+        samples = samples[:, 0]
+    if samples.ndim != 1:
+        raise ValueError(f"expected mono samples shaped (n,) or (n, 1), got {samples.shape}; mix down first")
+    if samples.dtype == np.int16:
+        return samples
+    if np.issubdtype(samples.dtype, np.floating):
+        return (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype(np.int16)
+    raise ValueError(f"expected int16 or float samples, got {samples.dtype}")

@@ -1,0 +1,240 @@
+"""VadSegmenter: onset, pre-roll, end on silence, max length, flush, validation; the file path through it."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from assistant.audio.sources import feed_samples
+from assistant.audio.vad import (
+    SpeechDiscarded,
+    SpeechStarted,
+    VadConfigError,
+    VadSegmenter,
+    VadSettings,
+    to_int16,
+)
+from assistant.errors import ConfigError
+from assistant.events import Utterance
+
+RATE = 16000
+FRAME = 480  # 30 ms at 16 kHz
+VOICE = 6000  # amplitude of a "voiced" frame for the fake classifier
+
+
+def loud(frame: np.ndarray) -> bool:
+    """A deterministic stand-in for webrtcvad: a frame is speech when it is loud."""
+    return bool(np.abs(frame.astype(np.int32)).mean() > 1000)
+
+
+def pattern(spec: str) -> np.ndarray:
+    """int16 audio from a frame pattern: 'v' = one voiced 30 ms frame, '.' = one silent frame."""
+    frames = [np.full(FRAME, VOICE if c == "v" else 0, dtype=np.int16) for c in spec]
+    return np.concatenate(frames)
+
+
+def segmenter(**kwargs) -> VadSegmenter:
+    return VadSegmenter(**kwargs, is_speech=loud)
+
+
+def run(seg: VadSegmenter, audio: np.ndarray, flush: bool = True) -> list:
+    events = seg.push(audio)
+    return events + (seg.flush() if flush else [])
+
+
+def utterances(events: list) -> list[Utterance]:
+    return [e for e in events if isinstance(e, Utterance)]
+
+
+def test_silence_gives_no_events():
+    assert run(segmenter(), pattern("." * 100)) == []
+
+
+def test_one_utterance_keeps_preroll_and_tail():
+    events = run(segmenter(), pattern("." * 20 + "v" * 30 + "." * 30))
+    assert [type(e) for e in events] == [SpeechStarted, Utterance]
+    started, utt = events
+    # Onset confirmed after 3 voiced frames (90 ms); the utterance starts 300 ms (10 frames) before the first.
+    assert started.detected_s == pytest.approx(23 * 0.03)
+    assert started.start_s == pytest.approx(10 * 0.03)
+    assert utt.start_s == pytest.approx(10 * 0.03)
+    # Last voiced frame ends at 50 frames; 200 ms of tail rounds to 7 frames.
+    assert utt.end_s == pytest.approx(57 * 0.03)
+    assert utt.duration_s == pytest.approx(utt.end_s - utt.start_s)
+    assert utt.samples.dtype == np.float32 and utt.sample_rate_hz == RATE and not utt.cut_at_max
+    assert utt.source == "microphone"
+    # The first voiced sample sits exactly after the pre-roll: the first syllable is intact.
+    first_voiced = int(np.argmax(np.abs(utt.samples) > 0.1))
+    assert first_voiced == 10 * FRAME
+    assert utt.samples[first_voiced] == pytest.approx(VOICE / 32768)
+
+
+def test_preroll_is_clipped_at_stream_start():
+    (utt,) = utterances(run(segmenter(), pattern("." * 3 + "v" * 20 + "." * 30)))
+    assert utt.start_s == 0.0
+
+
+def test_short_blip_is_discarded_not_emitted():
+    events = run(segmenter(min_speech_ms=250), pattern("." * 10 + "vvvv" + "." * 40))
+    assert [type(e) for e in events] == [SpeechStarted, SpeechDiscarded]
+    assert events[1].voiced_ms == 120 and "too little" in events[1].reason
+
+
+def test_pause_shorter_than_silence_ms_does_not_split():
+    events = run(segmenter(silence_ms=500), pattern("v" * 20 + "." * 10 + "v" * 20 + "." * 30))
+    assert len(utterances(events)) == 1
+
+
+def test_pause_of_silence_ms_splits_in_two():
+    events = run(segmenter(silence_ms=300), pattern("v" * 20 + "." * 15 + "v" * 20 + "." * 30))
+    first, second = utterances(events)
+    assert first.end_s <= second.start_s
+    assert sum(isinstance(e, SpeechStarted) for e in events) == 2
+
+
+def test_one_misclassified_frame_does_not_delay_onset():
+    events = run(segmenter(), pattern("." * 20 + "vv.v" + "v" * 20 + "." * 30))
+    started = events[0]
+    assert isinstance(started, SpeechStarted)
+    assert started.detected_s == pytest.approx(24 * 0.03)  # 3 voiced among the last 4 frames
+
+
+def test_long_speech_is_cut_at_max_and_segmentation_continues():
+    events = run(segmenter(max_utterance_s=1.0), pattern("v" * 80 + "." * 30))
+    utts = utterances(events)
+    # 2.4 s of speech: two cut pieces of 33 frames (0.99 s), then the rest ends on silence.
+    assert len(utts) == 3
+    assert [u.cut_at_max for u in utts] == [True, True, False]
+    assert utts[0].duration_s == pytest.approx(1.0, abs=0.03)
+    for a, b in itertools.pairwise(utts):
+        assert b.start_s == pytest.approx(a.end_s)  # nothing lost at a cut
+    continued = [e for e in events if isinstance(e, SpeechStarted) and e.continued]
+    assert len(continued) == 2
+
+
+def test_flush_emits_an_utterance_still_open_at_end():
+    seg = segmenter()
+    audio = pattern("." * 10 + "v" * 30)
+    assert utterances(seg.push(audio)) == []
+    (utt,) = utterances(seg.flush())
+    assert utt.end_s == pytest.approx(len(audio) / RATE)
+
+
+def test_flush_keeps_a_partial_last_frame():
+    seg = segmenter()
+    audio = np.concatenate([pattern("." * 10 + "v" * 30), np.full(100, VOICE, np.int16)])
+    (utt,) = utterances(run(seg, audio))
+    assert utt.end_s == pytest.approx(len(audio) / RATE)
+
+
+def test_chunk_size_does_not_change_the_result():
+    audio = pattern("." * 15 + "v" * 25 + "." * 20 + "v" * 12 + "." * 25)
+    whole = utterances(run(segmenter(), audio))
+    seg = segmenter()
+    rng = np.random.default_rng(1)
+    events, i = [], 0
+    while i < len(audio):
+        n = int(rng.integers(1, 2000))
+        events += seg.push(audio[i : i + n])
+        i += n
+    chunked = utterances(events + seg.flush())
+    assert len(whole) == len(chunked) == 2
+    for a, b in zip(whole, chunked):
+        assert (a.start_s, a.end_s) == (b.start_s, b.end_s)
+        np.testing.assert_array_equal(a.samples, b.samples)
+
+
+def test_float_input_is_accepted():
+    audio = pattern("." * 10 + "v" * 20 + "." * 30)
+    (utt,) = utterances(run(segmenter(), audio.astype(np.float32) / 32768))
+    assert utt.duration_s > 0.5
+
+
+def test_reset_discards_the_open_utterance_and_skip_moves_the_clock():
+    seg = segmenter()
+    seg.push(pattern("v" * 20))
+    assert seg.in_speech
+    (discarded,) = seg.reset("muted")
+    assert isinstance(discarded, SpeechDiscarded) and discarded.reason == "muted"
+    assert not seg.in_speech
+    seg.skip(RATE)  # one muted second
+    (utt,) = utterances(run(seg, pattern("v" * 20 + "." * 30)))
+    assert utt.start_s == pytest.approx(20 * 0.03 + 1.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        ({"frame_ms": 25}, "frame_ms"),
+        ({"sample_rate_hz": 44100}, "sample_rate_hz"),
+        ({"aggressiveness": 4}, "aggressiveness"),
+        ({"aggressiveness": -1}, "aggressiveness"),
+        ({"silence_ms": 0}, "silence_ms"),
+        ({"preroll_ms": -10}, "preroll_ms"),
+        ({"max_utterance_s": 0.5}, "max_utterance_s"),
+    ],
+)
+def test_bad_settings_are_rejected_naming_the_key(kwargs, key):
+    with pytest.raises(VadConfigError) as info:
+        VadSegmenter(**kwargs)
+    assert isinstance(info.value, ConfigError) and isinstance(info.value, ValueError)
+    assert key in str(info.value) and str(next(iter(kwargs.values()))) in str(info.value)
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 32000, 48000])
+@pytest.mark.parametrize("frame_ms", [10, 20, 30])
+def test_every_webrtcvad_rate_and_frame_is_accepted(rate, frame_ms):
+    seg = VadSegmenter(sample_rate_hz=rate, frame_ms=frame_ms)
+    assert seg.push(np.zeros(rate // 10, np.int16)) == []  # the real webrtcvad takes the frame
+    assert seg.settings.frame_samples == rate * frame_ms // 1000
+
+
+def test_push_frame_rejects_a_wrong_size():
+    with pytest.raises(ValueError, match="480"):
+        segmenter().push_frame(np.zeros(100, np.int16))
+
+
+def test_to_int16_rejects_stereo():
+    with pytest.raises(ValueError, match="mono"):
+        to_int16(np.zeros((10, 2), np.float32))
+
+
+def vowel(seconds: float) -> np.ndarray:
+    """A buzz with harmonics of 130 Hz: close enough to a sung vowel for webrtcvad."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    wave = sum(np.sin(2 * np.pi * 130 * k * t) / k for k in range(1, 25))
+    return (0.3 * wave / np.abs(wave).max()).astype(np.float32)
+
+
+def test_real_webrtcvad_finds_a_vowel_between_silences():
+    silence = np.zeros(RATE, np.float32)
+    audio = np.concatenate([silence, vowel(1.0), silence])
+    events = list(feed_samples(VadSegmenter(source="test"), audio))
+    (utt,) = utterances(events)
+    assert 0.6 <= utt.start_s <= 1.0 and 2.0 <= utt.end_s <= 2.4
+    assert utt.source == "test"
+
+
+def test_real_webrtcvad_ignores_digital_silence():
+    assert list(feed_samples(VadSegmenter(), np.zeros(3 * RATE, np.float32))) == []
+
+
+def test_settings_round_trip_through_from_settings():
+    settings = VadSettings(frame_ms=20, silence_ms=400, preroll_ms=200)
+    seg = VadSegmenter.from_settings(settings, is_speech=loud)
+    assert seg.settings == settings
+
+
+def test_settings_from_the_app_config():
+    from assistant.config import AudioSettings
+
+    audio = AudioSettings(frame_ms=20, vad_aggressiveness=3, end_silence_ms=700, min_speech_ms=150)
+    settings = VadSettings.from_config(audio)
+    assert (settings.frame_ms, settings.aggressiveness, settings.silence_ms, settings.min_speech_ms) == (
+        20,
+        3,
+        700,
+        150,
+    )
