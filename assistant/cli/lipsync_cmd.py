@@ -1,0 +1,129 @@
+"""`assistant lipsync IMAGE AUDIO -o OUT.mp4`: make a talking-head video of a photo saying an audio file.
+
+Runs the same fallback chain as the app (wav2lip_gan -> wav2lip -> light -> static, from the chosen engine down),
+so the output always exists when any engine works; `--json` says which engine ran and why others did not.
+Defaults (engine, quality, device, frame size, checkpoints) come from the config and gpu_profile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from assistant.errors import AudioError, TalkingHeadError
+from assistant.talking_head.base import ENGINE_NAMES
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("lipsync", help="make a lip-synced video of a photo saying an audio file")
+    parser.add_argument("image", help="photo of a face (JPG/PNG)")
+    parser.add_argument("audio", help="speech (WAV/MP3/FLAC/OGG)")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="video to write")
+    parser.add_argument(
+        "--engine", choices=ENGINE_NAMES, help="first engine tried (default: from the config)"
+    )
+    parser.add_argument(
+        "--quality", choices=("standard", "high"), help="720p or 1080p profile (default: config)"
+    )
+    parser.add_argument("--fps", type=float, help="frames per second (default: the quality profile's)")
+    parser.add_argument(
+        "--checkpoint", metavar="PATH", help="Wav2Lip weights for --engine wav2lip/wav2lip_gan"
+    )
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: config, auto = CUDA when present)")
+    parser.add_argument("--no-fallback", action="store_true", help="fail instead of trying the next engine")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=_lipsync)
+
+
+def _lipsync(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from assistant.config import load_settings
+    from assistant.talking_head.chain import TalkingHeadChain, default_factories, render_settings_from_config
+
+    image, audio, output = Path(args.image), Path(args.audio), Path(args.output)
+    if not image.is_file():
+        raise TalkingHeadError(f"Image not found: {image}")
+    if not audio.is_file():
+        raise AudioError(f"Audio file not found: {audio}")
+    if args.fps is not None and not 1 <= args.fps <= 120:
+        raise TalkingHeadError(f"--fps must be between 1 and 120, got {args.fps}")
+
+    settings = load_settings(getattr(args, "config", None))
+    th = settings.talking_head
+    engine, quality, device = args.engine, args.quality, args.device
+    if engine is None or quality is None or device is None:
+        from assistant.profile import resolve  # probes CUDA (imports torch) only for "auto" values
+
+        resolved = resolve(settings)
+        engine = engine or resolved.talking_head_engine
+        quality = quality or resolved.quality_mode
+        device = device or resolved.talking_head_device
+
+    def sized(kind: str):
+        rs = render_settings_from_config(settings, quality, kind)
+        return dataclasses.replace(rs, fps=args.fps) if args.fps else rs
+
+    checkpoints = {
+        "wav2lip": settings.project_path(th.models.wav2lip),
+        "wav2lip_gan": settings.project_path(th.models.wav2lip_gan),
+    }
+    if args.checkpoint:
+        for name in ("wav2lip", "wav2lip_gan") if engine not in ("wav2lip", "wav2lip_gan") else (engine,):
+            checkpoints[name] = Path(args.checkpoint)
+    profile = th.high if quality == "high" else th.standard
+    factories = default_factories(
+        image,
+        sized("wav2lip"),
+        device=device,
+        checkpoints=checkpoints,
+        wav2lip_options={
+            "face_det_batch_size": profile.face_det_batch_size,
+            "wav2lip_batch_size": profile.wav2lip_batch_size,
+            "use_half_precision": th.use_half_precision,
+            "blend": th.blend,
+            "cache_dir": settings.cache_dir / "faces",
+        },
+        light_settings=sized("light"),
+    )
+    if args.no_fallback:
+        factories = {engine: factories[engine]}
+    chain = TalkingHeadChain(engine, factories, on_oom="fallback")
+    start = time.monotonic()
+    try:
+        video = chain.render(audio, output)
+    finally:
+        chain.close()
+    elapsed = time.monotonic() - start
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "output": str(video.mp4_path),
+                    "engine": video.engine,
+                    "requested_engine": engine,
+                    "frames": video.frames,
+                    "fps": video.fps,
+                    "width": video.width,
+                    "height": video.height,
+                    "resolution": f"{video.width}x{video.height}",
+                    "duration_s": round(video.duration_s, 3),
+                    "elapsed_s": round(elapsed, 3),
+                    "quality_mode": video.quality_mode,
+                    "device": video.device,
+                    "fallback_reasons": list(video.fallback_reasons),
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print(
+        f"Wrote {video.mp4_path}: {video.engine}, {video.width}x{video.height} @ {video.fps:g} fps, "
+        f"{video.frames} frames, {video.duration_s:.2f} s of video in {elapsed:.2f} s"
+    )
+    for reason in video.fallback_reasons:
+        print(f"  fell back: {reason}", file=sys.stderr)
+    return 0

@@ -1,0 +1,129 @@
+"""What every talking-head engine is: the `TalkingHeadEngine` protocol, the render settings per quality mode, and the
+shared helpers to load the avatar photo and fit it into the output frame without distorting it.
+
+Needs numpy and OpenCV only (no torch, no models), so the chain and the light engines import it cheaply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol, runtime_checkable
+
+import cv2
+import numpy as np
+
+from assistant.errors import TalkingHeadError
+from assistant.events import AvatarVideo
+
+QualityMode = Literal["standard", "high"]
+ENGINE_NAMES = (
+    "wav2lip_gan",
+    "wav2lip",
+    "light",
+    "static",
+)  # best first: the order the chain falls back along
+
+
+@runtime_checkable
+class TalkingHeadEngine(Protocol):
+    """Turns one speech audio file into an MP4 of the avatar saying it (audio muxed in)."""
+
+    name: str  # "wav2lip_gan", "wav2lip", "light" or "static"
+
+    def render(self, audio_path: Path, output_path: Path) -> AvatarVideo: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """Output frame size and rate; what a quality mode means for the engines that draw the whole frame."""
+
+    width: int = 1280
+    height: int = 720
+    fps: float = 25.0
+    quality_mode: str = "standard"
+    crf: int = (
+        23  # x264 constant rate factor: 23 is its default, visually clean for a face on a still background
+    )
+    # x264 preset: "superfast" encodes 720p about 1.7x faster than "veryfast" on 2 cores, for files about 2.5x
+    # larger (~0.6 Mbit/s for a talking head): the right trade for local playback of a CPU-rendered face.
+    preset: str = "superfast"
+    audio_bitrate: str = "192k"
+
+    @classmethod
+    def for_quality(cls, quality_mode: str, fps: float | None = None) -> RenderSettings:
+        """The shipped defaults: standard = 1280x720 at 25 fps, high = 1920x1080 at 30 fps."""
+        if quality_mode == "standard":
+            return cls(1280, 720, fps or 25.0, "standard")
+        if quality_mode == "high":
+            return cls(1920, 1080, fps or 30.0, "high", crf=20)
+        raise ValueError(f"Unknown quality mode {quality_mode!r}; use 'standard' or 'high'")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the photo landed in the frame: frame = photo * scale + offset."""
+
+    scale: float
+    offset_x: int
+    offset_y: int
+    width: int  # of the scaled photo, in frame pixels
+    height: int
+
+    def to_frame(self, x: float, y: float) -> tuple[float, float]:
+        return x * self.scale + self.offset_x, y * self.scale + self.offset_y
+
+
+def load_avatar(path: str | Path) -> np.ndarray:
+    """Read the avatar photo as (H, W, 3) uint8 BGR (alpha composited on white, grey expanded)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Avatar image not found: {path}; set talking_head.avatar_image to a photo of a face"
+        )
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise TalkingHeadError(f"Cannot read the avatar image {path}; use a JPEG or PNG photo")
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    elif image.shape[2] == 4:
+        alpha = image[:, :, 3:4].astype(np.float32) / 255.0
+        image = (image[:, :, :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+    if image.dtype != np.uint8:  # 16-bit PNG
+        image = (image / 257).astype(np.uint8)
+    return np.ascontiguousarray(image)
+
+
+def fit_frame(
+    image_bgr: np.ndarray,
+    width: int,
+    height: int,
+    background: Literal["blur", "black"] = "blur",
+) -> tuple[np.ndarray, Placement]:
+    """Fit the whole photo into a width x height frame keeping its aspect ratio (no crop, no stretch).
+
+    The bars left over are filled with a blurred, darkened, zoomed copy of the photo ("blur", what phones do
+    for a portrait shown landscape), or black. Returns the (height, width, 3) uint8 frame and where the photo is.
+    """
+    if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
+        raise ValueError(f"Expected an (H, W, 3) BGR image, got shape {image_bgr.shape}")
+    ih, iw = image_bgr.shape[:2]
+    scale = min(width / iw, height / ih)
+    sw, sh = max(1, round(iw * scale)), max(1, round(ih * scale))
+    ox, oy = (width - sw) // 2, (height - sh) // 2
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    scaled = cv2.resize(image_bgr, (sw, sh), interpolation=interp)
+    if background == "blur" and (sw, sh) != (width, height):
+        cover = max(width / iw, height / ih)
+        # Blur at low resolution: a 1/8-size copy blurred then upscaled looks the same and costs ~60x less.
+        small = cv2.resize(image_bgr, (max(1, round(iw * cover / 8)), max(1, round(ih * cover / 8))))
+        small = cv2.GaussianBlur(small, (0, 0), 3)
+        big = cv2.resize(small, (max(width, small.shape[1] * 8), max(height, small.shape[0] * 8)))
+        bx, by = (big.shape[1] - width) // 2, (big.shape[0] - height) // 2
+        frame = (big[by : by + height, bx : bx + width].astype(np.float32) * 0.55).astype(np.uint8)
+    else:
+        frame = np.zeros((height, width, 3), np.uint8)
+    frame[oy : oy + sh, ox : ox + sw] = scaled
+    return np.ascontiguousarray(frame), Placement(scale, ox, oy, sw, sh)

@@ -1,0 +1,235 @@
+"""The engine fallback chain: wav2lip_gan -> wav2lip -> light -> static, starting at the configured engine.
+
+An engine is built lazily the first time it is needed and kept for later turns (no per-turn model reloads). When it
+cannot be built (missing weights: CheckpointError, no face, torch absent, no CUDA) it is remembered as unavailable
+and skipped from then on; when a render fails, that turn goes one step down. Every step down is logged and
+reported in `AvatarVideo.fallback_reasons` as "from -> to: why". A VideoOutOfMemoryError propagates when
+`on_oom="raise"` (the pipeline then plays the reply as audio only) or steps down to the CPU engines with
+`on_oom="fallback"`. Cancelled always propagates.
+
+Engines come from a mapping name -> factory (a zero-argument callable), so tests inject fakes;
+`default_factories` builds the real ones. Needs nothing heavy itself: torch is imported only by the Wav2Lip factory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from assistant.cancel import CancelToken
+from assistant.errors import Cancelled, TalkingHeadError, VideoOutOfMemoryError
+from assistant.events import AvatarVideo
+from assistant.talking_head.base import ENGINE_NAMES, RenderSettings, TalkingHeadEngine
+
+if TYPE_CHECKING:
+    from assistant.config import Settings
+    from assistant.profile import ResolvedSettings
+
+log = logging.getLogger(__name__)
+
+EngineFactory = Callable[[], TalkingHeadEngine]
+OnOOM = Literal["raise", "fallback"]
+
+
+def _why(e: BaseException) -> str:
+    text = str(e).strip() or "no message"
+    return f"{type(e).__name__}: {text}"
+
+
+class TalkingHeadChain:
+    """Renders with the best engine that works; itself a TalkingHeadEngine (`name` is the configured engine)."""
+
+    def __init__(
+        self,
+        engine: str,
+        factories: Mapping[str, EngineFactory],
+        on_oom: OnOOM = "raise",
+        order: tuple[str, ...] = ENGINE_NAMES,
+    ) -> None:
+        if engine not in order:
+            raise ValueError(f"Unknown talking-head engine {engine!r}; use one of {', '.join(order)}")
+        if on_oom not in ("raise", "fallback"):
+            raise ValueError(f"on_oom must be 'raise' or 'fallback', got {on_oom!r}")
+        self.name = engine
+        self.on_oom = on_oom
+        self.steps = tuple(n for n in order[order.index(engine) :] if n in factories)
+        if not self.steps:
+            raise ValueError(f"No factory for {engine!r} or any engine after it in {order}")
+        self._factories = dict(factories)
+        self._engines: dict[str, TalkingHeadEngine] = {}
+        self._unavailable: dict[str, str] = {}  # engine -> why it could not be built
+        self._lock = threading.Lock()  # one render at a time; engines are not re-entrant
+        self.last_engine: str | None = None
+
+    @property
+    def unavailable(self) -> dict[str, str]:
+        """Engines that could not be built, with the reason (shown by doctor/UI)."""
+        return dict(self._unavailable)
+
+    def _engine(self, name: str) -> TalkingHeadEngine:
+        engine = self._engines.get(name)
+        if engine is None:
+            start = time.monotonic()
+            engine = self._factories[name]()
+            log.info("Talking-head engine %s ready in %.2f s", name, time.monotonic() - start)
+            self._engines[name] = engine
+        return engine
+
+    def render(self, audio_path: Path, output_path: Path, cancel: CancelToken | None = None) -> AvatarVideo:
+        """Render with the first engine that succeeds; raises TalkingHeadError when none does."""
+        start = time.monotonic()
+        failures: list[tuple[str, str]] = []  # (engine, why) for each step down
+        with self._lock:
+            for name in self.steps:
+                if cancel is not None:
+                    cancel.raise_if_cancelled()
+                if name in self._unavailable:
+                    failures.append((name, self._unavailable[name]))
+                    continue
+                try:
+                    engine = self._engine(name)
+                except (Cancelled, KeyboardInterrupt):
+                    raise
+                except Exception as e:  # noqa: BLE001 - any build failure means "use the next engine"
+                    self._unavailable[name] = f"unavailable ({_why(e)})"
+                    log.warning("Talking-head engine %s cannot be used: %s", name, _why(e))
+                    failures.append((name, self._unavailable[name]))
+                    continue
+                try:
+                    video = engine.render(Path(audio_path), Path(output_path))
+                except VideoOutOfMemoryError as e:
+                    if self.on_oom == "raise":
+                        raise
+                    log.warning("Talking-head engine %s ran out of memory: %s", name, e)
+                    failures.append((name, f"out of memory ({_why(e)})"))
+                    continue
+                except (Cancelled, KeyboardInterrupt):
+                    raise
+                except Exception as e:
+                    log.warning("Talking-head engine %s failed: %s", name, _why(e), exc_info=True)
+                    failures.append((name, f"failed ({_why(e)})"))
+                    continue
+                self.last_engine = name
+                reasons = tuple(
+                    f"{failed} -> {failures[i + 1][0] if i + 1 < len(failures) else name}: {why}"
+                    for i, (failed, why) in enumerate(failures)
+                )
+                for reason in reasons:
+                    log.info("Talking-head fallback: %s", reason)
+                return dataclasses.replace(
+                    video,
+                    engine=name,
+                    fallback_reasons=reasons + tuple(video.fallback_reasons),
+                    elapsed_s=time.monotonic() - start,
+                )
+        summary = "; ".join(f"{n}: {why}" for n, why in failures)
+        raise TalkingHeadError(f"No talking-head engine could render {audio_path}: {summary}")
+
+    def close(self) -> None:
+        """Close every engine that was built (frees model memory)."""
+        with self._lock:
+            for name, engine in self._engines.items():
+                closer = getattr(engine, "close", None) or getattr(engine, "cleanup", None)
+                try:
+                    if closer is not None:
+                        closer()
+                except Exception as e:  # noqa: BLE001 - closing must not hide the others
+                    log.warning("Closing talking-head engine %s failed: %s", name, e)
+            self._engines.clear()
+
+
+def default_factories(
+    avatar_image: str | Path,
+    settings: RenderSettings,
+    device: str = "cpu",
+    checkpoints: Mapping[str, str | Path] | None = None,
+    wav2lip_options: Mapping[str, object] | None = None,
+    light_settings: RenderSettings | None = None,
+) -> dict[str, EngineFactory]:
+    """Factories for the four real engines on one avatar.
+
+    `settings` gives the Wav2Lip frame size, fps and quality mode; `light_settings` (default: `settings`) those of the
+    light and static engines. `checkpoints` maps "wav2lip"/"wav2lip_gan" to weight files; `wav2lip_options` are
+    passed to Wav2LipTalkingHead (batch sizes, blend, use_half_precision, cache_dir, ...).
+    """
+    avatar = Path(avatar_image)
+    checkpoints = dict(checkpoints or {})
+    options = dict(wav2lip_options or {})
+    cpu_settings = light_settings or settings
+
+    def wav2lip(name: str) -> EngineFactory:
+        def build() -> TalkingHeadEngine:
+            from assistant.talking_head.wav2lip_engine import Wav2LipTalkingHead  # torch: only when needed
+
+            # The chain reports `name` (the checkpoint it runs) as the engine, whatever the quality mode.
+            return Wav2LipTalkingHead(  # type: ignore[return-value]
+                avatar, device=device, quality_mode=settings.quality_mode,  # type: ignore[arg-type]
+                model_path=checkpoints.get(name), resolution=(settings.width, settings.height),
+                fps=settings.fps, audio_bitrate=settings.audio_bitrate, **options,  # type: ignore[arg-type]
+            )  # fmt: skip
+
+        return build
+
+    def light() -> TalkingHeadEngine:
+        from assistant.talking_head.light import LightTalkingHead
+
+        return LightTalkingHead(avatar, cpu_settings)
+
+    def static() -> TalkingHeadEngine:
+        from assistant.talking_head.static import StaticTalkingHead
+
+        return StaticTalkingHead(avatar, cpu_settings)
+
+    return {
+        "wav2lip_gan": wav2lip("wav2lip_gan"),
+        "wav2lip": wav2lip("wav2lip"),
+        "light": light,
+        "static": static,
+    }
+
+
+def render_settings_from_config(settings: Settings, quality_mode: str, engine: str) -> RenderSettings:
+    """Frame size and fps from the config: Wav2Lip uses the quality mode's profile; the light and static engines use
+    `talking_head.light` in standard mode and the high profile's size and fps in high mode."""
+    th = settings.talking_head
+    if engine in ("light", "static") and quality_mode == "standard":
+        res, fps = th.light.resolution, th.light.fps
+    else:
+        profile = th.high if quality_mode == "high" else th.standard
+        res, fps = profile.resolution, profile.fps
+    base = RenderSettings.for_quality(quality_mode)
+    return dataclasses.replace(
+        base, width=res.width, height=res.height, fps=float(fps), audio_bitrate=th.output.audio_bitrate
+    )
+
+
+def build_chain(settings: Settings, resolved: ResolvedSettings, on_oom: OnOOM = "raise") -> TalkingHeadChain:
+    """The app's chain from the loaded config and the resolved gpu_profile choices."""
+    th = settings.talking_head
+    quality = resolved.quality_mode
+    profile = th.high if quality == "high" else th.standard
+    factories = default_factories(
+        settings.project_path(th.avatar_image),
+        render_settings_from_config(settings, quality, "wav2lip"),
+        device=resolved.talking_head_device,
+        checkpoints={
+            "wav2lip": settings.project_path(th.models.wav2lip),
+            "wav2lip_gan": settings.project_path(th.models.wav2lip_gan),
+        },
+        wav2lip_options={
+            "face_det_batch_size": profile.face_det_batch_size,
+            "wav2lip_batch_size": profile.wav2lip_batch_size,
+            "use_half_precision": th.use_half_precision,
+            "blend": th.blend,
+            "enhance_face": profile.enhance_face,
+            "cache_dir": settings.cache_dir / "faces",
+            "gfpgan_model_path": settings.project_path(th.models.gfpgan),
+        },
+        light_settings=render_settings_from_config(settings, quality, "light"),
+    )
+    return TalkingHeadChain(resolved.talking_head_engine, factories, on_oom=on_oom)

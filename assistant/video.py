@@ -1,0 +1,432 @@
+"""The one place ffmpeg and ffprobe are called: encode frames (+ audio) to MP4, probe a file, decode it back.
+
+- `FrameWriter` pipes raw frames straight into ffmpeg's stdin and muxes the audio in the same pass:
+  H.264 yuv420p, AAC, `+faststart` (the moov atom up front, so a player can start at once). Frames are converted
+  BGR -> YUV 4:2:0 (BT.601, limited range, what ffmpeg's own conversion gives) with OpenCV before the pipe: half the
+  bytes, and about twice the frame rate of letting ffmpeg's swscale do it on a 2-core machine. The video is made
+  exactly as long as the audio, within one frame: missing frames repeat the last one, extra frames are dropped.
+  The file appears under its final name only once complete (written to a `.part` name, then renamed).
+- `probe(path)` reads a media file's streams with ffprobe's JSON output into a `VideoInfo`.
+- `read_frames(path)` decodes a video back to BGR frames; `extract_audio(path, wav)` pulls its audio out as WAV.
+
+Needs the ffmpeg and ffprobe binaries on PATH (Debian: `apt-get install ffmpeg`) and OpenCV. Every call uses an argument
+list, never a shell string; a failure raises VideoEncodeError carrying ffmpeg's stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+import cv2
+import numpy as np
+
+from assistant.audio.io import audio_duration_s
+from assistant.errors import AudioFormatError, VideoEncodeError
+
+log = logging.getLogger(__name__)
+
+_INSTALL_HINT = "install it (Debian/Ubuntu: sudo apt-get install ffmpeg; macOS: brew install ffmpeg)"
+_MAX_STDERR_CHARS = 4000  # the tail of ffmpeg's stderr kept in an error message
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What ffprobe says about a media file. Audio fields are None/0 when it has no audio stream."""
+
+    path: Path
+    duration_s: float
+    width: int
+    height: int
+    fps: float
+    video_codec: str | None
+    audio_codec: str | None
+    audio_sample_rate_hz: int
+    has_audio: bool
+    has_video: bool
+    frames: int
+    video_duration_s: float = 0.0
+    audio_duration_s: float = 0.0
+    video_start_s: float = 0.0
+    audio_start_s: float = 0.0
+    pixel_format: str | None = None
+
+
+def _binary(name: str) -> str:
+    found = shutil.which(name)
+    if not found:
+        raise VideoEncodeError(f"{name} was not found on PATH; {_INSTALL_HINT}")
+    return found
+
+
+def _tail(text: str) -> str:
+    text = text.strip()
+    return text if len(text) <= _MAX_STDERR_CHARS else "..." + text[-_MAX_STDERR_CHARS:]
+
+
+def _run(args: list[str], what: str) -> subprocess.CompletedProcess[bytes]:
+    """Run ffmpeg/ffprobe to completion; a non-zero exit becomes VideoEncodeError with its stderr."""
+    try:
+        return subprocess.run(args, check=True, capture_output=True, stdin=subprocess.DEVNULL)
+    except subprocess.CalledProcessError as e:
+        stderr = e.stderr.decode("utf-8", "replace") if e.stderr else ""
+        raise VideoEncodeError(f"{what} failed (exit {e.returncode}): {_tail(stderr)}") from e
+
+
+def _media_duration_s(path: Path) -> float:
+    try:
+        return audio_duration_s(path)  # exact and instant for WAV/FLAC/OGG/MP3 via libsndfile
+    except AudioFormatError:
+        return probe(path).duration_s  # anything else ffmpeg can read (an .m4a, a video's audio)
+
+
+class FrameWriter:
+    """Encode BGR frames to an H.264 MP4, muxing `audio_path` (if given) in the same ffmpeg pass.
+
+    Use as a context manager: an exception inside the block kills ffmpeg and leaves no output file.
+
+        with FrameWriter(out, 1280, 720, 25, audio_path=wav) as w:
+            for frame in frames:          # (720, 1280, 3) uint8 BGR
+                w.write(frame)
+        # out now exists, as long as the audio
+
+    Odd width/height lose their last column/row (4:2:0 needs even sizes); `width`/`height` here are the size
+    of the frames you write, `encoded_width`/`encoded_height` the size in the file.
+    """
+
+    def __init__(
+        self,
+        output_path: str | Path,
+        width: int,
+        height: int,
+        fps: float,
+        audio_path: str | Path | None = None,
+        audio_bitrate: str = "192k",
+        crf: int = 23,
+        preset: str = "veryfast",
+        threads: int = 0,  # 0 = ffmpeg decides
+    ) -> None:
+        if width < 2 or height < 2:
+            raise ValueError(f"Frame size {width}x{height} is too small; width and height must be >= 2")
+        if not fps > 0:
+            raise ValueError(f"fps must be > 0, got {fps}")
+        self.output_path = Path(output_path)
+        self.width, self.height, self.fps = int(width), int(height), float(fps)
+        self.audio_path = Path(audio_path) if audio_path is not None else None
+        self.frames_written = 0
+        self.frames_dropped = 0
+        self.frames_padded = 0
+        self._last: np.ndarray | None = None
+        self._closed = False
+
+        self.target_frames: int | None = None
+        if self.audio_path is not None:
+            if not self.audio_path.is_file():
+                raise FileNotFoundError(f"Audio file not found: {self.audio_path}")
+            self.audio_duration_s = _media_duration_s(self.audio_path)
+            # Enough frames to cover the audio, never more than one frame past it.
+            self.target_frames = max(1, math.ceil(self.audio_duration_s * self.fps - 1e-6))
+
+        self.encoded_width, self.encoded_height = self.width - self.width % 2, self.height - self.height % 2
+        self.output_path.parent.mkdir(parents=True, exist_ok=True)
+        self._part_path = self.output_path.with_name(f".{self.output_path.name}.part")
+        rate = Fraction(self.fps).limit_denominator(1001)
+        args = [
+            _binary("ffmpeg"), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+            "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{self.encoded_width}x{self.encoded_height}",
+            "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "pipe:0",
+        ]  # fmt: skip
+        if self.audio_path is not None:
+            args += ["-i", str(self.audio_path)]
+        args += ["-map", "0:v:0"]
+        if self.audio_path is not None:
+            args += ["-map", "1:a:0"]
+        args += [
+            "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
+            "-threads", str(threads),
+            # Say what the pixels are (the conversion above), so players do not guess BT.709 for HD sizes.
+            "-color_range", "tv", "-colorspace", "smpte170m", "-color_primaries", "smpte170m",
+            "-color_trc", "smpte170m",
+        ]  # fmt: skip
+        if self.audio_path is not None:
+            args += ["-c:a", "aac", "-b:a", audio_bitrate]
+        args += ["-movflags", "+faststart", "-f", "mp4", str(self._part_path)]
+        self._args = args
+        self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the writer; a file: ffmpeg never blocks on it
+        log.debug("ffmpeg: %s", " ".join(args))
+        self._proc = subprocess.Popen(
+            args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._stderr
+        )
+
+    # ---- context manager ----
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    # ---- writing ----
+    def write(self, frame_bgr: np.ndarray) -> None:
+        """Send one (height, width, 3) uint8 BGR frame to the encoder."""
+        if self._closed:
+            raise VideoEncodeError(f"FrameWriter for {self.output_path} is already closed")
+        if frame_bgr.shape != (self.height, self.width, 3) or frame_bgr.dtype != np.uint8:
+            raise ValueError(
+                f"Frame must be ({self.height}, {self.width}, 3) uint8 BGR, got {frame_bgr.shape} {frame_bgr.dtype}"
+            )
+        self._last = frame_bgr
+        if self.target_frames is not None and self.frames_written >= self.target_frames:
+            self.frames_dropped += 1  # past the end of the audio
+            return
+        self._send(frame_bgr)
+        self.frames_written += 1
+
+    def _send(self, frame_bgr: np.ndarray) -> None:
+        assert self._proc.stdin is not None
+        if frame_bgr.shape[:2] != (self.encoded_height, self.encoded_width):
+            frame_bgr = frame_bgr[: self.encoded_height, : self.encoded_width]
+        yuv = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2YUV_I420)  # (H * 3/2, W) uint8: Y plane, then U, then V
+        try:
+            self._proc.stdin.write(yuv.data)
+        except (BrokenPipeError, OSError) as e:
+            self._proc.wait()
+            raise VideoEncodeError(
+                f"ffmpeg stopped while encoding {self.output_path} (exit {self._proc.returncode}): "
+                f"{self._read_stderr()}"
+            ) from e
+
+    def close(self) -> Path:
+        """Pad to the audio's length, finish the file and return its path."""
+        if self._closed:
+            return self.output_path
+        if self._last is None:
+            self.abort()
+            raise VideoEncodeError(f"No frames were written for {self.output_path}; nothing to encode")
+        if self.target_frames is not None and self.frames_written < self.target_frames:
+            missing = self.target_frames - self.frames_written
+            if missing > self.fps:  # more than a second short: the caller probably meant to send more frames
+                log.warning(
+                    "%s: %d frames short of the audio; repeating the last frame", self.output_path, missing
+                )
+            for _ in range(missing):
+                self._send(self._last)
+            self.frames_padded = missing
+            self.frames_written += missing
+        self._closed = True
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass  # the exit status below tells what happened
+        rc = self._proc.wait()
+        stderr = self._read_stderr()
+        self._stderr.close()
+        if rc != 0:
+            self._part_path.unlink(missing_ok=True)
+            raise VideoEncodeError(f"ffmpeg failed to encode {self.output_path} (exit {rc}): {stderr}")
+        os.replace(self._part_path, self.output_path)
+        return self.output_path
+
+    def abort(self) -> None:
+        """Stop ffmpeg and remove the partial file (used when the frame producer failed)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._proc.kill()
+        self._proc.wait()
+        if self._proc.stdin is not None:
+            try:
+                self._proc.stdin.close()
+            except (BrokenPipeError, OSError):
+                pass
+        self._stderr.close()
+        self._part_path.unlink(missing_ok=True)
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames_written / self.fps
+
+    def _read_stderr(self) -> str:
+        try:
+            self._stderr.seek(0)
+            return _tail(self._stderr.read().decode("utf-8", "replace"))
+        except (ValueError, OSError):
+            return ""
+
+
+# ---- reading ----
+def _rate(text: str | None) -> float:
+    if not text or text in ("0/0", "0"):
+        return 0.0
+    try:
+        return float(Fraction(text))
+    except (ValueError, ZeroDivisionError):
+        return 0.0
+
+
+def _float(value: object, default: float = 0.0) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Read duration, size, frame rate, codecs and audio rate of a media file with ffprobe."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Media file not found: {path}")
+    args = [
+        _binary("ffprobe"), "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path),
+    ]  # fmt: skip
+    out = _run(args, f"ffprobe {path}")
+    data = json.loads(out.stdout.decode("utf-8", "replace") or "{}")
+    streams = data.get("streams", [])
+    # An attached cover picture is a "video" stream too; the real video is the first that is not one.
+    video = next(
+        (
+            s
+            for s in streams
+            if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")
+        ),
+        None,
+    )
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    if video is None and audio is None:
+        raise VideoEncodeError(f"{path} holds no audio or video stream ffprobe can read")
+    duration = _float(data.get("format", {}).get("duration"))
+    fps, frames, width, height, v_dur, v_start = 0.0, 0, 0, 0, 0.0, 0.0
+    if video is not None:
+        width, height = int(video.get("width", 0)), int(video.get("height", 0))
+        fps = _rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate"))
+        v_dur = _float(video.get("duration"), duration)
+        v_start = _float(video.get("start_time"))
+        frames = int(_float(video.get("nb_frames"))) or round(v_dur * fps)
+    a_dur = _float(audio.get("duration"), duration) if audio else 0.0
+    return VideoInfo(
+        path=path,
+        duration_s=duration or max(v_dur, a_dur),
+        width=width,
+        height=height,
+        fps=fps,
+        video_codec=video.get("codec_name") if video else None,
+        audio_codec=audio.get("codec_name") if audio else None,
+        audio_sample_rate_hz=int(_float(audio.get("sample_rate"))) if audio else 0,
+        has_audio=audio is not None,
+        has_video=video is not None,
+        frames=frames,
+        video_duration_s=v_dur,
+        audio_duration_s=a_dur,
+        video_start_s=v_start,
+        audio_start_s=_float(audio.get("start_time")) if audio else 0.0,
+        pixel_format=video.get("pix_fmt") if video else None,
+    )
+
+
+def read_frames(path: str | Path) -> Iterator[np.ndarray]:
+    """Decode every video frame of `path` as (height, width, 3) uint8 BGR, in order."""
+    info = probe(path)
+    if not info.has_video:
+        raise VideoEncodeError(f"{path} has no video stream to decode")
+    frame_bytes = info.width * info.height * 3
+    args = [
+        _binary("ffmpeg"), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path),
+        "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:1",
+    ]  # fmt: skip
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr)
+        assert proc.stdout is not None
+        try:
+            while True:
+                buf = proc.stdout.read(frame_bytes)
+                if len(buf) < frame_bytes:
+                    break
+                yield np.frombuffer(buf, np.uint8).reshape(info.height, info.width, 3)
+        finally:
+            proc.stdout.close()
+            if proc.poll() is None:
+                proc.kill()  # the caller stopped early
+            rc = proc.wait()
+        if rc not in (0, -9):
+            stderr.seek(0)
+            raise VideoEncodeError(
+                f"ffmpeg failed to decode {path} (exit {rc}): {_tail(stderr.read().decode())}"
+            )
+
+
+def extract_audio(path: str | Path, wav_path: str | Path, sample_rate_hz: int = 16000) -> Path:
+    """Write the audio track of `path` as mono 16-bit WAV at `sample_rate_hz`."""
+    path, wav_path = Path(path), Path(wav_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Media file not found: {path}")
+    wav_path.parent.mkdir(parents=True, exist_ok=True)
+    args = [
+        _binary("ffmpeg"), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(path),
+        "-vn", "-ac", "1", "-ar", str(sample_rate_hz), "-c:a", "pcm_s16le", str(wav_path),
+    ]  # fmt: skip
+    _run(args, f"ffmpeg extracting audio from {path}")
+    return wav_path
+
+
+def concat_segments(
+    wav_paths: list[Path],
+    mp4_paths: list[Path | None],
+    out_wav: Path,
+    out_mp4: Path,
+    audio_bitrate: str = "192k",
+) -> tuple[Path, Path | None]:
+    """Join a reply's segments into one WAV and, when every segment has video, one MP4.
+
+    The segment videos are joined without re-encoding (concat demuxer, stream copy); the joined WAV becomes the
+    audio track, encoded once, so no AAC priming gap is left at a segment boundary. Returns (wav, mp4 or None).
+    """
+    import soundfile as sf
+
+    if not wav_paths:
+        raise ValueError("no segments to join")
+    out_wav, out_mp4 = Path(out_wav), Path(out_mp4)
+    out_wav.parent.mkdir(parents=True, exist_ok=True)
+    rate = sf.info(str(wav_paths[0])).samplerate
+    parts = []
+    for wav in wav_paths:
+        data, sr = sf.read(str(wav), dtype="float32", always_2d=True)
+        if sr != rate:
+            from assistant.audio.io import resample
+
+            data = resample(data.mean(axis=1), sr, rate)[:, None]
+        parts.append(data.mean(axis=1))
+    sf.write(str(out_wav), np.concatenate(parts), rate, subtype="PCM_16")
+    if not mp4_paths or any(p is None for p in mp4_paths):
+        return out_wav, None
+    out_mp4.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as listing:
+        for p in mp4_paths:
+            escaped = str(Path(p).resolve()).replace("'", "'\\''")  # type: ignore[arg-type]
+            listing.write(f"file '{escaped}'\n")
+    try:
+        args = [
+            _binary("ffmpeg"), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+            "-f", "concat", "-safe", "0", "-i", listing.name, "-i", str(out_wav),
+            "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", audio_bitrate,
+            "-movflags", "+faststart", "-shortest", str(out_mp4),
+        ]  # fmt: skip
+        _run(args, f"ffmpeg joining {len(mp4_paths)} segments into {out_mp4}")
+    finally:
+        os.unlink(listing.name)
+    return out_wav, out_mp4
