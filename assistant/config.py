@@ -52,10 +52,12 @@ class ASRSettings(_Section):
 
 class DialogueSettings(_Section):
     model: str = Field("smollm2-135m", description="a registry name or a .gguf path")
-    system_prompt: str = Field("You are a helpful voice assistant.", description="asks for short spoken answers")
+    system_prompt: str = Field(
+        "You are a helpful voice assistant. Answer briefly in plain English.", description="asks for short answers"
+    )
     context_tokens: int = Field(2048, ge=256, le=131072, description="llama.cpp context size")
     max_tokens: int = Field(160, ge=8, le=4096, description="longest reply")
-    temperature: float = Field(0.7, ge=0.0, le=2.0, description="sampling temperature")
+    temperature: float = Field(0.3, ge=0.0, le=2.0, description="sampling temperature")
     history_budget_tokens: int = Field(1024, ge=0, description="history kept, oldest turns trimmed first")
     threads: int | None = Field(None, ge=1, description="CPU threads; null = all cores")
 

@@ -80,6 +80,34 @@ class TalkingHeadChain:
             self._engines[name] = engine
         return engine
 
+    def prepare(self) -> list[str]:
+        """Build the first engine of the chain that can be built, now rather than on the first reply (models load
+        once and stay warm). Returns one line per engine skipped on the way, with why."""
+        skipped: list[str] = []
+        with self._lock:
+            for name in self.steps:
+                if name in self._unavailable:
+                    skipped.append(f"{name} {self._unavailable[name]}")
+                    continue
+                try:
+                    self._engine(name)
+                    return skipped
+                except (Cancelled, KeyboardInterrupt):
+                    raise
+                except Exception as e:  # noqa: BLE001 - any build failure means "use the next engine"
+                    self._unavailable[name] = f"unavailable ({_why(e)})"
+                    log.warning("Talking-head engine %s cannot be used: %s", name, _why(e))
+                    skipped.append(f"{name} {self._unavailable[name]}")
+        return skipped
+
+    @property
+    def ready_engine(self) -> str | None:
+        """The engine the next render will try first (the first one built and not known to be broken)."""
+        for name in self.steps:
+            if name in self._engines:
+                return name
+        return None
+
     def render(self, audio_path: Path, output_path: Path, cancel: CancelToken | None = None) -> AvatarVideo:
         """Render with the first engine that succeeds; raises TalkingHeadError when none does."""
         start = time.monotonic()

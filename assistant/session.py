@@ -1,0 +1,263 @@
+"""A conversation session: builds the four stages from the settings, keeps them loaded, runs turns, logs each
+turn, and reloads only what a settings change touches. What the CLI, the benchmark and the desktop app drive.
+
+Models are loaded once (load()) and kept warm; a model the profile asks for but that is not downloaded is replaced
+by the bundled one with a notice, so a first run with nothing downloaded works offline.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from assistant.config import Settings
+from assistant.conversation_log import ConversationLog
+from assistant.errors import ModelError
+from assistant.events import Notice, TurnEvent, Utterance
+from assistant.models import locate
+from assistant.pipeline import Stages, TurnResult, TurnRunner
+from assistant.profile import GPUInfo, ResolvedSettings, probe_cuda, resolve
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, float], None]
+
+BUNDLED_ASR = "whisper-tiny.en"
+BUNDLED_LLM = "smollm2-135m"
+
+
+@dataclass(frozen=True)
+class _StageKeys:
+    """What each stage is built from; a stage is rebuilt when its key changes."""
+
+    asr: tuple
+    dialogue: tuple
+    tts: tuple
+    talking_head: tuple
+
+
+def _keys(settings: Settings, r: ResolvedSettings) -> _StageKeys:
+    th = settings.talking_head
+    return _StageKeys(
+        asr=(r.asr_model, r.asr_device, settings.asr.model_dump_json()),
+        dialogue=(settings.dialogue.model_dump_json(),),
+        tts=(r.tts_engine, r.coqui_model, r.tts_device, settings.tts.model_dump_json()),
+        talking_head=(r.talking_head_engine, r.quality_mode, r.talking_head_device, th.model_dump_json()),
+    )
+
+
+class Session:
+    def __init__(
+        self,
+        settings: Settings,
+        on_event: Callable[[TurnEvent], None] = lambda e: None,
+        probe: Callable[[], GPUInfo | None] = probe_cuda,
+        out_dir: Path | None = None,
+    ) -> None:
+        self.settings = settings
+        self._probe = probe
+        self.resolved = resolve(settings, probe)
+        self.on_event = on_event
+        self.out_dir = Path(out_dir) if out_dir else settings.data_dir / "replies"
+        self.conversation_log = ConversationLog(settings.data_dir / "conversations")
+        self.asr: Any = None
+        self.dialogue: Any = None
+        self.tts: Any = None
+        self.talking_head: Any = None
+        self.runner: TurnRunner | None = None
+        self.notices: list[str] = []
+        self._keys: _StageKeys | None = None
+        self.load_timings_s: dict[str, float] = {}
+
+    # ---- building the stages ----
+    def _notice(self, message: str, level: str = "warning") -> None:
+        log.warning(message) if level == "warning" else log.info(message)
+        self.notices.append(message)
+        self.on_event(Notice(0, time.monotonic(), message, level))
+
+    def _model_path(self, wanted: str, bundled: str, what: str) -> tuple[Path, str]:
+        """A model folder/file from a path or registry name; a missing download falls back to the bundled one."""
+        if Path(wanted).expanduser().exists():
+            return Path(wanted).expanduser(), Path(wanted).name
+        try:
+            return locate(wanted, self.settings.models_dir), wanted
+        except ModelError as e:
+            if wanted == bundled:
+                raise
+            self._notice(f"{what}: {e}; using the bundled {bundled} meanwhile")
+            return locate(bundled, self.settings.models_dir), bundled
+
+    def _build_asr(self) -> Any:
+        from assistant.asr import WhisperASR
+
+        cfg = self.settings.asr
+        path, name = self._model_path(self.resolved.asr_model, BUNDLED_ASR, "Speech recognition")
+        asr = WhisperASR(
+            path, device=self.resolved.asr_device, compute_type=cfg.compute_type, language=cfg.language,
+            beam_size=cfg.beam_size, no_speech_threshold=cfg.no_speech_threshold, name=name,
+        )  # fmt: skip
+        asr.load()
+        return asr
+
+    def _build_dialogue(self) -> Any:
+        from assistant.dialogue import DialogueManager
+
+        cfg = self.settings.dialogue
+        path, name = self._model_path(cfg.model, BUNDLED_LLM, "Dialogue model")
+        manager = DialogueManager(
+            path, cfg.system_prompt, n_ctx=cfg.context_tokens, max_tokens=cfg.max_tokens,
+            temperature=cfg.temperature, history_budget_tokens=cfg.history_budget_tokens,
+            n_threads=cfg.threads, name=name,
+        )  # fmt: skip
+        manager.load()
+        return manager
+
+    def _build_tts(self) -> Any:
+        from assistant.tts.base import TTSOptions
+        from assistant.tts.select import build_tts
+
+        cfg = self.settings.tts
+        options = TTSOptions(
+            models_dir=self.settings.models_dir, coqui_model=self.resolved.coqui_model, speaker=cfg.speaker,
+            language=cfg.language, device=self.resolved.tts_device, piper_voice=cfg.piper_voice,
+            espeak_voice=cfg.espeak_voice,
+        )  # fmt: skip
+        return build_tts(
+            self.resolved.tts_engine, options, on_fallback=lambda name, why: self._notice(f"Speech: {why}")
+        )
+
+    def _build_talking_head(self) -> Any:
+        if not self.settings.talking_head.enabled:
+            return None
+        from assistant.talking_head.chain import build_chain
+
+        chain = build_chain(self.settings, self.resolved, on_oom="raise")
+        warm = getattr(chain, "prepare", None)
+        if warm is not None:  # build the engine now, not on the first reply
+            for reason in warm():
+                self._notice(f"Talking head: {reason}")
+        return chain
+
+    def load(self, progress: Progress | None = None) -> None:
+        """Load every stage (blocking; the app calls it from a worker thread). Idempotent."""
+        progress = progress or (lambda what, fraction: None)
+        steps = (
+            ("asr", "speech recognition", self._build_asr),
+            ("dialogue", "language model", self._build_dialogue),
+            ("tts", "voice", self._build_tts),
+            ("talking_head", "talking head", self._build_talking_head),
+        )
+        for i, (attr, label, build) in enumerate(steps):
+            if getattr(self, attr) is not None:
+                continue
+            progress(f"Loading {label}", i / len(steps))
+            start = time.monotonic()
+            setattr(self, attr, build())
+            self.load_timings_s[attr] = time.monotonic() - start
+        progress("Ready", 1.0)
+        self._keys = _keys(self.settings, self.resolved)
+        self._make_runner()
+
+    def _make_runner(self) -> None:
+        stages = Stages(self.asr, self.dialogue, self.tts, self.talking_head)
+        if self.runner is None:
+            self.runner = TurnRunner(stages, self._emit, self.out_dir)
+        else:
+            self.runner.stages = stages
+
+    def _emit(self, event: TurnEvent) -> None:
+        self.on_event(event)
+
+    # ---- turns ----
+    def run_turn(
+        self,
+        utterance: Utterance | None = None,
+        text: str | None = None,
+        end_of_speech_at: float | None = None,
+    ) -> TurnResult:
+        """One turn (blocking: call from a worker thread). Written to the conversation log when it ends."""
+        if self.runner is None:
+            self.load()
+        assert self.runner is not None
+        started = dt.datetime.now().astimezone()
+        result = self.runner.run(utterance=utterance, text=text, end_of_speech_at=end_of_speech_at)
+        if not result.dropped:
+            source = utterance.source if utterance is not None else "typed"
+            self.conversation_log.append(result, started, source)
+        return result
+
+    def cancel_current(self, reason: str = "new user speech") -> bool:
+        return self.runner.cancel_current(reason) if self.runner else False
+
+    def reset_conversation(self) -> None:
+        if self.dialogue is not None:
+            self.dialogue.reset()
+
+    # ---- what is running ----
+    def engines_summary(self) -> dict[str, str]:
+        r = self.resolved
+        th = "off"
+        if self.talking_head is not None:
+            engine = getattr(self.talking_head, "last_engine", None) or r.talking_head_engine
+            th = {
+                "wav2lip": f"Wav2Lip {r.quality_mode} on {r.talking_head_device.upper()}",
+                "wav2lip_gan": f"Wav2Lip-GAN {r.quality_mode} on {r.talking_head_device.upper()}",
+                "light": "light engine on CPU",
+                "static": "still photo",
+            }.get(engine, engine)
+        return {
+            "profile": r.profile,
+            "asr": f"{getattr(self.asr, 'name', r.asr_model)} on {r.asr_device}",
+            "llm": str(getattr(self.dialogue, "name", self.settings.dialogue.model)),
+            "tts": str(getattr(self.tts, "name", r.tts_engine)),
+            "talking_head": th,
+        }
+
+    def avatar_face_preview(self, image_path: str | Path) -> tuple[np.ndarray, Any]:
+        """The face crop of an avatar candidate and its box; raises NoFaceError for an image without a face."""
+        from assistant.talking_head.face import FaceCache
+
+        image, box = FaceCache(self.settings.cache_dir / "faces").load(image_path)
+        return image[box.y1 : box.y2, box.x1 : box.x2].copy(), box
+
+    # ---- settings changes ----
+    def reconfigure(self, settings: Settings, progress: Progress | None = None) -> list[str]:
+        """Apply new settings without a restart: rebuild only the stages whose inputs changed. Returns their names."""
+        old = self._keys
+        self.settings = settings
+        self.resolved = resolve(settings, self._probe)
+        self.conversation_log = ConversationLog(settings.data_dir / "conversations")
+        new = _keys(settings, self.resolved)
+        changed = [name for name in ("asr", "dialogue", "tts", "talking_head") if old is None or
+                   getattr(old, name) != getattr(new, name)]  # fmt: skip
+        for name in changed:
+            self._close_stage(name)
+        if changed:
+            log.info("Settings changed: reloading %s", ", ".join(changed))
+            self.load(progress)
+        else:
+            self._keys = new
+        return changed
+
+    def _close_stage(self, name: str) -> None:
+        stage = getattr(self, name)
+        setattr(self, name, None)
+        closer = getattr(stage, "close", None)
+        if closer is not None:
+            try:
+                closer()
+            except Exception as e:  # noqa: BLE001 - closing one stage must not stop the others
+                log.warning("closing %s failed: %s", name, e)
+
+    def close(self) -> None:
+        """Stop the reply in flight and free every model (VRAM included)."""
+        self.cancel_current("closing")
+        for name in ("talking_head", "tts", "dialogue", "asr"):
+            self._close_stage(name)
+        self.runner = None
