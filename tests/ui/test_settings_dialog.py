@@ -1,0 +1,180 @@
+"""The settings dialog: changing the profile and quality mode reconfigures the running pipeline and saves the
+user config; a photo without a face is refused; an invalid value is refused with the config layer's message.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from assistant.audio.capture import InputDevice
+from assistant.config import PROJECT_ROOT, load_settings
+from ui.settings_dialog import SettingsDialog
+
+pytestmark = pytest.mark.ui
+
+AVATAR = PROJECT_ROOT / "assets" / "avatars" / "astronaut.png"
+
+
+def start(qtbot, window):
+    window.show()
+    window.start()
+    qtbot.waitUntil(lambda: window.ready, timeout=10_000)
+
+
+def open_dialog(qtbot, window) -> SettingsDialog:
+    window.open_settings()
+    dialog = window.settings_dialog
+    qtbot.waitUntil(dialog.isVisible, timeout=5_000)
+    return dialog
+
+
+def test_dialog_shows_what_auto_resolved_to(qtbot, window):
+    start(qtbot, window)
+    dialog = open_dialog(qtbot, window)
+    # No CUDA in the fake session's probe: auto resolves to the low profile, shown on the auto item.
+    assert dialog.profile_combo.itemText(0) == "auto (resolves to low here)"
+    assert "profile low" in dialog.resolved_label.text()
+    dialog.reject()
+
+
+def test_changing_profile_and_quality_reconfigures_and_saves(qtbot, window, make_session):
+    start(qtbot, window)
+    session = make_session.made[-1]
+    dialog = open_dialog(qtbot, window)
+    dialog.profile_combo.setCurrentIndex(dialog.profile_combo.findData("medium"))
+    dialog.quality_combo.setCurrentIndex(dialog.quality_combo.findData("high"))
+    dialog.enhance_check.setChecked(True)
+    assert dialog.changes() == {
+        "gpu_profile": "medium",
+        "talking_head": {
+            "quality_mode": "high",
+            "standard": {"enhance_face": True},
+            "high": {"enhance_face": True},
+        },
+    }
+    with qtbot.waitSignal(window.worker.reconfigured, timeout=10_000) as reconfigured:
+        assert dialog.apply()
+    # The running pipeline got the new settings, without a restart (same session object).
+    assert make_session.made == [session]
+    new = session.reconfigured_with[-1]
+    assert (new.gpu_profile, new.talking_head.quality_mode) == ("medium", "high")
+    assert session.resolved.quality_mode == "high"
+    assert set(reconfigured.args[0]) == {"gpu_profile", "talking_head"}
+    assert window.settings.gpu_profile == "medium"
+    assert "(high)" in window.engines_label.text()
+    # Saved to the user overlay, and restored on the next start.
+    saved = yaml.safe_load(window.user_config.read_text())
+    assert saved["gpu_profile"] == "medium" and saved["talking_head"]["quality_mode"] == "high"
+    restored = load_settings(user_path=window.user_config)
+    assert (restored.gpu_profile, restored.talking_head.quality_mode) == ("medium", "high")
+    assert "gpu_profile" in restored.user_keys
+    dialog.accept()
+
+
+def test_avatar_without_a_face_is_refused(qtbot, window, tmp_path):
+    start(qtbot, window)
+    blank = tmp_path / "wall.png"
+    cv2.imwrite(str(blank), np.full((480, 640, 3), 180, np.uint8))
+    dialog = open_dialog(qtbot, window)
+    dialog.choose_avatar(blank)
+    qtbot.waitUntil(lambda: dialog.avatar_state == "no_face", timeout=10_000)
+    assert "No face found" in dialog.error_label.text()
+    assert dialog.avatar_edit.text() != str(blank)  # not taken
+    assert not dialog.apply()  # and nothing can be saved while it is pending
+    assert "refused" in dialog.error_label.text()
+    assert not window.user_config.exists()
+    dialog.revert_avatar()
+    assert dialog.apply() and not window.user_config.exists()  # nothing changed: nothing written
+    dialog.reject()
+
+
+def test_avatar_with_a_face_shows_a_preview_and_is_applied(qtbot, window, tmp_path):
+    start(qtbot, window)
+    photo = tmp_path / "me.png"
+    photo.write_bytes(AVATAR.read_bytes())
+    dialog = open_dialog(qtbot, window)
+    dialog.choose_avatar(photo)
+    qtbot.waitUntil(
+        lambda: dialog.avatar_state == "ok" and dialog.avatar_edit.text() == str(photo), timeout=10_000
+    )
+    assert not dialog.face_label.pixmap().isNull()
+    assert dialog.avatar_status.text().startswith("Face found")
+    with qtbot.waitSignal(window.worker.reconfigured, timeout=10_000):
+        assert dialog.apply()
+    assert window.avatar.image_path == photo
+    assert yaml.safe_load(window.user_config.read_text())["talking_head"]["avatar_image"] == str(photo)
+    dialog.reject()
+
+
+def test_invalid_value_is_refused_with_the_config_message(qtbot, window):
+    start(qtbot, window)
+    dialog = open_dialog(qtbot, window)
+    dialog.device_combo.setEditText("gpu0")
+    assert not dialog.apply()
+    message = dialog.error_label.text()
+    assert "talking_head.device" in message and "'gpu0'" in message
+    assert not window.user_config.exists()
+    assert window.worker.session.reconfigured_with == []
+    dialog.reject()
+
+
+def test_microphone_changes_restart_the_listener(qtbot, window, fake_listener_factory):
+    start(qtbot, window)
+    dialog = open_dialog(qtbot, window)
+    dialog.vad_spin.setValue(3)
+    dialog.silence_spin.setValue(800)
+    with qtbot.waitSignal(window.worker.reconfigured, timeout=10_000):
+        assert dialog.apply()
+    first, latest = fake_listener_factory.instances[0], fake_listener_factory.instances[-1]
+    assert first.stopped and latest is not first and latest.started
+    assert (latest.vad.aggressiveness, latest.vad.silence_ms) == (3, 800)
+    dialog.reject()
+
+
+class FakeProbe:
+    def __init__(self, device, on_level, on_error) -> None:
+        self.device, self.on_level = device, on_level
+        self.started = self.stopped = False
+
+    def start(self) -> None:
+        self.started = True
+        threading.Thread(
+            target=self.on_level, args=(-12.0,)
+        ).start()  # from the capture thread, like the real one
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def test_picking_another_microphone_shows_its_live_level(qtbot, settings, tmp_path):
+    devices = [
+        InputDevice(0, "Built-in Mic", 2, 48000.0, "ALSA"),
+        InputDevice(3, "USB Headset", 1, 16000.0, "ALSA"),
+    ]
+    probes: list[FakeProbe] = []
+
+    def probe_factory(device, on_level, on_error):
+        probes.append(FakeProbe(device, on_level, on_error))
+        return probes[-1]
+
+    dialog = SettingsDialog(
+        settings,
+        user_config=tmp_path / "user.yaml",
+        device_lister=lambda: devices,
+        level_probe=probe_factory,
+        face_preview=lambda path: (np.zeros((8, 8, 3), np.uint8), None),
+    )
+    qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: dialog.mic_combo.findData("USB Headset") >= 0, timeout=5_000)
+    dialog.mic_combo.setCurrentIndex(dialog.mic_combo.findData("USB Headset"))
+    assert probes and probes[-1].device == "USB Headset" and probes[-1].started
+    qtbot.waitUntil(lambda: dialog.meter.last_dbfs == -12.0, timeout=2_000)
+    assert dialog.changes() == {"audio": {"input_device": "USB Headset"}}
+    dialog.mic_combo.setCurrentIndex(dialog.mic_combo.findData(None))  # back to the one in use: probe stops
+    assert probes[-1].stopped and dialog.level_probe is None
+    dialog.reject()

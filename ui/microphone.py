@@ -1,0 +1,197 @@
+"""The window's microphone control: hands-free (VAD) or push-to-talk, mute, and the echo guard.
+
+The capture itself (`assistant.audio.capture.LiveListener`) runs on its own thread and reports through the
+bridge's `on_mic_*` callbacks. Push-to-talk reuses the same segmenter with the key as the speech detector:
+while the key (or button) is held every frame counts as speech, so the utterance starts with the usual
+pre-roll and ends a moment after release. Without echo cancellation the microphone would hear the avatar, so
+in hands-free mode listening pauses while a reply plays (`set_speaking`); push-to-talk is unaffected.
+
+Needs PySide6 and assistant.audio.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from assistant.audio.vad import VadSettings
+from assistant.config import Settings
+from ui.bridge import EventBridge
+
+log = logging.getLogger(__name__)
+
+HANDS_FREE, PUSH_TO_TALK = "hands_free", "push_to_talk"
+PTT_RELEASE_MS = (
+    90  # silence after the key is released that ends a push-to-talk utterance (3 frames of 30 ms)
+)
+
+
+class ListenerLike(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self, timeout_s: float = 5.0) -> None: ...
+
+    def set_muted(self, muted: bool) -> None: ...
+
+
+ListenerFactory = Callable[
+    [Settings, VadSettings, EventBridge, "Callable[[np.ndarray], bool] | None"], ListenerLike
+]
+
+
+def vad_settings_for(settings: Settings, mode: str) -> VadSettings:
+    """The segmenter settings for a mode: the user's VAD settings, with a short release for push-to-talk."""
+    a = settings.audio
+    silence_ms = a.end_silence_ms
+    tail_ms = 200
+    if mode == PUSH_TO_TALK:
+        silence_ms = max(a.frame_ms, PTT_RELEASE_MS)
+        tail_ms = 0
+    return VadSettings(
+        sample_rate_hz=a.sample_rate_hz,
+        frame_ms=a.frame_ms,
+        aggressiveness=a.vad_aggressiveness,
+        preroll_ms=a.preroll_ms,
+        silence_ms=silence_ms,
+        max_utterance_s=a.max_utterance_s,
+        min_speech_ms=a.min_speech_ms,
+        tail_ms=tail_ms,
+    )
+
+
+def default_listener_factory(
+    settings: Settings, vad: VadSettings, bridge: EventBridge, is_speech: Callable[[np.ndarray], bool] | None
+) -> ListenerLike:
+    from assistant.audio.capture import LiveListener
+
+    return LiveListener(
+        settings.audio.input_device,
+        vad,
+        on_utterance=bridge.on_mic_utterance,
+        on_speech_start=bridge.on_mic_speech_start,
+        on_level=bridge.on_mic_level,
+        on_error=bridge.on_mic_error,
+        on_notice=bridge.on_mic_notice,
+        is_speech=is_speech,
+    )
+
+
+class MicrophoneControl(QObject):
+    """Owns the LiveListener: starts, stops, rebuilds it; mute, mode and push-to-talk state (GUI thread)."""
+
+    state_changed = Signal(str)  # a short description for the window ("listening", "muted", ...)
+
+    def __init__(self, bridge: EventBridge, settings: Settings, factory: ListenerFactory | None) -> None:
+        super().__init__()
+        self._bridge = bridge
+        self._settings = settings
+        self._factory = factory
+        self.listener: ListenerLike | None = None
+        self.mode = settings.audio.mode
+        self.user_muted = False
+        self.speaking = False  # a reply is playing
+        self._ptt_down = threading.Event()  # read by the listener thread for every frame
+
+    @property
+    def available(self) -> bool:
+        return self._factory is not None
+
+    @property
+    def ptt_down(self) -> bool:
+        return self._ptt_down.is_set()
+
+    @property
+    def effective_muted(self) -> bool:
+        return self.user_muted or (self.mode == HANDS_FREE and self.speaking)
+
+    def describe(self) -> str:
+        if self.listener is None:
+            return "microphone off"
+        if self.user_muted:
+            return "muted"
+        if self.mode == PUSH_TO_TALK:
+            return "recording (push-to-talk)" if self.ptt_down else "hold Space or the button to talk"
+        return "paused while the avatar speaks" if self.speaking else "listening"
+
+    # ---- lifecycle ----
+    def start(self) -> None:
+        if self._factory is None or self.listener is not None:
+            return
+        is_speech = self._ptt_is_speech if self.mode == PUSH_TO_TALK else None
+        try:
+            self.listener = self._factory(
+                self._settings, vad_settings_for(self._settings, self.mode), self._bridge, is_speech
+            )
+        except Exception as e:  # noqa: BLE001 - e.g. a bad VAD value: the rest of the app still works
+            log.exception("cannot create the microphone listener")
+            self._bridge.on_mic_error(e)
+            return
+        self._apply_mute()
+        self.listener.start()
+        self.state_changed.emit(self.describe())
+
+    def stop(self) -> None:
+        """Stop capturing and release the device (joins the listener thread)."""
+        listener, self.listener = self.listener, None
+        self._ptt_down.clear()
+        if listener is not None:
+            listener.stop()
+        self.state_changed.emit(self.describe())
+
+    def restart(self, settings: Settings | None = None) -> None:
+        """Rebuild the listener (another device, other VAD settings, another mode)."""
+        if settings is not None:
+            self._settings = settings
+            self.mode = settings.audio.mode
+        was_running = self.listener is not None
+        self.stop()
+        if was_running or settings is not None:
+            self.start()
+
+    # ---- controls ----
+    def set_mode(self, mode: str) -> None:
+        if mode not in (HANDS_FREE, PUSH_TO_TALK):
+            raise ValueError(f"unknown microphone mode {mode!r}: use {HANDS_FREE} or {PUSH_TO_TALK}")
+        if mode == self.mode:
+            return
+        self.mode = mode
+        if self.listener is not None:
+            self.restart()
+        self.state_changed.emit(self.describe())
+
+    def set_user_muted(self, muted: bool) -> None:
+        self.user_muted = bool(muted)
+        self._apply_mute()
+        self.state_changed.emit(self.describe())
+
+    def set_speaking(self, speaking: bool) -> None:
+        if speaking == self.speaking:
+            return
+        self.speaking = speaking
+        self._apply_mute()
+        self.state_changed.emit(self.describe())
+
+    def ptt_press(self) -> None:
+        if self.mode != PUSH_TO_TALK:
+            return
+        self._ptt_down.set()
+        self.state_changed.emit(self.describe())
+
+    def ptt_release(self) -> None:
+        if not self._ptt_down.is_set():
+            return
+        self._ptt_down.clear()
+        self.state_changed.emit(self.describe())
+
+    # ---- internals ----
+    def _ptt_is_speech(self, _frame: np.ndarray) -> bool:
+        return self._ptt_down.is_set()  # called on the listener thread for every frame
+
+    def _apply_mute(self) -> None:
+        if self.listener is not None:
+            self.listener.set_muted(self.effective_muted)
