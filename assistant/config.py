@@ -36,6 +36,9 @@ class AudioSettings(_Section):
     end_silence_ms: int = Field(500, ge=100, le=5000, description="silence that ends an utterance")
     max_utterance_s: float = Field(30.0, gt=1.0, le=300.0, description="longer utterances are cut and processed")
     min_speech_ms: int = Field(200, ge=0, le=5000, description="shorter bursts are ignored")
+    early_start_ms: int = Field(
+        240, ge=0, le=5000, description="silence after which a reply is prepared before the end is confirmed; 0 = off"
+    )
     mode: Literal["hands_free", "push_to_talk"] = Field("hands_free", description="how a turn ends")
 
 

@@ -202,6 +202,15 @@ class DialogueManager:
         with self._history_lock:
             self._history.clear()
 
+    def forget_last_turn(self, user_text: str) -> bool:
+        """Drop the newest turn that answered `user_text` (a speculative turn the user talked over). True if found."""
+        with self._history_lock:
+            for i in range(len(self._history) - 1, -1, -1):
+                if self._history[i].user_text == user_text:
+                    del self._history[i]
+                    return True
+        return False
+
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` with the model's tokenizer (loads the model if needed)."""
         self.load()

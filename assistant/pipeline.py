@@ -8,6 +8,7 @@ a reply in flight (new user speech). Qt-free: the desktop app drives it from a Q
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -15,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
+
+import numpy as np
 
 from assistant.cancel import CancelToken
 from assistant.errors import AssistantError, Cancelled, VideoOutOfMemoryError
@@ -83,6 +86,7 @@ class TurnResult:
     segments: list[SegmentReady] = field(default_factory=list)
     cancelled: bool = False
     dropped: bool = False  # the utterance held no speech: nothing was sent to the model
+    discarded: bool = False  # a speculative turn the user talked over: never shown
     timings_s: dict[str, float] = field(default_factory=dict)
     engines: dict[str, str] = field(default_factory=dict)
 
@@ -98,14 +102,104 @@ class TurnResult:
 _DONE = object()  # end-of-stream marker between the stage threads
 
 
+class Hold:
+    """Keeps a speculative turn's events back until `release()`; `discard()` cancels the turn and drops them.
+
+    A turn started at a pause in speech (before the end of speech is confirmed) runs under a Hold: its work goes
+    on, but nothing reaches the listener (so nothing is shown or played) until the end of speech is confirmed.
+    If the speaker goes on instead, the turn is cancelled, its events vanish and its exchange is taken back out
+    of the dialogue history.
+    """
+
+    def __init__(self) -> None:
+        self.cancel = CancelToken()
+        self._lock = threading.Lock()
+        self._buffer: list[TurnEvent] = []
+        self._emit: EventCallback | None = None
+        self.state = "held"  # "held", "released" or "discarded"
+        self._rollback: Callable[[], None] | None = None
+        self.released_at: float | None = None
+
+    def attach(self, emit: EventCallback) -> None:
+        with self._lock:
+            self._emit = emit
+
+    def deliver(self, event: TurnEvent) -> None:
+        with self._lock:
+            if self.state == "held":
+                self._buffer.append(event)
+            elif self.state == "released" and self._emit is not None:
+                self._emit(event)
+
+    def release(self) -> None:
+        """The end of speech is confirmed: deliver what was held back, and everything after it at once."""
+        with self._lock:
+            if self.state != "held":
+                return
+            self.state = "released"
+            self.released_at = time.monotonic()
+            buffered, self._buffer = self._buffer, []
+            if self._emit is not None:
+                for event in buffered:
+                    self._emit(event)
+
+    def discard(self, reason: str = "speech resumed") -> None:
+        with self._lock:
+            if self.state == "discarded":
+                return
+            self.state = "discarded"
+            self._buffer.clear()
+            self.cancel.cancel(reason)
+            rollback, self._rollback = self._rollback, None
+        if rollback is not None:
+            rollback()
+
+    def finished(self, rollback: Callable[[], None]) -> None:
+        """The turn ended; `rollback` undoes its effects if it is (or later gets) discarded."""
+        with self._lock:
+            discarded = self.state == "discarded"
+            if not discarded:
+                self._rollback = rollback
+        if discarded:
+            rollback()
+
+
+def split_speech(speech: SpeechAudio, max_s: float) -> list[SpeechAudio]:
+    """Cut `speech` in two at its quietest 20 ms between 60% and 100% of `max_s`, when it is clearly longer than
+    `max_s`; the pieces are written beside the original WAV. The audio is unchanged end to end."""
+    import soundfile as sf
+
+    if speech.duration_s < 1.6 * max_s:
+        return [speech]
+    samples, rate = sf.read(str(speech.wav_path), dtype="float32")
+    if samples.ndim > 1:
+        samples = samples.mean(axis=1)
+    win = rate // 50  # 20 ms
+    lo, hi = int(0.6 * max_s * rate) // win, int(max_s * rate) // win
+    energy = [float(np.mean(samples[k * win : (k + 1) * win] ** 2)) for k in range(lo, hi)]
+    cut = (lo + int(np.argmin(energy))) * win + win // 2
+    pieces = []
+    for suffix, part in (("a", samples[:cut]), ("b", samples[cut:])):
+        path = speech.wav_path.with_name(f"{speech.wav_path.stem}{suffix}.wav")
+        sf.write(str(path), part, rate, subtype="PCM_16")
+        pieces.append(dataclasses.replace(speech, wav_path=path, duration_s=len(part) / rate))
+    return pieces
+
+
 class TurnRunner:
     """Runs turns through `Stages`, one at a time, reporting events to `on_event`."""
 
-    def __init__(self, stages: Stages, on_event: EventCallback, out_dir: Path) -> None:
+    def __init__(
+        self, stages: Stages, on_event: EventCallback, out_dir: Path, first_segment_max_s: float = 1.0
+    ) -> None:
         self.stages = stages
+        # The first sentence's speech is cut at a quiet point before this many seconds, so the first video
+        # segment (render + encode) is short and shows sooner; the rest renders while it plays. 0 = off.
+        self.first_segment_max_s = first_segment_max_s
         self.on_event = on_event
         self.out_dir = Path(out_dir)
         self._turn_id = 0
+        self._deliver: EventCallback = on_event  # where this turn's events go (through a Hold when speculative)
         self._lock = threading.Lock()
         self._current: CancelToken | None = None
         # After an out-of-memory, the rest of that turn is audio only; the next turn tries video again.
@@ -122,7 +216,7 @@ class TurnRunner:
 
     def _emit(self, event: TurnEvent) -> None:
         try:
-            self.on_event(event)
+            self._deliver(event)
         except Exception:  # a faulty listener must not kill the turn
             log.exception("event listener failed on %s", type(event).__name__)
 
@@ -133,18 +227,25 @@ class TurnRunner:
         text: str | None = None,
         cancel: CancelToken | None = None,
         end_of_speech_at: float | None = None,
+        hold: Hold | None = None,
     ) -> TurnResult:
         """One whole turn from an utterance (ASR runs) or from typed `text` (ASR skipped).
 
         `end_of_speech_at` (time.monotonic) is when the user stopped speaking; stage times are measured from it.
+        Under a `hold` (a speculative turn) events are kept back until the hold is released.
         """
         if (utterance is None) == (text is None):
             raise ValueError("give exactly one of utterance or text")
         with self._lock:
             self._turn_id += 1
             turn_id = self._turn_id
-            token = cancel or CancelToken()
+            token = hold.cancel if hold is not None else (cancel or CancelToken())
             self._current = token
+            if hold is not None:
+                hold.attach(self._safe_listener)
+                self._deliver = hold.deliver
+            else:
+                self._deliver = self.on_event
         t0 = end_of_speech_at if end_of_speech_at is not None else time.monotonic()
         result = TurnResult(turn_id, "", "")
         result.engines = {
@@ -182,7 +283,24 @@ class TurnRunner:
                         engines=dict(result.engines),
                     )
                 )
+            if hold is not None:
+                hold.finished(lambda: self._roll_back(result))
+                result.discarded = hold.state == "discarded"
         return result
+
+    def _safe_listener(self, event: TurnEvent) -> None:
+        try:
+            self.on_event(event)
+        except Exception:  # a faulty listener must not kill the turn
+            log.exception("event listener failed on %s", type(event).__name__)
+
+    def _roll_back(self, result: TurnResult) -> None:
+        """Take a discarded speculative turn back out of the conversation."""
+        result.discarded = True
+        forget = getattr(self.stages.dialogue, "forget_last_turn", None)
+        if forget is not None and result.transcript:
+            forget(result.transcript)
+        log.info("speculative turn %d discarded: the speaker went on", result.turn_id)
 
     def _recognize(
         self, turn_id: int, utterance: Utterance | None, text: str | None, result: TurnResult, t0: float
@@ -245,6 +363,7 @@ class TurnRunner:
             raise errors[0]
 
     def _tts_loop(self, turn_id, speech_q, video_q, token, turn_dir, result, t0, errors) -> None:
+        segment_index = 0  # segments are played in this order; the first sentence may make two
         try:
             while True:
                 item = speech_q.get()
@@ -264,7 +383,12 @@ class TurnRunner:
                     self._emit(Notice(turn_id, time.monotonic(), f"TTS fell back: {speech.fallback_reason}", "warning"))
                 result.engines["tts"] = speech.engine
                 self._emit(SpeechReady(turn_id, time.monotonic(), sentence.index, speech))
-                video_q.put((sentence.index, speech))
+                pieces = [speech]
+                if segment_index == 0 and self.stages.talking_head is not None and self.first_segment_max_s:
+                    pieces = split_speech(speech, self.first_segment_max_s)
+                for piece in pieces:
+                    video_q.put((segment_index, piece))
+                    segment_index += 1
         except BaseException as e:  # noqa: BLE001 - handed to the turn's thread
             errors.append(e)
         finally:

@@ -21,7 +21,7 @@ from assistant.conversation_log import ConversationLog
 from assistant.errors import ModelError
 from assistant.events import Notice, TurnEvent, Utterance
 from assistant.models import locate
-from assistant.pipeline import Stages, TurnResult, TurnRunner
+from assistant.pipeline import Hold, Stages, TurnResult, TurnRunner
 from assistant.profile import GPUInfo, ResolvedSettings, probe_cuda, resolve
 
 log = logging.getLogger(__name__)
@@ -180,14 +180,18 @@ class Session:
         utterance: Utterance | None = None,
         text: str | None = None,
         end_of_speech_at: float | None = None,
+        hold: Hold | None = None,
     ) -> TurnResult:
-        """One turn (blocking: call from a worker thread). Written to the conversation log when it ends."""
+        """One turn (blocking: call from a worker thread). Written to the conversation log when it ends.
+
+        With a `hold` the turn is speculative (started at a pause in speech): its events wait for hold.release()
+        and a discarded one is neither shown nor logged."""
         if self.runner is None:
             self.load()
         assert self.runner is not None
         started = dt.datetime.now().astimezone()
-        result = self.runner.run(utterance=utterance, text=text, end_of_speech_at=end_of_speech_at)
-        if not result.dropped:
+        result = self.runner.run(utterance=utterance, text=text, end_of_speech_at=end_of_speech_at, hold=hold)
+        if not result.dropped and not result.discarded:
             source = utterance.source if utterance is not None else "typed"
             self.conversation_log.append(result, started, source)
         return result

@@ -62,6 +62,8 @@ class EventBridge(QObject):
     # Microphone (LiveListener callbacks).
     mic_utterance = Signal(object, float)  # Utterance, time.monotonic() when it ended
     mic_speech_started = Signal(object)  # assistant.audio.vad.SpeechStarted
+    mic_speech_paused = Signal(object, float)  # assistant.audio.vad.SpeechPaused, time.monotonic() of the pause
+    mic_speech_resumed = Signal(object)  # assistant.audio.vad.SpeechResumed
     mic_level = Signal(float)  # RMS dBFS of the latest frame
     mic_error = Signal(str)  # a DeviceError / AudioError message
     mic_notice = Signal(str)  # "Listening on ...", "Microphone back ..."
@@ -88,6 +90,12 @@ class EventBridge(QObject):
 
     def on_mic_speech_start(self, started: object) -> None:
         self.mic_speech_started.emit(started)
+
+    def on_mic_speech_paused(self, paused: object) -> None:
+        self.mic_speech_paused.emit(paused, time.monotonic())
+
+    def on_mic_speech_resumed(self, resumed: object) -> None:
+        self.mic_speech_resumed.emit(resumed)
 
     def on_mic_level(self, dbfs: float) -> None:
         self.mic_level.emit(float(dbfs))

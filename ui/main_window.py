@@ -110,6 +110,9 @@ class MainWindow(QMainWindow):
         # interrupted, and their late events (a segment finished after the cancel) are ignored.
         self._running_job = 0
         self._stale_before_job = 0
+        # The speculative turn started at the last pause in speech, and the utterance it answers.
+        self._hold = None
+        self._held_utterance = None
         self._job_of_turn: dict[int, int] = {}
         self._user_entry_of_job: dict[int, ChatEntry] = {}
         self.worker_busy = False
@@ -208,7 +211,8 @@ class MainWindow(QMainWindow):
         bridge_signals = (
             "utterance_captured", "transcript_ready", "reply_sentence_ready", "speech_ready", "video_ready",
             "segment_ready", "stage_failed", "notice", "turn_done",
-            "mic_utterance", "mic_speech_started", "mic_level", "mic_error", "mic_notice",
+            "mic_utterance", "mic_speech_started", "mic_speech_paused", "mic_speech_resumed", "mic_level",
+            "mic_error", "mic_notice",
         )  # fmt: skip
         worker_signals = (
             "progress", "loaded", "load_failed", "turn_started", "turn_finished", "turn_failed",
@@ -393,11 +397,13 @@ class MainWindow(QMainWindow):
 
     def _on_turn_finished(self, result: object) -> None:
         entry = self._user_entry_of_job.get(self._running_job)
-        if getattr(result, "dropped", False):
-            if entry is not None and not entry.text:
+        dropped, discarded = getattr(result, "dropped", False), getattr(result, "discarded", False)
+        if dropped or discarded:
+            if entry is not None and not entry.text and entry in self.conversation.entries:
                 self.conversation.entries.remove(entry)
                 self.conversation.refresh()
-            self._set_stage("Ready (heard no words)")
+            if dropped:
+                self._set_stage("Ready (heard no words)")
 
     def _on_busy_changed(self, busy: bool) -> None:
         self.worker_busy = busy
@@ -495,8 +501,29 @@ class MainWindow(QMainWindow):
 
     # ---- microphone slots ----
     def _on_mic_utterance(self, utterance, ended_at: float) -> None:
+        hold, self._hold = self._hold, None
+        if hold is not None and (hold_utterance := self._held_utterance) is not None and (
+            hold_utterance.start_s, hold_utterance.end_s) == (utterance.start_s, utterance.end_s):  # fmt: skip
+            hold.release()  # the reply prepared since the pause is the answer: show it
+            return
+        if hold is not None:
+            hold.discard("a different utterance ended")
         self._interrupt("new user speech")
         self.worker.submit_turn(utterance=utterance, end_of_speech_at=ended_at)
+
+    def _on_mic_speech_paused(self, paused, paused_at: float) -> None:
+        """A pause in speech: start the reply now, show it only if the end of speech is confirmed."""
+        from assistant.pipeline import Hold
+
+        if self._hold is not None:
+            self._hold.discard("superseded")
+        self._hold, self._held_utterance = Hold(), paused.utterance
+        self.worker.submit_turn(utterance=paused.utterance, end_of_speech_at=paused_at, hold=self._hold)
+
+    def _on_mic_speech_resumed(self, _resumed) -> None:
+        if self._hold is not None:
+            self._hold.discard("the speaker went on")
+            self._hold = self._held_utterance = None
 
     def _on_mic_speech_started(self, _started) -> None:
         # The user speaks while a reply is being made: drop it (playback itself is protected by the echo

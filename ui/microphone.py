@@ -49,9 +49,12 @@ def vad_settings_for(settings: Settings, mode: str) -> VadSettings:
     a = settings.audio
     silence_ms = a.end_silence_ms
     tail_ms = 200
+    # Hands-free: prepare the reply from the first pause (shown once end_silence_ms confirms the end).
+    early_start_ms = a.early_start_ms if a.early_start_ms < silence_ms else 0
     if mode == PUSH_TO_TALK:
         silence_ms = max(a.frame_ms, PTT_RELEASE_MS)
         tail_ms = 0
+        early_start_ms = 0  # the key release already says when speech ends
     return VadSettings(
         sample_rate_hz=a.sample_rate_hz,
         frame_ms=a.frame_ms,
@@ -61,6 +64,7 @@ def vad_settings_for(settings: Settings, mode: str) -> VadSettings:
         max_utterance_s=a.max_utterance_s,
         min_speech_ms=a.min_speech_ms,
         tail_ms=tail_ms,
+        early_start_ms=early_start_ms,
     )
 
 
@@ -74,6 +78,8 @@ def default_listener_factory(
         vad,
         on_utterance=bridge.on_mic_utterance,
         on_speech_start=bridge.on_mic_speech_start,
+        on_speech_paused=bridge.on_mic_speech_paused,
+        on_speech_resumed=bridge.on_mic_speech_resumed,
         on_level=bridge.on_mic_level,
         on_error=bridge.on_mic_error,
         on_notice=bridge.on_mic_notice,

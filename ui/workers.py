@@ -26,6 +26,7 @@ from PySide6.QtCore import QThread, Signal
 
 from assistant.config import Settings
 from assistant.events import TurnEvent, Utterance
+from assistant.pipeline import Hold
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class _TurnJob:
     utterance: Utterance | None
     text: str | None
     end_of_speech_at: float | None
+    hold: Hold | None = None  # a speculative turn (started at a pause): shown once the hold is released
 
 
 @dataclass(frozen=True)
@@ -137,12 +139,13 @@ class SessionWorker(QThread):
         utterance: Utterance | None = None,
         text: str | None = None,
         end_of_speech_at: float | None = None,
+        hold: Hold | None = None,
     ) -> int:
         """Queue a turn; returns its job number (turn_started reports it when the turn begins)."""
         number = self.next_job_number
         self.next_job_number += 1
         if not self._stopping:
-            self._jobs.put(_TurnJob(number, utterance, text, end_of_speech_at))
+            self._jobs.put(_TurnJob(number, utterance, text, end_of_speech_at, hold))
         return number
 
     def submit_reconfigure(self, settings: Settings) -> None:
@@ -227,8 +230,9 @@ class SessionWorker(QThread):
         # Emitted on this thread before the turn's first event, so the window sees them in this order.
         self.turn_started.emit(job.number, job.text if job.text is not None else job.utterance)
         try:
+            extra = {"hold": job.hold} if job.hold is not None else {}
             result = self.session.run_turn(
-                utterance=job.utterance, text=job.text, end_of_speech_at=job.end_of_speech_at
+                utterance=job.utterance, text=job.text, end_of_speech_at=job.end_of_speech_at, **extra
             )
         except Exception as e:  # noqa: BLE001 - a failed turn is shown, the next one may work
             log.exception("turn failed")

@@ -25,7 +25,15 @@ from typing import Any, Protocol
 import numpy as np
 import soxr
 
-from assistant.audio.vad import SegmenterEvent, SpeechDiscarded, SpeechStarted, VadSegmenter, VadSettings
+from assistant.audio.vad import (
+    SegmenterEvent,
+    SpeechDiscarded,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    VadSegmenter,
+    VadSettings,
+)
 from assistant.errors import AssistantError, AudioError, DeviceError
 from assistant.events import Utterance
 
@@ -209,6 +217,8 @@ class LiveListener:
         on_utterance: Callable[[Utterance], None],
         on_speech_start: Callable[[SpeechStarted], None] | None = None,
         on_speech_discarded: Callable[[SpeechDiscarded], None] | None = None,
+        on_speech_paused: Callable[[SpeechPaused], None] | None = None,
+        on_speech_resumed: Callable[[SpeechResumed], None] | None = None,
         on_level: Callable[[float], None] | None = None,
         on_error: Callable[[AssistantError], None] | None = None,
         on_notice: Callable[[str], None] | None = None,
@@ -222,6 +232,8 @@ class LiveListener:
         self.on_utterance = on_utterance
         self.on_speech_start = on_speech_start
         self.on_speech_discarded = on_speech_discarded
+        self.on_speech_paused = on_speech_paused
+        self.on_speech_resumed = on_speech_resumed
         self.on_level = on_level
         self.on_error = on_error
         self.on_notice = on_notice
@@ -407,6 +419,10 @@ class LiveListener:
                 self._call(self.on_speech_start, event)
             elif isinstance(event, SpeechDiscarded):
                 self._call(self.on_speech_discarded, event)
+            elif isinstance(event, SpeechPaused):
+                self._call(self.on_speech_paused, event)
+            elif isinstance(event, SpeechResumed):
+                self._call(self.on_speech_resumed, event)
 
     def _call(self, callback: Callable[[Any], None] | None, arg: Any) -> None:
         """Run a consumer's callback; its failure is reported, never allowed to stop capture."""

@@ -50,6 +50,9 @@ class VadSettings:
     min_speech_ms: int = 200  # utterances with fewer voiced ms than this are discarded
     onset_ms: int = 90  # this many voiced ms within a short window start an utterance
     tail_ms: int = 200  # non-speech kept after the last voiced frame
+    # After this much non-speech (less than silence_ms) a SpeechPaused event carries the utterance so far, so a
+    # reply can be prepared while the end of speech is still being confirmed; 0 = off.
+    early_start_ms: int = 0
 
     def __post_init__(self) -> None:
         def bad(key: str, allowed: str) -> VadConfigError:
@@ -69,6 +72,8 @@ class VadSettings:
                 raise bad(key, f"milliseconds between frame_ms ({self.frame_ms}) and 10000")
         if not 1.0 <= self.max_utterance_s <= 600.0:
             raise bad("max_utterance_s", "seconds between 1 and 600")
+        if self.early_start_ms and not self.frame_ms <= self.early_start_ms < self.silence_ms:
+            raise bad("early_start_ms", f"0 (off) or milliseconds from frame_ms to below silence_ms ({self.silence_ms})")
 
     @classmethod
     def from_config(cls, audio: AudioSettings) -> VadSettings:
@@ -81,6 +86,7 @@ class VadSettings:
             silence_ms=audio.end_silence_ms,
             max_utterance_s=audio.max_utterance_s,
             min_speech_ms=audio.min_speech_ms,
+            early_start_ms=audio.early_start_ms,
         )
 
     @property
@@ -113,7 +119,24 @@ class SpeechDiscarded:
     reason: str
 
 
-SegmenterEvent = SpeechStarted | Utterance | SpeechDiscarded
+@dataclass(frozen=True)
+class SpeechPaused:
+    """`early_start_ms` of non-speech inside an utterance: `utterance` is what it would be if the speaker stopped
+    here. It is exactly the Utterance that follows unless speech resumes (then a SpeechResumed comes first)."""
+
+    utterance: Utterance
+    paused_s: float  # stream time of the pause's detection
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    """Speech came back after a SpeechPaused: the provisional utterance is void."""
+
+    resumed_s: float
+    source: str
+
+
+SegmenterEvent = SpeechStarted | Utterance | SpeechDiscarded | SpeechPaused | SpeechResumed
 
 
 class VadSegmenter:
@@ -135,6 +158,7 @@ class VadSegmenter:
         min_speech_ms: int = 200,
         onset_ms: int = 90,
         tail_ms: int = 200,
+        early_start_ms: int = 0,
         *,
         source: str = "microphone",
         is_speech: FrameClassifier | None = None,
@@ -149,6 +173,7 @@ class VadSegmenter:
             min_speech_ms=min_speech_ms,
             onset_ms=onset_ms,
             tail_ms=tail_ms,
+            early_start_ms=early_start_ms,
         )
         self.source = source
         s = self.settings
@@ -165,6 +190,8 @@ class VadSegmenter:
         self._preroll_frames = s.frames(s.preroll_ms)
         self._silence_frames = s.frames(s.silence_ms)
         self._tail_frames = s.frames(s.tail_ms)
+        self._pause_frames = s.frames(s.early_start_ms)
+        self._paused = False  # a SpeechPaused was sent for the current stretch of non-speech
         self._max_frames = max(1, round(s.max_utterance_s * 1000 / s.frame_ms))
         self._clock = 0  # samples seen since the stream started
         self._pending = np.zeros(0, dtype=np.int16)  # a partial frame waiting for more samples
@@ -216,20 +243,35 @@ class VadSegmenter:
         if self._frames is None:
             return self._idle_frame(frame, voiced)
         self._frames.append(frame)
+        events: list[SegmenterEvent] = []
         if voiced:
             self._voiced += 1
             self._trailing = 0
+            if self._paused:
+                self._paused = False
+                events.append(SpeechResumed(self._clock / self.settings.sample_rate_hz, self.source))
         else:
             self._trailing += 1
         if self._trailing >= self._silence_frames:
-            return self._finish(cut=False, reason="too little voiced audio")
+            return events + self._finish(cut=False, reason="too little voiced audio")
+        if (
+            self._pause_frames
+            and not self._paused
+            and self._trailing == self._pause_frames
+            and self._voiced * self.settings.frame_ms >= self.settings.min_speech_ms
+        ):
+            self._paused = True
+            provisional = self._utterance(self._frames[: self._kept_frames()], cut=False)
+            events.append(SpeechPaused(provisional, self._clock / self.settings.sample_rate_hz))
         if len(self._frames) >= self._max_frames:
-            events = self._finish(cut=True, reason="")
+            if self._paused:  # the cut utterance is not the provisional one
+                self._paused = False
+                events.append(SpeechResumed(self._clock / self.settings.sample_rate_hz, self.source))
+            events += self._finish(cut=True, reason="")
             self._open([], self._clock)
             now_s = self._clock / self.settings.sample_rate_hz
             events.append(SpeechStarted(now_s, now_s, self.source, continued=True))
-            return events
-        return []
+        return events
 
     def flush(self) -> list[SegmenterEvent]:
         """End of stream: an utterance still open is emitted (or discarded when too short)."""
@@ -290,38 +332,46 @@ class VadSegmenter:
         return [SpeechStarted(self._start / rate, self._clock / rate, self.source)]
 
     def _open(self, frames: list[np.ndarray], start_sample: int) -> None:
+        self._paused = False
         self._frames = frames
         self._start = start_sample
         self._voiced = 0
         self._trailing = 0
 
+    def _kept_frames(self) -> int:
+        """Frames of the open utterance that an end of speech now would keep (trailing non-speech cut to the tail)."""
+        assert self._frames is not None
+        return len(self._frames) - self._trailing + min(self._trailing, self._tail_frames)
+
+    def _utterance(self, kept: list[np.ndarray], cut: bool) -> Utterance:
+        rate = self.settings.sample_rate_hz
+        pcm = np.concatenate(kept) if kept else np.zeros(0, np.int16)
+        samples = pcm.astype(np.float32) / INT16_FULL_SCALE  # (n,) float32 in [-1, 1)
+        return Utterance(
+            samples=samples,
+            sample_rate_hz=rate,
+            start_s=self._start / rate,
+            end_s=(self._start + len(pcm)) / rate,
+            cut_at_max=cut,
+            source=self.source,
+        )
+
     def _finish(self, cut: bool, reason: str) -> list[SegmenterEvent]:
         assert self._frames is not None
+        keep = len(self._frames) if cut else self._kept_frames()
         frames, self._frames = self._frames, None
+        self._paused = False
         rate = self.settings.sample_rate_hz
-        keep = len(frames) if cut else len(frames) - self._trailing + min(self._trailing, self._tail_frames)
         # The non-speech cut from the tail is the freshest audio: it serves as pre-roll for what comes next.
         for f in frames[keep:]:
             if len(f) == self._n:
                 self._history.append((f, False))
         voiced_ms = self._voiced * self.settings.frame_ms
         kept = frames[:keep]
-        n_samples = sum(len(f) for f in kept)
-        end_sample = self._start + n_samples
+        end_sample = self._start + sum(len(f) for f in kept)
         if not cut and voiced_ms < self.settings.min_speech_ms:
             return [SpeechDiscarded(self._start / rate, end_sample / rate, voiced_ms, self.source, reason)]
-        pcm = np.concatenate(kept) if kept else np.zeros(0, np.int16)
-        samples = pcm.astype(np.float32) / INT16_FULL_SCALE  # (n,) float32 in [-1, 1)
-        return [
-            Utterance(
-                samples=samples,
-                sample_rate_hz=rate,
-                start_s=self._start / rate,
-                end_s=end_sample / rate,
-                cut_at_max=cut,
-                source=self.source,
-            )
-        ]
+        return [self._utterance(kept, cut)]
 
 
 def to_int16(samples: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ import resource
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,7 +45,8 @@ class TurnMeasurement:
     transcript: str
     reply: str
     speech_s: float
-    eos_detect_s: float  # end of speech -> utterance released by the VAD
+    eos_detect_s: float  # end of speech -> utterance released by the VAD (end of speech confirmed)
+    early_start_s: float | None  # end of speech -> speculative start at the pause (None: early start off)
     asr_s: float
     llm_first_sentence_s: float
     tts_first_audio_s: float
@@ -73,27 +75,68 @@ def last_voiced_s(samples: np.ndarray, rate: int) -> float:
     return float((voiced[-1] + 1) * win / rate) if len(voiced) else 0.0
 
 
-def feed_in_real_time(segmenter, samples: np.ndarray, rate: int, frame_ms: int) -> tuple[Utterance | None, float, float]:
-    """Push `samples` frame by frame on the wall clock. Returns (utterance, end-of-speech time, release time)."""
+@dataclass
+class FedTurn:
+    """What feeding one question produced: the turn's result and when things happened (time.monotonic)."""
+
+    result: Any
+    eos_at: float  # the last voiced sample was "recorded"
+    confirmed_at: float  # the VAD released the utterance (end of speech confirmed)
+    early_start_at: float | None  # the VAD saw a pause and the turn started early (None: early start off)
+    speech_s: float
+
+
+def feed_and_answer(session, segmenter, samples: np.ndarray, rate: int, frame_ms: int) -> FedTurn | None:
+    """Push `samples` frame by frame on the wall clock, as a microphone would, and answer them the way the app
+    does: a speculative turn at the pause (SpeechPaused), released when the end of speech is confirmed."""
+    from assistant.audio.vad import SpeechPaused, SpeechResumed
+    from assistant.pipeline import Hold
+
     frame = rate * frame_ms // 1000
     speech_end = last_voiced_s(samples, rate)
     padded = np.concatenate([samples, np.zeros(int(TRAILING_SILENCE_S * rate), np.float32)])
+    results: list[Any] = []
+    worker: threading.Thread | None = None
+    hold: Hold | None = None
+    early_at: float | None = None
+
+    def start(utterance: Utterance, eos_at: float, hold: Hold | None) -> threading.Thread:
+        def run() -> None:
+            results.append(session.run_turn(utterance=utterance, end_of_speech_at=eos_at, hold=hold))
+
+        thread = threading.Thread(target=run, name="bench-turn", daemon=True)
+        thread.start()
+        return thread
+
     t0 = time.monotonic()
-    eos_at = None
+    eos_at = t0 + speech_end
+    events = []
     for i in range(0, len(padded) - frame + 1, frame):
         due = t0 + (i + frame) / rate  # a frame is available once its last sample has been "recorded"
         delay = due - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        if eos_at is None and (i + frame) / rate >= speech_end:
-            eos_at = t0 + speech_end
-        for event in segmenter.push(padded[i : i + frame]):
-            if isinstance(event, Utterance):
-                return event, eos_at or t0 + speech_end, time.monotonic()
-    for event in segmenter.flush():
-        if isinstance(event, Utterance):
-            return event, eos_at or t0 + speech_end, time.monotonic()
-    return None, t0 + speech_end, time.monotonic()
+        events = segmenter.push(padded[i : i + frame])
+        for event in events:
+            if isinstance(event, SpeechPaused):
+                hold, early_at = Hold(), time.monotonic()
+                worker = start(event.utterance, eos_at, hold)
+            elif isinstance(event, SpeechResumed) and hold is not None:
+                hold.discard()
+                assert worker is not None
+                worker.join()
+                results.clear()
+                hold, worker, early_at = None, None, None
+            elif isinstance(event, Utterance):
+                confirmed_at = time.monotonic()
+                if hold is not None:
+                    hold.release()
+                else:
+                    worker = start(event, eos_at, None)
+                assert worker is not None
+                worker.join()
+                return FedTurn(results[-1], eos_at, confirmed_at, early_at, event.duration_s)
+    return None
 
 
 def playback_gap_ms(segments: list[SegmentReady]) -> float:
@@ -128,8 +171,8 @@ def run_bench(runs: int, settings, work_dir: Path, progress=print) -> dict[str, 
     from assistant.audio.vad import VadSegmenter, VadSettings
     from assistant.session import Session
 
-    events: list[TurnEvent] = []
-    session = Session(settings, events.append, out_dir=work_dir / "replies")
+    delivered: list[tuple[float, TurnEvent]] = []  # (when the listener got it, event)
+    session = Session(settings, lambda e: delivered.append((time.monotonic(), e)), out_dir=work_dir / "replies")
     t = time.monotonic()
     session.load()
     load_s = time.monotonic() - t
@@ -141,27 +184,27 @@ def run_bench(runs: int, settings, work_dir: Path, progress=print) -> dict[str, 
         samples = load_audio(wav, vad_settings.sample_rate_hz)
         session.reset_conversation()  # every run answers a fresh question, as the first turn would
         segmenter = VadSegmenter.from_settings(vad_settings)
-        utterance, eos_at, released_at = feed_in_real_time(
-            segmenter, samples, vad_settings.sample_rate_hz, vad_settings.frame_ms
-        )
-        if utterance is None:
+        delivered.clear()
+        fed = feed_and_answer(session, segmenter, samples, vad_settings.sample_rate_hz, vad_settings.frame_ms)
+        if fed is None:
             raise AssistantError(f"the VAD found no speech in the benchmark question {question!r}")
-        events.clear()
-        result = session.run_turn(utterance=utterance, end_of_speech_at=eos_at)
-        segs = [e for e in events if isinstance(e, SegmentReady)]
+        result, eos_at = fed.result, fed.eos_at
+        segs = [e for _, e in delivered if isinstance(e, SegmentReady)]
         if not segs:
             raise AssistantError(f"turn {i + 1} produced no reply segment ({result.transcript!r})")
-        first_ready = min(s.at_s for s in segs)
+        # When the listener got each segment: a speculative turn's segments wait for the confirmed end of speech.
+        first_ready = min(at for at, e in delivered if isinstance(e, SegmentReady))
         tm = result.timings_s
         speech_total = sum(s.speech.duration_s for s in segs)
         video_total = sum(s.video.duration_s for s in segs if s.video)
         m = TurnMeasurement(
             question=question, transcript=result.transcript, reply=result.reply,
-            speech_s=utterance.duration_s, eos_detect_s=released_at - eos_at, asr_s=tm.get("asr", 0.0),
+            speech_s=fed.speech_s, eos_detect_s=fed.confirmed_at - eos_at,
+            early_start_s=(fed.early_start_at - eos_at) if fed.early_start_at else None, asr_s=tm.get("asr", 0.0),
             llm_first_sentence_s=tm.get("llm_first_sentence", 0.0), tts_first_audio_s=tm.get("tts_first_audio", 0.0),
             talking_head_first_segment_s=tm.get("talking_head_first_segment", 0.0), ttff_s=first_ready - eos_at,
             segments=len(segs), segment_gap_ms_max=playback_gap_ms(segs),
-            av_offset_ms_max=av_offset_ms(segs), asr_rtf=tm.get("asr", 0.0) / max(utterance.duration_s, 1e-6),
+            av_offset_ms_max=av_offset_ms(segs), asr_rtf=tm.get("asr", 0.0) / max(fed.speech_s, 1e-6),
             tts_rtf=tm.get("tts_total", 0.0) / max(speech_total, 1e-6),
             talking_head_rtf=tm.get("talking_head_total", 0.0) / max(video_total, 1e-6) if video_total else 0.0,
             engines=dict(result.engines),
@@ -188,7 +231,8 @@ def _peak_vram_mb() -> float | None:
 
 
 STAGES = (
-    ("eos_detect_s", "end-of-speech detection"),
+    ("early_start_s", "early start (pause seen, reply work begins)"),
+    ("eos_detect_s", "end-of-speech confirmed"),
     ("asr_s", "ASR"),
     ("llm_first_sentence_s", "LLM first sentence"),
     ("tts_first_audio_s", "TTS first audio"),
@@ -198,8 +242,10 @@ STAGES = (
 
 
 def summarize(ms: list[TurnMeasurement]) -> dict[str, Any]:
-    def stat(key: str) -> dict[str, float]:
-        values = [getattr(m, key) for m in ms]
+    def stat(key: str) -> dict[str, float | None]:
+        values = [v for v in (getattr(m, key) for m in ms) if v is not None]
+        if not values:
+            return {"median": None, "max": None}
         return {"median": round(statistics.median(values), 3), "max": round(max(values), 3)}
 
     return {
@@ -222,7 +268,10 @@ def format_table(summary: dict[str, Any]) -> str:
             med, worst = summary["ttff_s"]["median"], summary["ttff_s"]["max"]
         else:
             med, worst = summary["stages_s"][k], summary["stages_max_s"][k]
-        lines.append(f"| {label} | {med:.2f} | {worst:.2f} |")
+        if med is None:
+            lines.append(f"| {label} | off | off |")
+        else:
+            lines.append(f"| {label} | {med:.2f} | {worst:.2f} |")
     rtf = summary["realtime_factors"]
     lines += [
         "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from assistant.events import (
     TurnDone,
     Utterance,
 )
-from assistant.pipeline import Stages, TurnRunner
+from assistant.pipeline import Hold, Stages, TurnRunner
 
 
 class FakeASR:
@@ -165,7 +166,7 @@ def test_out_of_memory_plays_audio_only_and_next_turn_tries_video_again(tmp_path
 def test_tts_failure_on_one_sentence_reports_and_continues(tmp_path):
     stages = Stages(FakeASR(), FakeLLM(["A.", "B."]), FakeTTS(fail_on={0}), FakeHead())
     _, result, events = run(stages, tmp_path, text="q")
-    assert [s.index for s in result.segments] == [1]
+    assert [s.speech.text for s in result.segments] == ["B."] and [s.index for s in result.segments] == [0]
     failed = [e for e in events if isinstance(e, StageFailed)]
     assert failed and failed[0].stage == "tts" and "voice broke" in failed[0].message
 
@@ -191,3 +192,87 @@ def test_exactly_one_input():
     runner = TurnRunner(Stages(FakeASR(), FakeLLM([]), FakeTTS()), lambda e: None, Path("/tmp"))
     with pytest.raises(ValueError):
         runner.run()
+
+
+# ---- early start: a speculative turn under a Hold ----
+
+
+class HistoryLLM(FakeLLM):
+    def __init__(self, sentences, gate=None):
+        super().__init__(sentences, gate)
+        self.history: list[str] = []
+
+    def stream_reply(self, user_text, cancel):
+        yield from super().stream_reply(user_text, cancel)
+        self.history.append(user_text)
+
+    def forget_last_turn(self, user_text):
+        self.history.remove(user_text)
+        return True
+
+
+def test_held_turn_shows_nothing_until_released(tmp_path):
+    events = []
+    runner = TurnRunner(Stages(FakeASR(), FakeLLM(["A.", "B."]), FakeTTS(), FakeHead()), events.append, tmp_path)
+    hold = Hold()
+    result = runner.run(utterance=utterance(), hold=hold)
+    assert events == [] and len(result.segments) == 2  # all the work is done, nothing shown
+    hold.release()
+    kinds = [type(e).__name__ for e in events]
+    assert kinds[0] == "UtteranceCaptured" and kinds.count("SegmentReady") == 2 and kinds[-1] == "TurnDone"
+
+
+def test_release_before_the_turn_runs_delivers_live(tmp_path):
+    events = []
+    runner = TurnRunner(Stages(FakeASR(), FakeLLM(["A."]), FakeTTS(), FakeHead()), events.append, tmp_path)
+    hold = Hold()
+    hold.release()
+    runner.run(utterance=utterance(), hold=hold)
+    assert isinstance(events[-1], TurnDone)
+
+
+def test_discarded_turn_is_cancelled_hidden_and_taken_out_of_history(tmp_path):
+    gate = threading.Event()
+    events = []
+    llm = HistoryLLM(["A.", "B.", "C."], gate=gate)
+    runner = TurnRunner(Stages(FakeASR(), llm, FakeTTS(), FakeHead()), events.append, tmp_path)
+    hold = Hold()
+    worker = threading.Thread(target=lambda: results.append(runner.run(utterance=utterance(), hold=hold)))
+    results = []
+    worker.start()
+    hold.discard("the speaker went on")
+    gate.set()
+    worker.join(5)
+    assert results[0].cancelled and results[0].discarded
+    assert events == [] and llm.history == []
+    hold.release()  # too late: nothing comes out
+    assert events == []
+
+
+def test_discard_after_the_turn_finished_still_rolls_back(tmp_path):
+    llm = HistoryLLM(["A."])
+    runner = TurnRunner(Stages(FakeASR(), llm, FakeTTS(), FakeHead()), lambda e: None, tmp_path)
+    hold = Hold()
+    result = runner.run(utterance=utterance(), hold=hold)
+    assert llm.history == ["what is the capital of france"]
+    hold.discard()
+    assert llm.history == [] and result.discarded
+
+
+def test_first_long_speech_is_split_into_two_segments(tmp_path):
+    import soundfile as sf
+
+    from assistant.pipeline import split_speech
+
+    rate = 22050
+    t = np.arange(int(2.5 * rate)) / rate
+    tone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    tone[int(0.8 * rate) : int(0.84 * rate)] = 0.0  # a quiet gap where the cut should land
+    wav = tmp_path / "seg-000.wav"
+    sf.write(str(wav), tone, rate)
+    speech = SpeechAudio(wav, rate, 2.5, "fake", "long sentence")
+    a, b = split_speech(speech, 1.0)
+    assert 0.79 <= a.duration_s <= 0.85 and abs(a.duration_s + b.duration_s - 2.5) < 1e-3
+    joined = np.concatenate([sf.read(str(a.wav_path), dtype="float32")[0], sf.read(str(b.wav_path), dtype="float32")[0]])
+    assert np.allclose(joined, sf.read(str(wav), dtype="float32")[0], atol=1e-4)
+    assert split_speech(dataclasses.replace(speech, duration_s=1.2), 1.0) == [dataclasses.replace(speech, duration_s=1.2)]

@@ -238,3 +238,33 @@ def test_settings_from_the_app_config():
         700,
         150,
     )
+
+
+# ---- early start: SpeechPaused at a pause, SpeechResumed if the speaker goes on ----
+
+
+def test_pause_announces_exactly_the_utterance_that_follows():
+    from assistant.audio.vad import SpeechPaused
+
+    events = run(segmenter(early_start_ms=240), pattern("." * 10 + "v" * 30 + "." * 30))
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["SpeechStarted", "SpeechPaused", "Utterance"]
+    paused, final = events[1], events[2]
+    assert isinstance(paused, SpeechPaused)
+    assert np.array_equal(paused.utterance.samples, final.samples)
+    assert (paused.utterance.start_s, paused.utterance.end_s) == (final.start_s, final.end_s)
+    assert paused.paused_s < final.end_s + 0.5  # announced well before the end of speech is confirmed
+
+
+def test_speech_after_the_pause_voids_it():
+    events = run(segmenter(early_start_ms=240), pattern("." * 10 + "v" * 20 + "." * 10 + "v" * 20 + "." * 30))
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["SpeechStarted", "SpeechPaused", "SpeechResumed", "SpeechPaused", "Utterance"]
+    assert len(utterances(events)) == 1
+
+
+def test_early_start_off_by_default_and_validated():
+    kinds = {type(e).__name__ for e in run(segmenter(), pattern("." * 10 + "v" * 30 + "." * 30))}
+    assert "SpeechPaused" not in kinds
+    with pytest.raises(ValueError, match="early_start_ms"):
+        segmenter(early_start_ms=600, silence_ms=500)
