@@ -172,9 +172,9 @@ class FakeSession:
             progress("done", 1.0)
         self.log.append("load")
 
-    def run_turn(self, utterance=None, text=None, end_of_speech_at=None):
-        self.log.append("turn")
-        return self.runner.run(utterance=utterance, text=text, end_of_speech_at=end_of_speech_at)
+    def run_turn(self, utterance=None, text=None, end_of_speech_at=None, hold=None):
+        self.log.append("held turn" if hold is not None else "turn")
+        return self.runner.run(utterance=utterance, text=text, end_of_speech_at=end_of_speech_at, hold=hold)
 
     def cancel_current(self, reason: str = "new user speech") -> bool:
         return self.runner.cancel_current(reason)

@@ -174,3 +174,43 @@ def test_close_stops_microphone_player_and_session_in_order(
     assert window.backend.released
     assert session.log[-1] == "close"
     assert not window.worker.isRunning()
+
+
+def test_reply_prepared_at_a_pause_is_shown_when_the_end_is_confirmed(qtbot, window, make_session):
+    import numpy as np
+
+    from assistant.audio.vad import SpeechPaused
+    from assistant.events import Utterance
+
+    start(qtbot, window)
+    utterance = Utterance(np.zeros(16000, np.float32), 16000, 0.0, 1.0)
+    window.bridge.on_mic_speech_paused(SpeechPaused(utterance, 1.0))
+    # The held turn runs to the end in the background, yet nothing is shown or played.
+    qtbot.waitUntil(lambda: make_session.made[-1].log.count("held turn") == 1, timeout=5_000)
+    qtbot.wait(300)
+    assert window.backend.calls == []
+    assert not [e for e in window.conversation.entries if e.role == "assistant" and e.text]
+    with qtbot.waitSignal(window.bridge.turn_done, timeout=10_000):
+        window.bridge.on_mic_utterance(utterance)  # the same utterance: the end of speech is confirmed
+    qtbot.waitUntil(lambda: len(window.backend.calls) == len(REPLY), timeout=10_000)
+    assert make_session.made[-1].log.count("turn") == 0  # no second turn was run for it
+
+
+def test_reply_prepared_at_a_pause_is_dropped_when_speech_resumes(qtbot, window, make_session):
+    import numpy as np
+
+    from assistant.audio.vad import SpeechPaused, SpeechResumed
+    from assistant.events import Utterance
+
+    start(qtbot, window)
+    early = Utterance(np.zeros(8000, np.float32), 16000, 0.0, 0.5)
+    window.bridge.on_mic_speech_paused(SpeechPaused(early, 0.5))
+    window.bridge.on_mic_speech_resumed(SpeechResumed(0.6, "microphone"))
+    final = Utterance(np.zeros(16000, np.float32), 16000, 0.0, 1.0)
+    with qtbot.waitSignal(window.bridge.turn_done, timeout=10_000) as done:
+        window.bridge.on_mic_utterance(final)
+    assert not done.args[0].cancelled
+    qtbot.waitUntil(lambda: len(window.backend.calls) == len(REPLY), timeout=10_000)
+    assert make_session.made[-1].log.count("held turn") == 1 and make_session.made[-1].log.count("turn") == 1
+    assistant_entries = [e for e in window.conversation.entries if e.role == "assistant" and e.text]
+    assert len(assistant_entries) == 1
