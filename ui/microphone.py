@@ -11,6 +11,7 @@ Needs PySide6 and assistant.audio.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -46,26 +47,13 @@ ListenerFactory = Callable[
 
 def vad_settings_for(settings: Settings, mode: str) -> VadSettings:
     """The segmenter settings for a mode: the user's VAD settings, with a short release for push-to-talk."""
-    a = settings.audio
-    silence_ms = a.end_silence_ms
-    tail_ms = 200
-    # Hands-free: prepare the reply from the first pause (shown once end_silence_ms confirms the end).
-    early_start_ms = a.early_start_ms if a.early_start_ms < silence_ms else 0
+    vad = VadSettings.from_config(settings.audio)
     if mode == PUSH_TO_TALK:
-        silence_ms = max(a.frame_ms, PTT_RELEASE_MS)
-        tail_ms = 0
-        early_start_ms = 0  # the key release already says when speech ends
-    return VadSettings(
-        sample_rate_hz=a.sample_rate_hz,
-        frame_ms=a.frame_ms,
-        aggressiveness=a.vad_aggressiveness,
-        preroll_ms=a.preroll_ms,
-        silence_ms=silence_ms,
-        max_utterance_s=a.max_utterance_s,
-        min_speech_ms=a.min_speech_ms,
-        tail_ms=tail_ms,
-        early_start_ms=early_start_ms,
-    )
+        # The key release already says when speech ends: end quickly, keep no tail, no early start.
+        return dataclasses.replace(
+            vad, silence_ms=max(vad.frame_ms, PTT_RELEASE_MS), tail_ms=0, early_start_ms=0
+        )
+    return vad
 
 
 def default_listener_factory(
@@ -133,7 +121,7 @@ class MicrophoneControl(QObject):
             self.listener = self._factory(
                 self._settings, vad_settings_for(self._settings, self.mode), self._bridge, is_speech
             )
-        except Exception as e:  # noqa: BLE001 - e.g. a bad VAD value: the rest of the app still works
+        except Exception as e:
             log.exception("cannot create the microphone listener")
             self._bridge.on_mic_error(e)
             return

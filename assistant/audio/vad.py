@@ -86,7 +86,8 @@ class VadSettings:
             silence_ms=audio.end_silence_ms,
             max_utterance_s=audio.max_utterance_s,
             min_speech_ms=audio.min_speech_ms,
-            early_start_ms=audio.early_start_ms,
+            # An early start only makes sense before the end of speech is confirmed.
+            early_start_ms=audio.early_start_ms if audio.early_start_ms < audio.end_silence_ms else 0,
         )
 
     @property

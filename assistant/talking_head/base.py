@@ -6,15 +6,19 @@ Needs numpy and OpenCV only (no torch, no models), so the chain and the light en
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
 
 from assistant.errors import TalkingHeadError
 from assistant.events import AvatarVideo
+
+if TYPE_CHECKING:
+    from assistant.video import FrameWriter
 
 QualityMode = Literal["standard", "high"]
 ENGINE_NAMES = (
@@ -127,3 +131,21 @@ def fit_frame(
         frame = np.zeros((height, width, 3), np.uint8)
     frame[oy : oy + sh, ox : ox + sw] = scaled
     return np.ascontiguousarray(frame), Placement(scale, ox, oy, sw, sh)
+
+
+def video_from_writer(
+    writer: FrameWriter, output_path: Path, engine: str, settings: RenderSettings, start: float
+) -> AvatarVideo:
+    """The AvatarVideo a CPU engine made with a closed FrameWriter (frames, size and duration as encoded)."""
+    return AvatarVideo(
+        mp4_path=Path(output_path),
+        engine=engine,
+        frames=writer.frames_written,
+        fps=settings.fps,
+        width=writer.encoded_width,
+        height=writer.encoded_height,
+        duration_s=writer.duration_s,
+        elapsed_s=time.monotonic() - start,
+        quality_mode=settings.quality_mode,
+        device="cpu",
+    )

@@ -26,7 +26,7 @@ import numpy as np
 from assistant.audio.io import load_audio
 from assistant.errors import NoFaceError
 from assistant.events import AvatarVideo
-from assistant.talking_head.base import RenderSettings, fit_frame, load_avatar
+from assistant.talking_head.base import RenderSettings, fit_frame, load_avatar, video_from_writer
 from assistant.talking_head.face import FaceBox, detect_faces
 from assistant.video import FrameWriter
 
@@ -489,18 +489,7 @@ class LightTalkingHead:
         ) as writer:  # fmt: skip
             for frame in self.frames(track):
                 writer.write(frame)
-        return AvatarVideo(
-            mp4_path=Path(output_path),
-            engine=self.name,
-            frames=writer.frames_written,
-            fps=s.fps,
-            width=writer.encoded_width,
-            height=writer.encoded_height,
-            duration_s=writer.duration_s,
-            elapsed_s=time.monotonic() - start,
-            quality_mode=s.quality_mode,
-            device="cpu",
-        )
+        return video_from_writer(writer, Path(output_path), self.name, s, start)
 
     def close(self) -> None:
         """Nothing to free: the engine holds only arrays."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from assistant.events import AvatarVideo
-from assistant.talking_head.base import RenderSettings, fit_frame, load_avatar
+from assistant.talking_head.base import RenderSettings, fit_frame, load_avatar, video_from_writer
 from assistant.video import FrameWriter
 
 
@@ -35,18 +35,7 @@ class StaticTalkingHead:
         ) as writer:  # fmt: skip
             for _ in range(writer.target_frames or 1):  # as many frames as the audio lasts
                 writer.write(self.frame)
-        return AvatarVideo(
-            mp4_path=Path(output_path),
-            engine=self.name,
-            frames=writer.frames_written,
-            fps=s.fps,
-            width=writer.encoded_width,
-            height=writer.encoded_height,
-            duration_s=writer.duration_s,
-            elapsed_s=time.monotonic() - start,
-            quality_mode=s.quality_mode,
-            device="cpu",
-        )
+        return video_from_writer(writer, Path(output_path), self.name, s, start)
 
     def close(self) -> None:
         """Nothing to free."""
