@@ -165,8 +165,10 @@ class Hold:
 
 
 def split_speech(speech: SpeechAudio, max_s: float) -> list[SpeechAudio]:
-    """Cut `speech` in two at its quietest 20 ms between 60% and 100% of `max_s`, when it is clearly longer than
-    `max_s`; the pieces are written beside the original WAV. The audio is unchanged end to end."""
+    """Cut `speech` into pieces of at most `max_s`, 2 x `max_s`, 4 x `max_s`, ... seconds, each cut at the quietest
+    20 ms of the last 40% of its allowed length. Each piece renders in less time than the piece before it plays
+    (any engine faster than 0.5 x real time), so the first frame comes sooner and no gap opens after it.
+    Pieces are written beside the original WAV; the audio is unchanged end to end."""
     import soundfile as sf
 
     if speech.duration_s < 1.6 * max_s:
@@ -175,14 +177,18 @@ def split_speech(speech: SpeechAudio, max_s: float) -> list[SpeechAudio]:
     if samples.ndim > 1:
         samples = samples.mean(axis=1)
     win = rate // 50  # 20 ms
-    lo, hi = int(0.6 * max_s * rate) // win, int(max_s * rate) // win
-    energy = [float(np.mean(samples[k * win : (k + 1) * win] ** 2)) for k in range(lo, hi)]
-    cut = (lo + int(np.argmin(energy))) * win + win // 2
+    cuts, pos, limit = [], 0, max_s
+    while len(samples) - pos > 1.6 * limit * rate:
+        lo, hi = int(0.6 * limit * rate) // win, int(limit * rate) // win
+        energy = [float(np.mean(samples[pos + k * win : pos + (k + 1) * win] ** 2)) for k in range(lo, hi)]
+        pos += (lo + int(np.argmin(energy))) * win + win // 2
+        cuts.append(pos)
+        limit *= 2
     pieces = []
-    for suffix, part in (("a", samples[:cut]), ("b", samples[cut:])):
-        path = speech.wav_path.with_name(f"{speech.wav_path.stem}{suffix}.wav")
-        sf.write(str(path), part, rate, subtype="PCM_16")
-        pieces.append(dataclasses.replace(speech, wav_path=path, duration_s=len(part) / rate))
+    for n, (a, b) in enumerate(zip([0, *cuts], [*cuts, len(samples)])):
+        path = speech.wav_path.with_name(f"{speech.wav_path.stem}{chr(ord('a') + n)}.wav")
+        sf.write(str(path), samples[a:b], rate, subtype="PCM_16")
+        pieces.append(dataclasses.replace(speech, wav_path=path, duration_s=(b - a) / rate))
     return pieces
 
 

@@ -275,4 +275,11 @@ def test_first_long_speech_is_split_into_two_segments(tmp_path):
     assert 0.79 <= a.duration_s <= 0.85 and abs(a.duration_s + b.duration_s - 2.5) < 1e-3
     joined = np.concatenate([sf.read(str(a.wav_path), dtype="float32")[0], sf.read(str(b.wav_path), dtype="float32")[0]])
     assert np.allclose(joined, sf.read(str(wav), dtype="float32")[0], atol=1e-4)
+    # A long sentence: pieces grow (at most 1, 2, 4 ... s) so each renders while the one before it plays.
+    long_wav = tmp_path / "seg-long.wav"
+    sf.write(str(long_wav), np.tile(tone, 4), rate)
+    pieces = split_speech(SpeechAudio(long_wav, rate, 10.0, "fake", "long"), 1.0)
+    durations = [p.duration_s for p in pieces]
+    assert len(pieces) >= 3 and abs(sum(durations) - 10.0) < 1e-3
+    assert all(d <= 2 ** i + 1e-6 for i, d in enumerate(durations[:-1]))
     assert split_speech(dataclasses.replace(speech, duration_s=1.2), 1.0) == [dataclasses.replace(speech, duration_s=1.2)]
