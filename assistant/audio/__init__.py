@@ -16,6 +16,8 @@ from assistant.audio.sources import feed_samples, file_events, segment_file
 from assistant.audio.vad import (
     SegmenterEvent,
     SpeechDiscarded,
+    SpeechPaused,
+    SpeechResumed,
     SpeechStarted,
     VadConfigError,
     VadSegmenter,
@@ -30,6 +32,8 @@ __all__ = [
     "SegmenterEvent",
     "SoundDeviceBackend",
     "SpeechDiscarded",
+    "SpeechPaused",
+    "SpeechResumed",
     "SpeechStarted",
     "StreamRequest",
     "VadConfigError",
