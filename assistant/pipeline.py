@@ -427,7 +427,7 @@ class TurnRunner:
             return None, "video paused for this reply after running out of memory"
         start = time.monotonic()
         try:
-            video = animator.render(speech.wav_path, turn_dir / f"seg-{index:03d}.mp4")
+            video = animator.render(speech.wav_path, speech.wav_path.with_suffix(".mp4"))
         except VideoOutOfMemoryError as e:
             self._video_suspended_for_turn = turn_id
             msg = f"Video ran out of memory; this reply plays as audio only ({e})"

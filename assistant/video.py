@@ -398,21 +398,28 @@ def concat_segments(
     """
     import soundfile as sf
 
+    from assistant.audio.io import resample
+
     if not wav_paths:
         raise ValueError("no segments to join")
     out_wav, out_mp4 = Path(out_wav), Path(out_mp4)
     out_wav.parent.mkdir(parents=True, exist_ok=True)
+    with_video = bool(mp4_paths) and all(p is not None for p in mp4_paths)
     rate = sf.info(str(wav_paths[0])).samplerate
     parts = []
-    for wav in wav_paths:
+    for i, wav in enumerate(wav_paths):
         data, sr = sf.read(str(wav), dtype="float32", always_2d=True)
+        mono = data.mean(axis=1)
         if sr != rate:
-            from assistant.audio.io import resample
-
-            data = resample(data.mean(axis=1), sr, rate)[:, None]
-        parts.append(data.mean(axis=1))
+            mono = resample(mono, sr, rate)
+        if with_video:
+            # A segment's video lasts whole frames, up to one frame longer than its sound; pad the sound to match,
+            # as the player does between segments, so sync does not drift along the joined file.
+            video_s = probe(mp4_paths[i]).video_duration_s  # type: ignore[arg-type]
+            mono = np.pad(mono, (0, max(0, round(video_s * rate) - len(mono))))
+        parts.append(mono)
     sf.write(str(out_wav), np.concatenate(parts), rate, subtype="PCM_16")
-    if not mp4_paths or any(p is None for p in mp4_paths):
+    if not with_video:
         return out_wav, None
     out_mp4.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as listing:
@@ -424,7 +431,8 @@ def concat_segments(
             _binary("ffmpeg"), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
             "-f", "concat", "-safe", "0", "-i", listing.name, "-i", str(out_wav),
             "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", audio_bitrate,
-            "-movflags", "+faststart", "-shortest", str(out_mp4),
+            # -copyts keeps the video at t=0 (otherwise it is shifted by the AAC encoder's priming delay)
+            "-copyts", "-movflags", "+faststart", "-shortest", str(out_mp4),
         ]  # fmt: skip
         _run(args, f"ffmpeg joining {len(mp4_paths)} segments into {out_mp4}")
     finally:

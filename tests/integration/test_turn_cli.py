@@ -75,6 +75,9 @@ def test_listen_answers_a_spoken_question_with_speech_and_video(listen_result):
     info = probe(video)
     assert info.has_video and info.has_audio and info.video_codec == "h264" and info.audio_codec == "aac"
     assert abs(info.duration_s - sf.info(str(audio)).duration) < 0.1
+    # The joined reply stays in sync: both streams start together and end within one frame.
+    assert abs(info.video_start_s - info.audio_start_s) <= 0.04
+    assert abs(info.video_duration_s - info.audio_duration_s) <= 1 / info.fps + 0.005
     # The reply's own words come back out of its audio.
     heard = _words(_whisper_text(audio))
     said = _words(result["reply"])
