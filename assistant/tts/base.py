@@ -7,7 +7,6 @@ Needs soundfile only (no torch, no models), so the fallback chain and its unit t
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -108,17 +107,6 @@ def speech_from_wav(wav_path: Path, engine: str, text: str, elapsed_s: float) ->
         text=text,
         elapsed_s=elapsed_s,
     )
-
-
-def package_dir(package: str) -> Path | None:
-    """The folder of an installed package, found without importing it (an import can be slow)."""
-    try:
-        found = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        return None
-    if found is None or not found.submodule_search_locations:
-        return None
-    return Path(list(found.submodule_search_locations)[0])
 
 
 def locate_registered(name: str, models_dir: Path) -> Path | None:

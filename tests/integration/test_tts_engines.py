@@ -14,8 +14,8 @@ import pytest
 import soundfile as sf
 
 from assistant.audio.io import load_audio
+from assistant.models import package_dir
 from assistant.tts import CoquiEngine, EspeakEngine, PiperEngine, TTSModelError, TTSOptions, build_tts
-from assistant.tts.base import package_dir
 from tests.integration.tiny_coqui import SAMPLE_RATE_HZ, TINY_MODEL_NAME, build_tiny_vits, model_folder
 
 pytestmark = pytest.mark.integration
