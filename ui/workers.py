@@ -221,6 +221,8 @@ class SessionWorker(QThread):
         self._close_session()
 
     def _run_turn(self, job: _TurnJob) -> None:
+        if job.hold is not None and job.hold.state == "discarded":
+            return  # a speculative turn the speaker talked over before it started: nothing to do
         if self.session is None or not self.ready:
             self.turn_failed.emit(
                 f"The models are not loaded ({self.load_error or 'still loading'}); "

@@ -211,6 +211,7 @@ def test_reply_prepared_at_a_pause_is_dropped_when_speech_resumes(qtbot, window,
         window.bridge.on_mic_utterance(final)
     assert not done.args[0].cancelled
     qtbot.waitUntil(lambda: len(window.backend.calls) == len(REPLY), timeout=10_000)
-    assert make_session.made[-1].log.count("held turn") == 1 and make_session.made[-1].log.count("turn") == 1
+    # The held turn was dropped before it ran or cancelled while it ran; either way one answer is shown.
+    assert make_session.made[-1].log.count("held turn") <= 1 and make_session.made[-1].log.count("turn") == 1
     assistant_entries = [e for e in window.conversation.entries if e.role == "assistant" and e.text]
     assert len(assistant_entries) == 1
