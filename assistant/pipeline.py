@@ -13,9 +13,10 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -205,7 +206,8 @@ class TurnRunner:
         self.on_event = on_event
         self.out_dir = Path(out_dir)
         self._turn_id = 0
-        self._deliver: EventCallback = on_event  # where this turn's events go (through a Hold when speculative)
+        # Where this turn's events go: straight to the listener, or through a Hold when the turn is speculative.
+        self._deliver: EventCallback = self._safe_listener
         self._lock = threading.Lock()
         self._current: CancelToken | None = None
         # After an out-of-memory, the rest of that turn is audio only; the next turn tries video again.
@@ -221,10 +223,7 @@ class TurnRunner:
         return False
 
     def _emit(self, event: TurnEvent) -> None:
-        try:
-            self._deliver(event)
-        except Exception:  # a faulty listener must not kill the turn
-            log.exception("event listener failed on %s", type(event).__name__)
+        self._deliver(event)  # either way ends in _safe_listener: a faulty listener never kills the turn
 
     # ---- one turn ----
     def run(
@@ -251,7 +250,7 @@ class TurnRunner:
                 hold.attach(self._safe_listener)
                 self._deliver = hold.deliver
             else:
-                self._deliver = self.on_event
+                self._deliver = self._safe_listener
         t0 = end_of_speech_at if end_of_speech_at is not None else time.monotonic()
         result = TurnResult(turn_id, "", "")
         result.engines = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 
 # Benchmark modules, each with register(bench_subparsers) that sets `func` on its parser.
 _BENCH_MODULES = (
@@ -15,11 +14,6 @@ _BENCH_MODULES = (
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("bench", help="measure speed on this machine")
     bsub = parser.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
-    for name in _BENCH_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name == name:  # that benchmark is not written yet
-                continue
-            raise
-        module.register(bsub)
+    from assistant.cli.main import register_modules  # main imports this module while building its parser
+
+    register_modules(bsub, _BENCH_MODULES)

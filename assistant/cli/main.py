@@ -21,6 +21,18 @@ _COMMAND_MODULES = (
 )
 
 
+def register_modules(sub: argparse._SubParsersAction, names: tuple[str, ...]) -> None:
+    """Let each module in `names` add its subcommand; a module not written yet is skipped."""
+    for name in names:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:
+                continue
+            raise
+        module.register(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="assistant", description="Local voice assistant with a talking-head avatar."
@@ -28,14 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--config", metavar="FILE", help="use this config file instead of the user overlay")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name == name:  # that subcommand is not written yet
-                continue
-            raise
-        module.register(sub)
+    register_modules(sub, _COMMAND_MODULES)
     return parser
 
 
