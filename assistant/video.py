@@ -438,3 +438,198 @@ def concat_segments(
     finally:
         os.unlink(listing.name)
     return out_wav, out_mp4
+
+
+# ---- live encoding ----
+_PIPE_BYTES = 1 << 20  # 1 MiB pipes (Linux default 64 KiB): room for a few frames of jitter between the processes
+
+
+def _grow_pipe(fd: int) -> None:
+    """Enlarge a pipe's kernel buffer where the OS allows it (Linux F_SETPIPE_SZ); harmless elsewhere."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), _PIPE_BYTES)
+    except (ImportError, OSError):
+        pass
+
+class LiveEncoder:
+    """Encode a live stream of I420 frames and s16 mono audio, one frame's audio per frame, to one or more outputs
+    in a single ffmpeg process (encoded once, muxed by ffmpeg's tee when there are several):
+
+    - `("mpegts", None)`: MPEG-TS on the process's stdout; `read_fd` is the read end (for a player).
+    - `("mp4", path)`: an MP4 recording, finished when the encoder closes.
+    - `("flv", url)`: an RTMP publish (`onfail=ignore`: a lost server does not stop the other outputs).
+
+    Video goes to ffmpeg's stdin and audio to a second pipe (fd 3 in ffmpeg), written by one thread in frame
+    order; ffmpeg reads each input on its own thread, so neither pipe can block the other. `write` never blocks:
+    when the encoder falls more than `max_queue` frames behind, the oldest frame and its audio are dropped
+    together (the stream stays in sync; `frames_dropped` counts them).
+    """
+
+    def __init__(
+        self,
+        outputs: list[tuple[str, str | Path | None]],
+        width: int,
+        height: int,
+        fps: float,
+        audio_rate_hz: int,
+        video_bitrate: str | None = None,
+        keyframe_s: float = 1.0,
+        audio_bitrate: str = "128k",
+        max_queue: int = 50,
+    ) -> None:
+        import queue as queue_mod
+        import threading
+
+        if not outputs:
+            raise ValueError("LiveEncoder needs at least one output")
+        if width % 2 or height % 2:
+            raise ValueError(f"live frames must have an even size, got {width}x{height}")
+        self.width, self.height, self.fps, self.audio_rate_hz = width, height, float(fps), int(audio_rate_hz)
+        self.outputs = [(kind, str(target) if target is not None else None) for kind, target in outputs]
+        self.frames_written = 0
+        self.frames_dropped = 0
+        self.failed: str | None = None
+        rate = Fraction(self.fps).limit_denominator(1001)
+        gop = max(1, round(keyframe_s * self.fps))
+        audio_read, self._audio_write = os.pipe()
+        args = [
+            _binary("ffmpeg"), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+            # Raw inputs with every parameter given: no probing (probing one pipe while the other fills up
+            # would deadlock both).
+            "-probesize", "32", "-analyzeduration", "0",
+            "-thread_queue_size", "64", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}",
+            "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "pipe:0",
+            "-probesize", "32", "-analyzeduration", "0",
+            "-thread_queue_size", "64", "-f", "s16le", "-ar", str(self.audio_rate_hz), "-ac", "1",
+            "-i", f"pipe:{audio_read}",
+            "-map", "0:v:0", "-map", "1:a:0",
+            "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
+            "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
+            "-color_range", "tv", "-colorspace", "smpte170m", "-color_primaries", "smpte170m",
+            "-color_trc", "smpte170m",
+        ]  # fmt: skip
+        if video_bitrate:
+            args += ["-b:v", video_bitrate, "-maxrate", video_bitrate, "-bufsize", video_bitrate]
+        else:
+            args += ["-crf", "23"]
+        args += ["-c:a", "aac", "-b:a", audio_bitrate, "-ar", str(self.audio_rate_hz)]
+        targets = []
+        for kind, target in self.outputs:
+            if kind == "mpegts":
+                targets.append(("mpegts", "pipe:1", "flush_packets=1"))
+            elif kind == "mp4":
+                Path(target or "").parent.mkdir(parents=True, exist_ok=True)
+                targets.append(("mp4", str(target), "movflags=+faststart"))
+            elif kind == "flv":
+                targets.append(("flv", str(target), "onfail=ignore"))
+            else:
+                raise ValueError(f"unknown live output kind {kind!r}; use mpegts, mp4 or flv")
+        if len(targets) == 1:
+            fmt, where, opt = targets[0]
+            args += ["-f", fmt]
+            if fmt == "mpegts":
+                args += ["-flush_packets", "1", "-muxdelay", "0", "-muxpreload", "0"]
+            elif fmt == "mp4":
+                args += ["-movflags", "+faststart"]
+            args.append(where)
+        else:
+            def escape(text: str) -> str:
+                return text.replace("\\", "\\\\").replace(":", "\\:").replace("|", "\\|").replace("[", "\\[")
+
+            parts = []
+            for fmt, where, opt in targets:
+                options = f"f={fmt}"
+                if fmt == "mpegts":
+                    options += ":muxdelay=0:muxpreload=0"
+                elif fmt == "mp4":
+                    options += ":movflags=+faststart"
+                elif fmt == "flv":
+                    options += ":onfail=ignore"
+                parts.append(f"[{options}]{escape(where)}")
+            args += ["-flags", "+global_header", "-f", "tee", "|".join(parts)]
+        self._args = args
+        has_pipe = any(kind == "mpegts" for kind, _ in self.outputs)
+        self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the encoder
+        log.debug("ffmpeg: %s", " ".join(args))
+        try:
+            self._proc = subprocess.Popen(
+                args, stdin=subprocess.PIPE, stdout=subprocess.PIPE if has_pipe else subprocess.DEVNULL,
+                stderr=self._stderr, pass_fds=(audio_read,),
+            )  # fmt: skip
+        finally:
+            os.close(audio_read)
+        self._audio_out = os.fdopen(self._audio_write, "wb")
+        for pipe_end in (self._audio_write, self._proc.stdin.fileno() if self._proc.stdin else None):
+            if pipe_end is not None:
+                _grow_pipe(pipe_end)
+        self.read_fd: int | None = self._proc.stdout.fileno() if has_pipe and self._proc.stdout else None
+        self._queue: queue_mod.Queue = queue_mod.Queue()
+        self._max_queue = max_queue
+        self._closed = False
+        self._thread = threading.Thread(target=self._writer, name="live-encoder", daemon=True)
+        self._thread.start()
+
+    def write(self, yuv_i420: np.ndarray, audio_s16: np.ndarray) -> None:
+        """Queue one frame ((H * 3/2, W) uint8 I420) and its audio ((samples,) int16). Never blocks."""
+        if self._closed:
+            return
+        while self._queue.qsize() >= self._max_queue:
+            try:
+                self._queue.get_nowait()
+                self.frames_dropped += 1
+            except Exception:  # noqa: BLE001 - emptied meanwhile
+                break
+        self._queue.put((yuv_i420, audio_s16))
+
+    def _writer(self) -> None:
+        assert self._proc.stdin is not None
+        video = self._proc.stdin
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            yuv, audio = item
+            try:
+                self._audio_out.write(np.ascontiguousarray(audio, np.int16).tobytes())
+                self._audio_out.flush()
+                video.write(memoryview(np.ascontiguousarray(yuv)).cast("B"))
+                video.flush()
+                self.frames_written += 1
+            except (BrokenPipeError, OSError, ValueError) as e:
+                self.failed = f"ffmpeg stopped taking the live stream ({e}): {self._read_stderr()}"
+                log.error("%s", self.failed)
+                break
+
+    @property
+    def alive(self) -> bool:
+        return self.failed is None and self._proc.poll() is None
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Finish the outputs (an MP4 recording gets its index) and stop ffmpeg."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join(timeout_s)
+        for close in (self._audio_out.close, lambda: self._proc.stdin and self._proc.stdin.close()):
+            try:
+                close()
+            except OSError:
+                pass
+        try:
+            self._proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+        self._stderr.close()
+
+    def _read_stderr(self) -> str:
+        try:
+            self._stderr.seek(0)
+            return _tail(self._stderr.read().decode("utf-8", "replace"))
+        except (ValueError, OSError):
+            return ""

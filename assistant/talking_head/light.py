@@ -77,13 +77,23 @@ def frame_count(duration_s: float, fps: float) -> int:
     return max(1, math.ceil(duration_s * fps - 1e-6))
 
 
-def mouth_track(
-    samples: np.ndarray, sample_rate_hz: int, fps: float, n_frames: int | None = None
-) -> MouthTrack:
-    """Mouth opening and shape per video frame from mono float audio."""
+@dataclass(frozen=True)
+class MouthTargets:
+    """Per video frame mouth targets before easing: what the audio asks the mouth to do at each frame."""
+
+    level: np.ndarray  # (n,) float32 in [0, 1]: opening asked for
+    wide: np.ndarray  # (n,) float32 in [-1 round, +1 wide]
+    rms: np.ndarray  # (n,) float32 raw RMS of the window each frame looked at
+
+
+def mouth_targets(
+    samples: np.ndarray, sample_rate_hz: int, fps: float, n_frames: int | None = None, offset_s: float = 0.0
+) -> MouthTargets:
+    """Mouth opening and shape targets for frames whose centres are at (k + 0.5) / fps - offset_s seconds into
+    `samples` (k = 0 .. n-1). `offset_s` lets a live stream place a clip that starts between two frame ticks."""
     x = np.asarray(samples, np.float32)
     n = n_frames if n_frames is not None else frame_count(len(x) / sample_rate_hz, fps)
-    centers = ((np.arange(n) + 0.5) / fps + LEAD_S) * sample_rate_hz  # sample index each frame looks at
+    centers = ((np.arange(n) + 0.5) / fps - offset_s + LEAD_S) * sample_rate_hz  # sample index each frame looks at
     half = max(1, int(WINDOW_FRAMES * sample_rate_hz / fps / 2))
     lo = np.clip(centers.astype(np.int64) - half, 0, len(x))
     hi = np.clip(centers.astype(np.int64) + half, 0, len(x))
@@ -91,9 +101,9 @@ def mouth_track(
     rms = np.sqrt((energy[hi] - energy[lo]) / np.maximum(hi - lo, 1)).astype(np.float32)
 
     loud = float(np.percentile(rms, 95)) if n else 0.0
-    if loud < 1e-4:  # silence: the mouth stays shut
+    if loud < 1e-4 or len(x) == 0:  # silence: the mouth stays shut
         zeros = np.zeros(n, np.float32)
-        return MouthTrack(zeros, zeros.copy(), rms, fps)
+        return MouthTargets(zeros, zeros.copy(), rms)
     gate = loud * 10 ** (GATE_DB / 20)
     level = np.clip((rms - gate) / (loud - gate), 0.0, 1.0) ** COMPRESS
 
@@ -110,9 +120,17 @@ def mouth_track(
     wide = np.where(level > 0, wide, 0.0)  # in silence the lips relax to neutral
     # Fricatives (s, sh, f: centroid above ~3 kHz in this band) are said through nearly closed teeth.
     level = level * (1.0 - 0.4 * np.clip((centroid - 3000.0) / 1500.0, 0.0, 1.0))
-    opening = ease(level, fps)
-    wide_eased = ease(wide, fps, SHAPE_SMOOTH_S, SHAPE_SMOOTH_S)
-    return MouthTrack(opening.astype(np.float32), wide_eased.astype(np.float32), rms, fps)
+    return MouthTargets(level.astype(np.float32), wide.astype(np.float32), rms)
+
+
+def mouth_track(
+    samples: np.ndarray, sample_rate_hz: int, fps: float, n_frames: int | None = None
+) -> MouthTrack:
+    """Mouth opening and shape per video frame from mono float audio (targets, eased)."""
+    t = mouth_targets(samples, sample_rate_hz, fps, n_frames)
+    opening = ease(t.level, fps)
+    wide_eased = ease(t.wide, fps, SHAPE_SMOOTH_S, SHAPE_SMOOTH_S)
+    return MouthTrack(opening.astype(np.float32), wide_eased.astype(np.float32), t.rms, fps)
 
 
 def blink_curve(n_frames: int, fps: float, rng: np.random.Generator) -> np.ndarray:
@@ -312,6 +330,7 @@ class FaceRig:
             np.float32
         )  # how much the upper lip lifts
         self.gap_g, self.gap_s = self.jaw_g[:, gx1 - x1 : gx2 - x1], self.jaw_s[my1 - y1 : my2 - y1]
+        self._gaze: list[tuple[int, int, int, int, np.ndarray, float, float]] | None = None
 
     def _blink(self, map_y: np.ndarray, closure: float) -> list[tuple[int, int, int, int, np.ndarray]]:
         """Slide each upper lid down over its eye (in place on map_y); returns where to darken the lash line."""
@@ -340,10 +359,33 @@ class FaceRig:
             )
         return lashes
 
+    def _gaze_masks(self) -> list[tuple[int, int, int, int, np.ndarray, float, float]]:
+        """Per eye: its box in region coordinates and a soft elliptical mask (1 at the iris, 0 at the lids)."""
+        if self._gaze is None:
+            y0, _, x0, _ = self.roi
+            masks = []
+            for eye in self.eyes:
+                ew, eh = eye.half_width, eye.half_height
+                r1, r2 = int(eye.y - 1.6 * eh) - y0, int(eye.y + 1.6 * eh) + 1 - y0
+                c1, c2 = int(eye.x - 1.2 * ew) - x0, int(eye.x + 1.2 * ew) + 1 - x0
+                if r1 < 0 or c1 < 0 or r2 > self.map_y.shape[0] or c2 > self.map_y.shape[1]:
+                    continue
+                ys, xs = self.ys[r1:r2], self.xs[:, c1:c2]
+                m = np.clip(1 - ((xs - eye.x) / (1.1 * ew)) ** 2 - ((ys - eye.y) / (1.5 * eh)) ** 2, 0, 1)
+                masks.append((r1, r2, c1, c2, (m * m * (3 - 2 * m)).astype(np.float32), ew, eh))
+            self._gaze = masks
+        return self._gaze
+
     def render(
-        self, opening: float, wide: float, blink: float, sway: tuple[float, float, float]
+        self,
+        opening: float,
+        wide: float,
+        blink: float,
+        sway: tuple[float, float, float],
+        gaze: tuple[float, float] = (0.0, 0.0),
     ) -> np.ndarray:
-        """The head region for one frame: (h, w, 3) uint8."""
+        """The head region for one frame: (h, w, 3) uint8. `gaze` moves the irises by fractions of an eye's
+        half width (x) and half height (y): small glances, the way a face at rest looks around."""
         fw, fh = self.fw, self.fh
         tx, ty, roll = sway[0] * fw, sway[1] * fh, sway[2]
         map_x, map_y = self.map_x, self.map_y
@@ -355,6 +397,10 @@ class FaceRig:
         else:
             np.copyto(map_x, self.grid_x)
             np.copyto(map_y, self.grid_y)
+        if gaze[0] or gaze[1]:
+            for r1, r2, c1, c2, mask, ew, eh in self._gaze_masks():
+                map_x[r1:r2, c1:c2] -= (0.30 * ew * gaze[0]) * mask
+                map_y[r1:r2, c1:c2] -= (0.25 * eh * gaze[1]) * mask
         jaw = opening * 0.10 * fh  # px the chin drops at full opening
         lift = opening * 0.02 * fh  # px the upper lip rises
         if jaw > 0.05:
