@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = REPO_ROOT.parent / "shared"
 ARTIFACTS_DIR = REPO_ROOT / "test-artifacts"
 
 _XDG_ROOT = Path(tempfile.mkdtemp(prefix="assistant-tests-xdg-"))

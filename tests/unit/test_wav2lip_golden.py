@@ -1,8 +1,8 @@
 """The Wav2Lip network, mel front end and checkpoint loader, held against golden data from the original.
 
-Golden data lives in `shared/golden/wav2lip/` beside the repository root; the weights are the spec's formula
-weights, saved as a DataParallel-style checkpoint and read back through `load_wav2lip` (the real loading
-path).
+Golden data lives in `tests/data/wav2lip/` (its README says where it came from); the weights are the
+spec's formula weights, saved as a DataParallel-style checkpoint and read back through `load_wav2lip` (the
+real loading path).
 """
 
 from __future__ import annotations
@@ -26,16 +26,13 @@ from assistant.talking_head.wav2lip_net import (
     melspectrogram,
 )
 
-GOLDEN = Path(__file__).resolve().parents[2].parent / "shared" / "golden" / "wav2lip"
+GOLDEN = Path(__file__).resolve().parents[1] / "data" / "wav2lip"
 
 
 def golden(name: str) -> np.ndarray:
     path = GOLDEN / name
     if not path.is_file():
-        pytest.fail(
-            f"Golden data {path} is missing: these tests need the shared/ folder beside the repository root "
-            "(clone it next to the repo, as CI does)"
-        )
+        pytest.fail(f"Golden data {path} is missing from the repository (see tests/data/wav2lip/README.md)")
     return np.load(path)
 
 
@@ -53,7 +50,7 @@ def model(formula_ckpt: Path) -> Wav2Lip:
 def test_state_dict_keys_shapes_and_dtypes_match_the_original() -> None:
     path = GOLDEN / "state_dict_keys.json"
     if not path.is_file():
-        pytest.fail(f"Golden key list {path} is missing (shared/ must sit beside the repository root)")
+        pytest.fail(f"Golden key list {path} is missing (see tests/data/wav2lip/README.md)")
     expected = [(key, tuple(shape), dtype) for key, shape, dtype in json.loads(path.read_text())]
     with torch.device("meta"):
         net = Wav2Lip()
