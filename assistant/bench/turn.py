@@ -4,7 +4,9 @@ Each question (spoken by espeak-ng into a WAV) is fed to the VAD segmenter at re
 would deliver it, followed by silence. The end of speech is the moment the last voiced sample was fed; from there the
 benchmark times end-of-speech detection, ASR, the language model's first sentence, the first audio, the first video
 segment, and TTFF (time to first frame): end of speech -> the first segment ready to show with its audio. It also
-reports real-time factors, peak RSS (VRAM on CUDA) and the playback gap between consecutive segments.
+reports real-time factors and peak RSS (VRAM on CUDA), and two COMPUTED figures that no player measured: how late
+a segment would be if segments played back to back at their nominal durations (`segment_late_ms`), and the A/V
+offset read from each segment's stream metadata (`av_offset_metadata_ms`).
 Needs espeak-ng (questions), ffmpeg and the bundled models.
 """
 
@@ -53,8 +55,8 @@ class TurnMeasurement:
     talking_head_first_segment_s: float
     ttff_s: float  # end of speech -> first segment (video + its audio) ready
     segments: int
-    segment_gap_ms_max: float
-    av_offset_ms_max: float
+    segment_late_ms_max: float  # computed from ready times and nominal durations, not measured at a player
+    av_offset_metadata_ms_max: float  # from ffprobe stream start times and durations, not from the picture
     asr_rtf: float
     tts_rtf: float
     talking_head_rtf: float
@@ -139,9 +141,10 @@ def feed_and_answer(session, segmenter, samples: np.ndarray, rate: int, frame_ms
     return None
 
 
-def playback_gap_ms(segments: list[SegmentReady]) -> float:
-    """Largest wait between the end of one segment's playback and the start of the next, played back to back from
-    the moment the first one is ready."""
+def segment_late_ms(segments: list[SegmentReady]) -> float:
+    """How late the latest segment would be, computed (no player involved): segments played back to back at their
+    nominal durations from the moment the first one is ready; a segment ready after the one before it would have
+    ended is late by the difference."""
     gap_s = 0.0
     playing_until: float | None = None
     for seg in sorted(segments, key=lambda s: s.index):
@@ -154,7 +157,9 @@ def playback_gap_ms(segments: list[SegmentReady]) -> float:
     return gap_s * 1000.0
 
 
-def av_offset_ms(segments: list[SegmentReady]) -> float:
+def av_offset_metadata_ms(segments: list[SegmentReady]) -> float:
+    """Largest start or duration difference between a segment's video and audio streams, as ffprobe reports them
+    (stream metadata, not a measurement of what is seen and heard)."""
     from assistant.video import probe
 
     worst = 0.0
@@ -203,8 +208,8 @@ def run_bench(runs: int, settings, work_dir: Path, progress=print) -> dict[str, 
             early_start_s=(fed.early_start_at - eos_at) if fed.early_start_at else None, asr_s=tm.get("asr", 0.0),
             llm_first_sentence_s=tm.get("llm_first_sentence", 0.0), tts_first_audio_s=tm.get("tts_first_audio", 0.0),
             talking_head_first_segment_s=tm.get("talking_head_first_segment", 0.0), ttff_s=first_ready - eos_at,
-            segments=len(segs), segment_gap_ms_max=playback_gap_ms(segs),
-            av_offset_ms_max=av_offset_ms(segs), asr_rtf=tm.get("asr", 0.0) / max(fed.speech_s, 1e-6),
+            segments=len(segs), segment_late_ms_max=segment_late_ms(segs),
+            av_offset_metadata_ms_max=av_offset_metadata_ms(segs), asr_rtf=tm.get("asr", 0.0) / max(fed.speech_s, 1e-6),
             tts_rtf=tm.get("tts_total", 0.0) / max(speech_total, 1e-6),
             talking_head_rtf=tm.get("talking_head_total", 0.0) / max(video_total, 1e-6) if video_total else 0.0,
             engines=dict(result.engines),
@@ -254,8 +259,8 @@ def summarize(ms: list[TurnMeasurement]) -> dict[str, Any]:
         "stages_s": {key.removesuffix("_s"): stat(key)["median"] for key, _ in STAGES if key != "ttff_s"},
         "stages_max_s": {key.removesuffix("_s"): stat(key)["max"] for key, _ in STAGES if key != "ttff_s"},
         "realtime_factors": {k: stat(k)["median"] for k in ("asr_rtf", "tts_rtf", "talking_head_rtf")},
-        "segment_gap_ms": {"max": round(max(m.segment_gap_ms_max for m in ms), 1)},
-        "av_offset_ms": {"max": round(max(m.av_offset_ms_max for m in ms), 1)},
+        "segment_late_ms": {"max": round(max(m.segment_late_ms_max for m in ms), 1)},
+        "av_offset_metadata_ms": {"max": round(max(m.av_offset_metadata_ms_max for m in ms), 1)},
         "turns": [asdict(m) for m in ms],
     }
 
@@ -278,7 +283,8 @@ def format_table(summary: dict[str, Any]) -> str:
         f"runs {summary['runs']}; engines: {summary['engines']}",
         f"real-time factors (work s / audio s): ASR {rtf['asr_rtf']:.2f}, TTS {rtf['tts_rtf']:.2f}, "
         f"talking head {rtf['talking_head_rtf']:.2f}",
-        f"segment gap max {summary['segment_gap_ms']['max']:.0f} ms; A/V offset max {summary['av_offset_ms']['max']:.0f} ms;"
+        f"computed, not measured: segment late max {summary['segment_late_ms']['max']:.0f} ms, "
+        f"A/V offset from stream metadata max {summary['av_offset_metadata_ms']['max']:.0f} ms;"
         f" peak RSS {summary['peak_rss_mb']:.0f} MB; VRAM {summary['peak_vram_mb']}; model load {summary['load_models_s']} s",
     ]
     return "\n".join(lines)
