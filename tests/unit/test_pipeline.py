@@ -23,6 +23,7 @@ from assistant.events import (
     TranscriptReady,
     TurnDone,
     Utterance,
+    VideoReady,
 )
 from assistant.pipeline import Hold, Stages, TurnRunner
 
@@ -44,14 +45,14 @@ class FakeASR:
 class FakeLLM:
     name = "fake-llm"
 
-    def __init__(self, sentences, gate: threading.Event | None = None):
-        self.sentences, self.gate = sentences, gate
+    def __init__(self, sentences, gate: threading.Event | None = None, gate_before: int = 1):
+        self.sentences, self.gate, self.gate_before = sentences, gate, gate_before
         self.produced = 0
 
     def stream_reply(self, user_text, cancel: CancelToken):
         for i, s in enumerate(self.sentences):
-            if i == 1 and self.gate is not None:
-                self.gate.wait(5)  # hold the second sentence until the test says so
+            if i == self.gate_before and self.gate is not None:
+                self.gate.wait(5)  # hold this sentence (the second by default) until the test says so
             if cancel.cancelled:
                 return
             self.produced += 1
@@ -61,11 +62,16 @@ class FakeLLM:
 class FakeTTS:
     name = "fake-tts"
 
-    def __init__(self, fail_on: set[int] = frozenset()):
+    def __init__(self, fail_on: set[int] = frozenset(), on_synthesize=None):
         self.fail_on, self.calls = fail_on, 0
+        self.texts: list[str] = []  # what was spoken, in order
+        self.on_synthesize = on_synthesize  # called with (call number, text) while the synthesis is in flight
 
     def synthesize(self, text, out_path: Path):
         self.calls += 1
+        self.texts.append(text)
+        if self.on_synthesize is not None:
+            self.on_synthesize(self.calls - 1, text)
         if self.calls - 1 in self.fail_on:
             raise TTSError("voice broke")
         out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,9 +84,11 @@ class FakeHead:
 
     def __init__(self, oom_on: set[int] = frozenset()):
         self.oom_on, self.calls = oom_on, 0
+        self.rendered: list[Path] = []  # the audio of every segment rendered, in order
 
     def render(self, audio_path, output_path):
         self.calls += 1
+        self.rendered.append(Path(audio_path))
         if self.calls - 1 in self.oom_on:
             raise VideoOutOfMemoryError("CUDA out of memory (injected)")
         Path(output_path).write_bytes(b"mp4")
@@ -146,6 +154,58 @@ def test_cancel_mid_reply_stops_the_rest(tmp_path):
     assert llm.produced == 1 and result.reply == "One."
     assert isinstance(events[-1], TurnDone) and events[-1].cancelled
     assert runner.cancel_current() is False  # nothing in flight any more
+
+
+def test_cancel_while_the_second_sentence_is_being_spoken_stops_everything_after_it(tmp_path):
+    """The user talks over the first segment of a four-sentence reply, while sentence 1 is being synthesised and
+    the model still has two sentences to go: nothing after the cancel is rendered, spoken or generated."""
+    reply = ["Paris is the capital.", "It is on the Seine.", "It has many museums.", "Spring is lovely there."]
+    tts_1_in_flight, tts_go, llm_go = threading.Event(), threading.Event(), threading.Event()
+
+    def on_synthesize(call: int, text: str) -> None:
+        if call == 1:
+            tts_1_in_flight.set()
+            tts_go.wait(5)  # sentence 1 is still being synthesised when the cancel arrives
+
+    llm = FakeLLM(reply, gate=llm_go, gate_before=2)  # sentences 2 and 3 come only after the cancel
+    tts, head = FakeTTS(on_synthesize=on_synthesize), FakeHead()
+    events: list = []
+    cancelled_at: list[int] = []  # len(events) when the cancel happened
+    runner = TurnRunner(Stages(FakeASR(), llm, tts, head), events.append, tmp_path)
+
+    def on_event(e):
+        events.append(e)
+        if isinstance(e, SegmentReady) and e.index == 0:
+            assert tts_1_in_flight.wait(5)
+            cancelled_at.append(len(events))
+            assert runner.cancel_current("user spoke again")
+            tts_go.set()
+            llm_go.set()
+
+    runner.on_event = on_event
+    result = runner.run(utterance=utterance())
+
+    assert result.cancelled and cancelled_at
+    cut = cancelled_at[0]
+    # Nothing after the cancel point was generated, rendered or shown; sentence 1's synthesis was already
+    # running and finishes, but it never reaches the talking head.
+    assert llm.produced == 2
+    assert tts.texts == reply[:2]
+    assert head.rendered == [result.segments[0].speech.wav_path] and len(result.segments) == 1
+    after = events[cut:]
+    assert not [e for e in after if isinstance(e, (ReplySentenceReady, VideoReady, SegmentReady))], after
+    assert isinstance(events[-1], TurnDone) and events[-1].cancelled and events[-1].segments == 1
+    # Event order up to the cancel: captured, transcribed, first sentence, its speech, its video, its segment.
+    kinds = [(type(e).__name__, getattr(e, "index", None)) for e in events[:cut]]
+    first = [
+        ("UtteranceCaptured", None), ("TranscriptReady", None), ("SpeechReady", 0), ("VideoReady", 0),
+        ("SegmentReady", 0),
+    ]  # fmt: skip
+    assert [k for k in kinds if k in first] == first
+    first_sentence_at = kinds.index(("ReplySentenceReady", None))
+    assert kinds.index(("TranscriptReady", None)) < first_sentence_at < kinds.index(("SpeechReady", 0))
+    assert [e.sentence.text for e in events if isinstance(e, ReplySentenceReady)] == reply[:2]
+    assert result.reply == " ".join(reply[:2])
 
 
 def test_out_of_memory_plays_audio_only_and_next_turn_tries_video_again(tmp_path):
