@@ -1,4 +1,4 @@
-"""`assistant bench turn`: how its computed segment lateness is worked out, and one real turn through `--json`.
+"""`assistant bench turn`: how its computed segment lateness is worked out; one real turn through `--json`.
 
 `segment_late_ms` and `av_offset_metadata_ms` are computed (ready times plus nominal durations; ffprobe stream
 metadata), not measured at a player: the first test pins the computation down on hand-made segments, the
@@ -56,7 +56,7 @@ def test_bench_turn_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert math.isfinite(late) and late >= 0
     if turn["segments"] == 1:
         assert late == 0.0  # nothing to wait for
-    assert report["segment_late_ms"]["max"] == pytest.approx(late, abs=0.05)  # the summary is this turn's figure
+    assert report["segment_late_ms"]["max"] == pytest.approx(late, abs=0.05)  # the summary is this turn's
     offset = turn["av_offset_metadata_ms_max"]
     assert 0 <= offset <= 40 and report["av_offset_metadata_ms"]["max"] == pytest.approx(offset, abs=0.05)
     # The reply was prepared from the pause and shown only once the end of speech was confirmed.

@@ -1,10 +1,11 @@
-"""The GUI thread keeps running its event loop while a turn works: a 10 ms QTimer ticks on the GUI thread while a
-whole turn runs (loading, recognition, a reply streamed over three sentences, speech, video, playback), with stages
-that keep their threads busy in Python (holding the GIL in slices, like real model glue code). If the turn ran on,
-or waited on, the GUI thread, no tick would land between the reply's first sentence and the end of the turn.
+"""The GUI thread keeps running its event loop while a turn works: a 10 ms QTimer ticks on the GUI thread
+while a whole turn runs (loading, recognition, a reply streamed over three sentences, speech, video,
+playback), with stages that keep their threads busy in Python (holding the GIL in slices, like real model
+glue code). If the turn ran on, or waited on, the GUI thread, no tick would land between the reply's first
+sentence and the end of the turn.
 
-How long the longest stall may be is a timing goal, so it is not asserted here (a shared test machine would make
-it flaky); the test prints the worst gap for a person to read.
+How long the longest stall may be is a timing goal, so it is not asserted here (a shared test machine would
+make it flaky); the test prints the worst gap for a person to read.
 """
 
 from __future__ import annotations

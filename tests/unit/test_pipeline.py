@@ -157,9 +157,9 @@ def test_cancel_mid_reply_stops_the_rest(tmp_path):
 
 
 def test_cancel_while_the_second_sentence_is_being_spoken_stops_everything_after_it(tmp_path):
-    """The user talks over the first segment of a four-sentence reply, while sentence 1 is being synthesised and
-    the model still has two sentences to go: nothing after the cancel is rendered, spoken or generated."""
-    reply = ["Paris is the capital.", "It is on the Seine.", "It has many museums.", "Spring is lovely there."]
+    """The user talks over the first segment of a four-sentence reply, while sentence 1 is being synthesised
+    and the model still has two sentences to go: nothing after the cancel is rendered, spoken or generated."""
+    reply = ["Paris is the capital.", "It is on the Seine.", "It has museums.", "Spring is lovely there."]
     tts_1_in_flight, tts_go, llm_go = threading.Event(), threading.Event(), threading.Event()
 
     def on_synthesize(call: int, text: str) -> None:
