@@ -168,14 +168,44 @@ def test_corrupt_dialogue_model(capsys, tmp_path):
 
 
 def test_two_turns_share_one_loaded_session(tmp_path):
-    """Models load once: the second turn reuses them (and the dialogue remembers the first)."""
+    """Models load once: the second turn reuses them, and the dialogue remembers the first: the messages the
+    second turn sends to llama.cpp hold the first question and the first reply."""
     session = Session(load_settings(), out_dir=tmp_path)
     session.settings.talking_head.enabled = False
     session.load()
     asr, llm = session.asr, session.dialogue
-    first = session.run_turn(text="My name is Ada.")
-    second = session.run_turn(text="What is my name?")
-    assert session.asr is asr and session.dialogue is llm
+    sent: list[list[dict[str, str]]] = []
+    real = llm._llm.create_chat_completion  # a spy on the real model: records the prompt, then generates
+
+    def recording(messages, **kwargs):
+        sent.append([dict(m) for m in messages])
+        return real(messages=messages, **kwargs)
+
+    llm._llm.create_chat_completion = recording
+    try:
+        first = session.run_turn(text="My name is Ada.")
+        second = session.run_turn(text="What is my name?")
+        assert session.asr is asr and session.dialogue is llm
+    finally:
+        session.close()
     assert first.reply and second.reply
-    assert len(llm.history) >= 2
-    session.close()
+    assert len(sent) == 2
+    assert [m for m in sent[0] if m["role"] != "system"] == [{"role": "user", "content": "My name is Ada."}]
+    remembered = [m for m in sent[1] if m["role"] != "system"]
+    assert [m["role"] for m in remembered] == ["user", "assistant", "user"]
+    assert remembered[0]["content"] == "My name is Ada." and remembered[2]["content"] == "What is my name?"
+    # The remembered reply is the first turn's reply (the history keeps the model's raw text; the turn's
+    # reply is the spoken sentences, cleaned of markdown).
+    assert _words(first.reply) <= _words(remembered[1]["content"]), (first.reply, remembered[1])
+    assert [t.user_text for t in llm.history] == ["My name is Ada.", "What is my name?"]
+
+
+def test_every_ask_writes_its_own_reply_files(tmp_path, capsys):
+    paths = []
+    for question in ("Say hello.", "Say goodbye."):
+        rc, out, _ = run_cli(capsys, "ask", question, "--out", str(tmp_path), "--json", "--no-video")
+        assert rc == 0
+        paths.append(Path(json.loads(out)["audio_path"]))
+    assert paths[0] != paths[1]  # the second reply did not overwrite the first
+    assert all(p.is_file() and p.parent == tmp_path and p.name.startswith("reply-") for p in paths)
+    assert sf.info(str(paths[0])).duration > 0.3 and sf.info(str(paths[1])).duration > 0.3
