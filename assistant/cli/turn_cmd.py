@@ -72,6 +72,19 @@ def _utterance_from_file(path: Path, settings) -> Utterance:
                      source=str(path))  # fmt: skip
 
 
+def reply_paths(out_dir: Path, now: float | None = None) -> tuple[Path, Path]:
+    """A fresh (wav, mp4) pair for one reply in `out_dir`, named after the local time: `reply-20250101-120000`,
+    then `-2`, `-3`, ... when that name is taken, so a later reply never overwrites an earlier one."""
+    stem = "reply-" + time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    n = 1
+    while True:
+        name = stem if n == 1 else f"{stem}-{n}"
+        wav, mp4 = out_dir / f"{name}.wav", out_dir / f"{name}.mp4"
+        if not wav.exists() and not mp4.exists():
+            return wav, mp4
+        n += 1
+
+
 def _run(args: argparse.Namespace, text: str | None, audio: Path | None) -> int:
     from assistant.video import concat_segments
 
@@ -90,11 +103,12 @@ def _run(args: argparse.Namespace, text: str | None, audio: Path | None) -> int:
     out_dir = args.out.resolve() if args.out else session.out_dir
     audio_path = video_path = None
     if result.segments:
+        wav_out, mp4_out = reply_paths(out_dir)
         audio_path, video_path = concat_segments(
             [s.speech.wav_path for s in result.segments],
             [s.video.mp4_path if s.video else None for s in result.segments],
-            out_dir / "reply.wav",
-            out_dir / "reply.mp4",
+            wav_out,
+            mp4_out,
         )
     timings = {k: round(v, 3) for k, v in result.timings_s.items()}
     timings["load_models"] = round(load_s, 3)
