@@ -101,6 +101,19 @@ class ModelState:
         return self.status in (ModelStatus.BUNDLED, ModelStatus.PRESENT)
 
 
+def state_text(st: ModelState, spec: ModelSpec) -> str:
+    """The state in words for a person: an optional model nobody downloaded is not "missing".
+
+    A model the offline default needs reads "missing"; an optional one with some files there reads
+    "partly downloaded (optional)".
+    """
+    if st.status is not ModelStatus.MISSING or not spec.optional or spec.bundled:
+        return st.status.value
+    if st.on_disk_bytes or st.partial_bytes:
+        return "partly downloaded (optional)"
+    return "not downloaded (optional)"
+
+
 def _hf(repo: str, revision: str, path: str) -> str:
     return f"{HF}/{repo}/resolve/{revision}/{path}"
 

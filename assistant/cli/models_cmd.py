@@ -16,7 +16,7 @@ from typing import TextIO
 
 from assistant.download import DownloadProgress, download_model
 from assistant.errors import DownloadError, ModelError
-from assistant.models import REGISTRY, ModelSpec, ModelStatus, get_spec, locate, states
+from assistant.models import REGISTRY, ModelSpec, ModelStatus, get_spec, locate, state_text, states
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -107,6 +107,7 @@ def list_models(
                 "name": st.name,
                 "kind": spec.kind,
                 "state": st.status.value,
+                "state_text": state_text(st, spec),
                 "size_bytes": spec.size_bytes,
                 "size_exact": spec.size_is_exact,
                 "licence": spec.licence,
@@ -126,7 +127,7 @@ def list_models(
         (
             r["name"],
             r["kind"],
-            r["state"] + (" (verified)" if r["verified"] else ""),
+            r["state_text"] + (" (verified)" if r["verified"] else ""),
             human_bytes(r["size_bytes"], r["size_exact"]),
             r["licence"],
         )

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
+import json
 import os
 import re
 import sys
@@ -248,3 +250,40 @@ def test_mirror_replaces_scheme_and_host_and_keeps_the_path() -> None:
     assert resolve_url(url, "http://10.0.0.5:8080/hf/") == "http://10.0.0.5:8080/hf" + path
     gh = "https://github.com/TencentARC/GFPGAN/releases/download/v1.3.4/GFPGANv1.4.pth"
     assert resolve_url(gh, "http://m") == "http://m/TencentARC/GFPGAN/releases/download/v1.3.4/GFPGANv1.4.pth"
+
+
+def test_models_list_calls_an_optional_model_never_downloaded_not_downloaded(tmp_path: Path) -> None:
+    from assistant.cli.models_cmd import list_models
+
+    files = {"model.bin": b"m" * 1000, "config.json": b"{}"}
+    never = _fake("fake-never", files)
+    partial = _fake("fake-partial", files)
+    (_install(tmp_path, partial, {"config.json": b"{}"}) / "model.bin.part").write_bytes(b"m" * 300)
+    required = dataclasses.replace(_fake("fake-required", files), optional=False)
+    reg = make_registry([never, partial, required])
+
+    table = io.StringIO()
+    assert list_models(tmp_path, registry=reg, out=table) == 0
+    rows = {line.split()[0]: line for line in table.getvalue().splitlines() if line.startswith("fake-")}
+    assert "not downloaded (optional)" in rows["fake-never"] and "missing" not in rows["fake-never"]
+    assert "partly downloaded (optional)" in rows["fake-partial"]
+    assert "missing" in rows["fake-required"] and "optional" not in rows["fake-required"]
+
+    listing = io.StringIO()
+    list_models(tmp_path, as_json=True, registry=reg, out=listing)
+    by_name = {r["name"]: r for r in json.loads(listing.getvalue())}
+    assert by_name["fake-never"]["state"] == "missing"  # the machine-readable state is unchanged
+    assert by_name["fake-never"]["state_text"] == "not downloaded (optional)"
+
+
+def test_state_text_leaves_other_states_alone(tmp_path: Path) -> None:
+    files = {"model.bin": b"w" * 64}
+    spec = _fake("fake-present", files)
+    _install(tmp_path, spec, files)
+    reg = make_registry([spec])
+    assert models.state_text(state("fake-present", tmp_path, registry=reg), spec) == "present"
+    # A bundled model whose package is gone is needed by the offline default: that is missing.
+    ghost = dataclasses.replace(
+        REGISTRY["smollm2-135m"], name="ghost", package="no_such_pkg_xyz", pip_name="no-such-pkg"
+    )
+    assert models.state_text(state("ghost", tmp_path, registry=make_registry([ghost])), ghost) == "missing"
