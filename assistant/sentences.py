@@ -239,6 +239,12 @@ class SentenceSplitter:
         return None
 
 
+def ends_sentence(piece: str) -> bool:
+    """Whether a piece ends with sentence punctuation (closing quotes/brackets after it allowed): "Yes." does,
+    "It was built in" (a reply cut off by the token limit) does not."""
+    return piece.rstrip().rstrip(_CLOSERS).endswith(tuple(_TERMINALS))
+
+
 def split_sentences(text: str, first_clause_chars: int = 60, min_clause_chars: int = 20) -> list[str]:
     """Split a whole text the way the streaming splitter would."""
     splitter = SentenceSplitter(first_clause_chars, min_clause_chars)

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from assistant.sentences import SentenceSplitter, clean_for_speech, split_sentences
+from assistant.sentences import SentenceSplitter, clean_for_speech, ends_sentence, split_sentences
 
 
 def stream(text: str, chunk_sizes: list[int] | None = None) -> list[str]:
@@ -163,3 +163,21 @@ def test_reset_starts_a_new_reply() -> None:
     splitter.reset()
     assert splitter.pending == ""
     assert splitter.pieces_released == 0
+
+
+@pytest.mark.parametrize(
+    ("piece", "ends"),
+    [
+        ("Paris is the capital.", True),
+        ("Really?", True),
+        ('He said "yes!"', True),
+        ("It is lovely (in spring.)", True),
+        ("Wait…", True),
+        ("It was built in", False),
+        ("It was built in 18", False),
+        ("Paris, the capital,", False),
+        ("Version 3.5", False),
+    ],
+)
+def test_ends_sentence(piece: str, ends: bool) -> None:
+    assert ends_sentence(piece) is ends
