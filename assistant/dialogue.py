@@ -11,14 +11,24 @@ The chat template is the one stored in the GGUF (`create_chat_completion` applie
   normally (no exception) with `last_reply.cancelled` True. Policy: an interrupted turn stays in history with
   the sentences already released (what the user heard the start of), marked `interrupted=True`, so a follow-up
   like "no, I meant..." has context; a turn interrupted before any sentence was released is dropped entirely.
+- A reply cut off by `max_tokens` ends at its last complete sentence: the unfinished tail is not spoken,
+  and is not kept in history (when no sentence was completed at all, the fragment is kept without its last
+  word, which may be cut in half).
+- Degenerate replies stay out of history (`degenerate_reason`): one mostly in another language than the
+  configured one, or one repeating an earlier reply. The user still sees and hears it once, but it is never
+  fed back to the model, where a small model would copy it into every following answer.
 """
 
 from __future__ import annotations
 
 import contextlib
+import difflib
+import logging
+import re
 import threading
 import time
-from collections.abc import Generator, Iterator
+import unicodedata
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,13 +36,83 @@ from typing import Any, Protocol
 from assistant.cancel import CancelToken
 from assistant.errors import ConfigError, DialogueError, ModelError
 from assistant.events import Reply, ReplySentence
-from assistant.sentences import SentenceSplitter
+from assistant.sentences import SentenceSplitter, ends_sentence
+
+log = logging.getLogger(__name__)
 
 GGUF_MAGIC = b"GGUF"
 # Template tokens around each message (ChatML: "<|im_start|>", role, "\n", ..., "<|im_end|>", "\n").
 MESSAGE_OVERHEAD_TOKENS = 5
 REPLY_PRIMING_TOKENS = 3  # "<|im_start|>assistant\n" that opens the reply
 LOCK_WAIT_S = 30.0  # a new turn waits this long for an abandoned one to let go of the model
+
+# ---- degenerate replies (kept out of history) ----
+# Common English function words: any English sentence of a few words has some.
+_ENGLISH_WORDS = frozenset(
+    "the a an is are was were be been it its this that these those of to in on at for with and or but not no "
+    "you your i me my we our he she they them his her their what which who how why when where there here "
+    "do does did have has had can could will would should may might as by from about if so than then".split()
+)
+# Function words of the languages small models drift into (French, Spanish, Italian, Portuguese, German,
+# Dutch), none of them an English word as well.
+_FOREIGN_WORDS = frozenset(
+    "le la les de des du est une et dans qui sur avec pas cette sont elle nous vous ils aux où très "
+    "el los las es por para una del muy pero también está "
+    "il di che è della gli sono anche questo nella "
+    "não uma os também está são "
+    "der das und ist nicht ein eine auf dem zu von sich auch "
+    "het een zijn niet ook".split()
+)
+_WORD_RE = re.compile(r"[^\W\d_]+")
+MIN_WORDS_TO_JUDGE_LANGUAGE = 5  # "Bonjour!" or "Merci." alone is no drift
+MIN_LETTERS_TO_JUDGE_SCRIPT = 10  # a name or a word in another script inside an English reply is fine
+MIN_WORDS_TO_JUDGE_REPEAT = 4  # "I don't know." may honestly answer two questions
+REPEAT_SIMILARITY = 0.9  # difflib ratio of the normalised texts
+
+
+def _normalised(text: str) -> str:
+    return " ".join(_WORD_RE.findall(text.lower()))
+
+
+def degenerate_reason(reply: str, earlier_replies: Iterable[str], language: str = "en") -> str | None:
+    """Why `reply` should not go into the history, or None when it may.
+
+    - Not the conversation's language (checked for English only): mostly non-Latin letters, or more foreign
+      function words than English ones ("Paris est la capitale de la France" but not "Le Grand Paris is ...").
+    - A repeat: the same words as an earlier reply (or nearly: difflib ratio >= REPEAT_SIMILARITY).
+    """
+    words = _WORD_RE.findall(reply.lower())
+    english_expected = language.lower().startswith("en")
+    letters = [ch for ch in reply if ch.isalpha()]
+    if english_expected and len(letters) >= MIN_LETTERS_TO_JUDGE_SCRIPT:
+        latin = sum(1 for ch in letters if unicodedata.name(ch, "").startswith("LATIN"))
+        if latin < len(letters) / 2:
+            return "mostly non-Latin script in an English conversation"
+    if english_expected and len(words) >= MIN_WORDS_TO_JUDGE_LANGUAGE:
+        english = sum(w in _ENGLISH_WORDS for w in words)
+        foreign = sum(w in _FOREIGN_WORDS for w in words)
+        if foreign >= 2 and foreign > english:
+            return f"not English ({foreign} foreign function words, {english} English)"
+    if len(words) >= MIN_WORDS_TO_JUDGE_REPEAT:
+        mine = " ".join(words)
+        for earlier in earlier_replies:
+            theirs = _normalised(earlier)
+            if theirs == mine or difflib.SequenceMatcher(None, mine, theirs).ratio() >= REPEAT_SIMILARITY:
+                return "repeats an earlier reply"
+    return None
+
+
+def _cut_at_last_sentence(tail: list[str], released_before: int) -> list[str]:
+    """The flushed pieces of a reply that hit max_tokens, without the unfinished last one.
+
+    When the reply has no complete piece at all, the fragment stays (an empty reply says nothing), minus its
+    last word, which the token limit may have cut in half."""
+    if not tail or ends_sentence(tail[-1]):
+        return tail
+    if released_before or len(tail) > 1:
+        return tail[:-1]
+    words = tail[0].split()
+    return [" ".join(words[:-1])] if len(words) > 1 else []
 
 
 class ChatLLM(Protocol):
@@ -105,6 +185,7 @@ class DialogueManager:
         n_gpu_layers: int = 0,
         cpu_extra_buffers: bool | None = None,
         first_clause_chars: int = 60,
+        language: str = "en",
         name: str | None = None,
         llm: ChatLLM | None = None,
     ) -> None:
@@ -130,6 +211,7 @@ class DialogueManager:
         self.n_gpu_layers = n_gpu_layers
         self.cpu_extra_buffers = cpu_extra_buffers
         self.first_clause_chars = first_clause_chars
+        self.language = language  # the conversation's language: a reply in another one stays out of history
         self.name = name or self.model_path.stem
         self._llm: ChatLLM | None = llm
         self._load_lock = threading.Lock()
@@ -252,6 +334,12 @@ class DialogueManager:
         return messages
 
     def _remember(self, user_text: str, reply_text: str, interrupted: bool) -> None:
+        with self._history_lock:
+            earlier = [turn.reply_text for turn in self._history]
+        reason = degenerate_reason(reply_text, earlier, self.language)
+        if reason:
+            log.warning("reply kept out of the conversation history (%s): %.80r", reason, reply_text)
+            return
         tokens = self._message_tokens(user_text) + self._message_tokens(reply_text)
         with self._history_lock:
             self._history.append(DialogueTurn(user_text, reply_text, tokens, interrupted))
@@ -294,6 +382,7 @@ class DialogueManager:
         first_sentence_s: float | None = None
         tokens = 0
         cancelled = False
+        truncated = False  # the model stopped at max_tokens, maybe mid-word
         finished = False  # reached the end (or a cancel) without the consumer closing the generator
         failed = False
         chunks: Any = None
@@ -318,6 +407,7 @@ class DialogueManager:
                 for chunk in chunks:
                     if cancel.cancelled:
                         break
+                    truncated = truncated or chunk["choices"][0].get("finish_reason") == "length"
                     text = (chunk["choices"][0].get("delta") or {}).get("content") or ""
                     if not text:
                         continue  # the opening chunk carries only the role
@@ -335,6 +425,8 @@ class DialogueManager:
             cancelled = cancel.cancelled
             if not cancelled:
                 tail = splitter.flush()
+                if truncated:
+                    tail = _cut_at_last_sentence(tail, len(released))
                 for i, piece in enumerate(tail):
                     yield sentence(piece, is_last=i == len(tail) - 1)
                     if cancel.cancelled and i < len(tail) - 1:
@@ -347,7 +439,8 @@ class DialogueManager:
             self._generate_lock.release()
             cancelled = cancelled or not finished  # closed early by the consumer, or failed
             reply = Reply(
-                text="".join(raw).strip(),
+                # A cut-off reply is what was said: the complete sentences, not the half-sentence after them.
+                text=" ".join(released) if truncated else "".join(raw).strip(),
                 sentences=tuple(released),
                 model=self.name,
                 first_sentence_s=first_sentence_s

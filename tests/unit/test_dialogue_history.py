@@ -12,7 +12,12 @@ from typing import Any
 import pytest
 
 from assistant.cancel import CancelToken
-from assistant.dialogue import MESSAGE_OVERHEAD_TOKENS, REPLY_PRIMING_TOKENS, DialogueManager
+from assistant.dialogue import (
+    MESSAGE_OVERHEAD_TOKENS,
+    REPLY_PRIMING_TOKENS,
+    DialogueManager,
+    degenerate_reason,
+)
 from assistant.errors import ConfigError, DialogueError, ModelError
 
 SYSTEM = "You are a helpful voice assistant."
@@ -24,6 +29,7 @@ class FakeLLM:
     def __init__(self, script: list[str], fail_after: int | None = None) -> None:
         self.script = script
         self.fail_after = fail_after
+        self.max_tokens: int | None = None  # from the last call; the stream ends there ("length")
         self.calls: list[list[dict[str, str]]] = []
         self.produced = 0  # tokens handed out by the current stream
         self.closed = False
@@ -35,6 +41,7 @@ class FakeLLM:
     def create_chat_completion(self, messages: list[dict[str, str]], **kwargs: Any) -> Iterator[dict]:
         assert kwargs["stream"] is True
         self.calls.append([dict(m) for m in messages])
+        self.max_tokens = kwargs.get("max_tokens")
         self.produced = 0
         self.closed = False
         return self._stream()
@@ -43,6 +50,9 @@ class FakeLLM:
         try:
             yield {"choices": [{"delta": {"role": "assistant"}, "finish_reason": None}]}
             for token in self.script:
+                if self.max_tokens is not None and self.produced >= self.max_tokens:
+                    yield {"choices": [{"delta": {}, "finish_reason": "length"}]}  # as llama-cpp-python ends
+                    return
                 if self.fail_after is not None and self.produced >= self.fail_after:
                     raise RuntimeError("llama_decode returned -3")
                 self.produced += 1
@@ -128,13 +138,24 @@ def test_history_is_sent_back_as_alternating_turns() -> None:
     ]
 
 
+# Ten words each, all different: a repeated reply would be kept out of history (tested further down).
+TEN_WORD_REPLIES = (
+    "one two three four five six seven eight nine ten.",
+    "Red apples grow on tall trees in the autumn sun.",
+    "My favourite river runs quietly past old stone mills there.",
+    "Bright stars shine above cold mountains during long winter nights.",
+    "Fresh bread smells wonderful when you open the bakery door.",
+    "Small boats sail across calm water toward the harbour lights.",
+)
+
+
 def test_oldest_turns_are_trimmed_to_stay_within_the_budget() -> None:
-    reply_text = "one two three four five six seven eight nine ten."
-    turn_cost = cost("question number x") + cost(reply_text)  # 8 + 15 = 23 tokens
+    turn_cost = cost("question number x") + cost(TEN_WORD_REPLIES[0])  # 8 + 15 = 23 tokens
     fixed = cost(SYSTEM) + cost("question number x") + REPLY_PRIMING_TOKENS  # 11 + 8 + 3 = 22 tokens
     budget = fixed + 3 * turn_cost + 5  # room for exactly three past turns
-    dm, llm = manager(tokens_of(reply_text), history_budget_tokens=budget, max_tokens=100)
+    dm, llm = manager([], history_budget_tokens=budget, max_tokens=100)
     for i in range(6):
+        llm.script = tokens_of(TEN_WORD_REPLIES[i])
         dm.reply(f"question number {i}")
     sent = llm.calls[-1]
     assert sent[0] == {"role": "system", "content": SYSTEM}  # always kept
@@ -247,3 +268,107 @@ def test_file_that_is_not_gguf_is_refused_before_llama_sees_it(tmp_path) -> None
     bad.write_bytes(b"PK\x03\x04 this is a zip, not a model")
     with pytest.raises(ModelError, match="not a GGUF file"):
         DialogueManager(bad, SYSTEM).load()
+
+
+# ---- replies cut off by max_tokens ----
+def test_reply_cut_off_by_max_tokens_ends_at_its_last_complete_sentence() -> None:
+    script = tokens_of(
+        "Paris is the capital of France. It is lovely in spring! The Eiffel Tower was built in 1889."
+    )
+    dm, _ = manager(script, max_tokens=14)  # stops after "built": the third sentence is unfinished
+    gen = dm.stream_reply("Tell me about Paris", CancelToken())
+    sentences = []
+    while True:
+        try:
+            sentences.append(next(gen))
+        except StopIteration as done:
+            reply = done.value
+            break
+    assert [s.text for s in sentences] == ["Paris is the capital of France.", "It is lovely in spring!"]
+    assert reply.text == "Paris is the capital of France. It is lovely in spring!"
+    assert not reply.cancelled
+    assert [t.reply_text for t in dm.history] == [reply.text]  # the half sentence is not remembered either
+
+
+def test_reply_cut_off_mid_word_in_its_first_sentence_keeps_the_whole_words() -> None:
+    dm, _ = manager(["The", " Eiffel", " Tower", " was", " bui", "lt", " in", " 1889."], max_tokens=5)
+    reply = dm.reply("Tell me about Paris")
+    assert reply.sentences == ("The Eiffel Tower was",)  # "bui" may be half a word
+    assert reply.text == "The Eiffel Tower was"
+
+
+def test_reply_that_fits_max_tokens_is_untouched() -> None:
+    dm, _ = manager(tokens_of("No full stop at the end"), max_tokens=100)
+    assert dm.reply("Say something").sentences == ("No full stop at the end",)
+
+
+# ---- degenerate replies stay out of history ----
+FRENCH = "Paris est la capitale de la France. Elle est située sur la Seine et elle est très belle."
+
+
+@pytest.mark.parametrize(
+    ("reply", "earlier", "why"),
+    [
+        (FRENCH, [], "not English"),
+        ("El cielo es azul porque la luz del sol se dispersa.", [], "not English"),
+        ("東京は日本の首都です。とても大きな都市です。", [], "non-Latin"),
+        ("Paris is the capital of France.", ["Paris is the capital of France."], "repeats"),
+        ("paris is the capital of france!", ["Paris is the capital of France."], "repeats"),
+        ("Paris is the capital city of France.", ["Paris is the capital of France."], "repeats"),
+    ],
+)
+def test_degenerate_replies_are_recognised(reply: str, earlier: list[str], why: str) -> None:
+    reason = degenerate_reason(reply, earlier, "en")
+    assert reason is not None and why in reason
+
+
+@pytest.mark.parametrize(
+    ("reply", "earlier"),
+    [
+        ("Le Grand Paris is the capital of France.", []),  # wrong, but English
+        ("Bonjour!", []),  # too short to judge a language
+        ("I went to a café in Montréal with my friend.", []),
+        ("Yes.", ["Yes."]),  # a short answer may honestly repeat
+        ("Berlin is the capital of Germany.", ["Paris is the capital of France."]),
+    ],
+)
+def test_ordinary_replies_are_not_degenerate(reply: str, earlier: list[str]) -> None:
+    assert degenerate_reason(reply, earlier, "en") is None
+
+
+def test_language_is_only_judged_for_english() -> None:
+    assert degenerate_reason(FRENCH, [], "fr") is None
+
+
+def test_a_reply_in_another_language_is_answered_but_not_remembered() -> None:
+    dm, llm = manager(tokens_of(FRENCH))
+    reply = dm.reply("What is the capital of France?")
+    assert reply.text == FRENCH and len(reply.sentences) == 2  # the user still gets it, once
+    assert dm.history == ()
+    llm.script = tokens_of("Paris is the capital of France.")
+    dm.reply("And what is it known for?")
+    # The next question is not sent with the French paragraph, so the model cannot copy it.
+    assert all(FRENCH not in m["content"] for m in llm.calls[-1])
+    assert [t.user_text for t in dm.history] == ["And what is it known for?"]
+
+
+def test_a_reply_repeating_an_earlier_one_is_not_remembered_again() -> None:
+    dm, llm = manager(tokens_of("Paris is the capital of France and a lovely city."))
+    dm.reply("What is the capital of France?")
+    dm.reply("What is the capital of Germany?")  # the model answers the same paragraph again
+    assert [t.user_text for t in dm.history] == ["What is the capital of France?"]
+    llm.script = tokens_of("Berlin is the capital of Germany.")
+    dm.reply("Are you sure?")
+    assert [t.reply_text for t in dm.history] == [
+        "Paris is the capital of France and a lovely city.",
+        "Berlin is the capital of Germany.",
+    ]
+
+
+def test_an_interrupted_degenerate_reply_is_not_remembered_either() -> None:
+    dm, _ = manager(tokens_of(FRENCH + " " + FRENCH))
+    token = CancelToken()
+    for _ in dm.stream_reply("What is the capital of France?", token):
+        token.cancel("new user speech")
+    assert dm.last_reply is not None and dm.last_reply.cancelled
+    assert dm.history == ()
