@@ -136,6 +136,15 @@ class TalkingHeadSettings(_Section):
     models: TalkingHeadModels = Field(default_factory=TalkingHeadModels, description="weight files")
 
 
+class LiveSettings(_Section):
+    resolution: Resolution | None = Field(None, description="live stream frame size; null = the talking head's")
+    fps: Literal[24, 25, 30, 50, 60] | None = Field(None, description="live stream frame rate; null = the talking head's")
+    audio_rate_hz: Literal[48000] = Field(48000, description="live stream audio rate")
+    caching_ms: int = Field(120, ge=20, le=2000, description="the desktop player's input buffer")
+    fade_ms: int = Field(30, ge=5, le=50, description="a cancelled reply fades out over this long")
+    record: str | None = Field(None, description="also record the whole session stream to this MP4; null = off")
+
+
 class UISettings(_Section):
     window_width: int = Field(1100, ge=400, description="initial window width")
     window_height: int = Field(720, ge=300, description="initial window height")
@@ -160,6 +169,7 @@ class Settings(_Section):
     dialogue: DialogueSettings = Field(default_factory=DialogueSettings, description="the language model")
     tts: TTSSettings = Field(default_factory=TTSSettings, description="speech synthesis")
     talking_head: TalkingHeadSettings = Field(default_factory=TalkingHeadSettings, description="lip-sync video")
+    live: LiveSettings = Field(default_factory=LiveSettings, description="the live avatar stream")
     ui: UISettings = Field(default_factory=UISettings, description="the desktop window")
     models: ModelsSettings = Field(default_factory=ModelsSettings, description="model downloads")
     paths: PathsSettings = Field(default_factory=PathsSettings, description="where files go")

@@ -210,6 +210,8 @@ class TurnRunner:
         self._deliver: EventCallback = self._safe_listener
         self._lock = threading.Lock()
         self._current: CancelToken | None = None
+        # True when a live stream animates the speech (the desktop app): segments are audio, no video files.
+        self.video_by_stream = False
         # After an out-of-memory, the rest of that turn is audio only; the next turn tries video again.
         self._video_suspended_for_turn: int | None = None
 
@@ -421,7 +423,8 @@ class TurnRunner:
     ) -> tuple[AvatarVideo | None, str | None]:
         animator = self.stages.talking_head
         if animator is None:
-            return None, "talking head disabled"
+            # With a live stream the stream animates the speech: a segment is its audio, nothing is missing.
+            return None, None if self.video_by_stream else "talking head disabled"
         if self._video_suspended_for_turn == turn_id:
             return None, "video paused for this reply after running out of memory"
         start = time.monotonic()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,8 +60,11 @@ class Session:
         on_event: Callable[[TurnEvent], None] = lambda e: None,
         probe: Callable[[], GPUInfo | None] = probe_cuda,
         out_dir: Path | None = None,
+        live: bool = False,
     ) -> None:
         self.settings = settings
+        # live: a LiveStream animates the speech (the desktop app), so no talking-head files are rendered per turn.
+        self.live = live
         self._probe = probe
         self.resolved = resolve(settings, probe)
         self.on_event = on_event
@@ -74,6 +78,11 @@ class Session:
         self.notices: list[str] = []
         self._keys: _StageKeys | None = None
         self.load_timings_s: dict[str, float] = {}
+        self.live_engine: str | None = None  # what draws the live stream, told by whoever runs it
+        # Interrupted replies: what the stream really said, per turn, applied to the history once the turn ended.
+        self._amend_lock = threading.Lock()
+        self._amendments: dict[int, str] = {}
+        self._user_text_of_turn: dict[int, str] = {}
 
     # ---- building the stages ----
     def _notice(self, message: str, level: str = "warning") -> None:
@@ -133,7 +142,7 @@ class Session:
         )
 
     def _build_talking_head(self) -> Any:
-        if not self.settings.talking_head.enabled:
+        if not self.settings.talking_head.enabled or self.live:
             return None
         from assistant.talking_head.chain import build_chain
 
@@ -168,6 +177,7 @@ class Session:
         stages = Stages(self.asr, self.dialogue, self.tts, self.talking_head)
         if self.runner is None:
             self.runner = TurnRunner(stages, self._emit, self.out_dir)
+            self.runner.video_by_stream = self.live
         else:
             self.runner.stages = stages
 
@@ -191,10 +201,30 @@ class Session:
         assert self.runner is not None
         started = dt.datetime.now().astimezone()
         result = self.runner.run(utterance=utterance, text=text, end_of_speech_at=end_of_speech_at, hold=hold)
+        with self._amend_lock:
+            self._user_text_of_turn[result.turn_id] = result.transcript
+        self._apply_amendment(result.turn_id)
         if not result.dropped and not result.discarded:
             source = utterance.source if utterance is not None else "typed"
             self.conversation_log.append(result, started, source)
         return result
+
+    def amend_spoken_reply(self, turn_id: int, spoken_text: str) -> None:
+        """The reply of `turn_id` was cut while being spoken: keep only `spoken_text` in the dialogue history,
+        marked interrupted. Safe from any thread; applied once the turn has ended if it is still running."""
+        with self._amend_lock:
+            self._amendments[turn_id] = spoken_text
+        self._apply_amendment(turn_id)
+
+    def _apply_amendment(self, turn_id: int) -> None:
+        with self._amend_lock:
+            user_text = self._user_text_of_turn.get(turn_id)
+            if user_text is None or turn_id not in self._amendments:
+                return
+            spoken = self._amendments.pop(turn_id)
+        amend = getattr(self.dialogue, "amend_reply", None)
+        if amend is not None and user_text:
+            amend(user_text, spoken)
 
     def cancel_current(self, reason: str = "new user speech") -> bool:
         return self.runner.cancel_current(reason) if self.runner else False
@@ -207,7 +237,9 @@ class Session:
     def engines_summary(self) -> dict[str, str]:
         r = self.resolved
         th = "off"
-        if self.talking_head is not None:
+        if self.live and self.settings.talking_head.enabled:
+            th = self.live_engine or "live stream"
+        elif self.talking_head is not None:
             engine = getattr(self.talking_head, "last_engine", None) or r.talking_head_engine
             th = {
                 "wav2lip": f"Wav2Lip {r.quality_mode} on {r.talking_head_device.upper()}",

@@ -541,14 +541,12 @@ class LiveEncoder:
             parts = []
             for fmt, where, opt in targets:
                 options = f"f={fmt}"
-                if fmt == "mpegts":
-                    options += ":muxdelay=0:muxpreload=0"
-                elif fmt == "mp4":
+                if fmt == "mp4":
                     options += ":movflags=+faststart"
                 elif fmt == "flv":
                     options += ":onfail=ignore"
                 parts.append(f"[{options}]{escape(where)}")
-            args += ["-flags", "+global_header", "-f", "tee", "|".join(parts)]
+            args += ["-muxdelay", "0", "-muxpreload", "0", "-flush_packets", "1", "-f", "tee", "|".join(parts)]
         self._args = args
         has_pipe = any(kind == "mpegts" for kind, _ in self.outputs)
         self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the encoder

@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"log every event-loop stall over {STALL_LOG_MS} ms (diagnoses a sluggish window)",
     )
     parser.add_argument(
+        "--record", metavar="FILE.mp4", help="also record the whole session's avatar stream (video + voice) to this MP4"
+    )
+    parser.add_argument(
         "--vlc-arg",
         action="append",
         default=[],
@@ -84,7 +87,7 @@ def session_factory(settings: Settings, on_event: Callable[[TurnEvent], None]):
     """Build the core Session (on the session worker thread: importing it pulls in the model libraries)."""
     from assistant.session import Session
 
-    return Session(settings, on_event)
+    return Session(settings, on_event, live=True)
 
 
 def _prefer_xcb() -> None:
@@ -154,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         session_factory,
         listener_factory=None if args.no_mic else default_listener_factory,
         vlc_args=tuple(args.vlc_arg),
+        record=args.record,
     )
     app.aboutToQuit.connect(window.shutdown)
     _quit_on_signals(app)

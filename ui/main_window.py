@@ -1,11 +1,14 @@
-"""The main window: avatar view with the embedded player, conversation, microphone controls, text box, status.
+"""The main window: the live avatar, conversation, microphone controls, text box, status.
 
-It wires three things together, all on the GUI thread: the `SessionWorker` (models and turns, its own thread),
-the `MicrophoneControl` (the capture thread) and the `SegmentPlayer` (VLC). Core events reach it through the
-`EventBridge` as queued signals; every slot is `_on_<signal>` and only updates widgets or hands work to a
-thread, so the event loop never waits on a model.
+It wires four things together, all on the GUI thread: the `SessionWorker` (models and turns, its own thread),
+the `MicrophoneControl` (the capture thread), the `LiveAvatar` (the session-long stream in the embedded VLC
+player) and the core's `TurnTaking` controller, which decides who speaks when. The window holds no turn-taking
+rule: it hands every event to the controller and carries out its actions (`submit_turn`, `cancel_turn`,
+`speak`, `stop_speech`, `set_listening`, `state_changed`). Core events reach it through the `EventBridge` as
+queued signals; every slot is `_on_<signal>` and only updates widgets or hands work on, so the event loop never
+waits on a model.
 
-Needs PySide6; VLC for the real player (tests give a fake backend).
+Needs PySide6; VLC and ffmpeg for the live avatar.
 """
 
 from __future__ import annotations
@@ -35,7 +38,10 @@ from PySide6.QtWidgets import (
 
 from assistant.config import Settings
 from assistant.events import Notice, SegmentReady, StageFailed, TurnDone
+from assistant.live import StreamSpeechFinished, StreamSpeechStarted
+from assistant.turn_taking import TurnState, TurnTaking
 from ui.bridge import EventBridge
+from ui.live_avatar import LiveAvatar, PlayerFactory
 from ui.microphone import (
     HANDS_FREE,
     PUSH_TO_TALK,
@@ -43,13 +49,10 @@ from ui.microphone import (
     MicrophoneControl,
     default_listener_factory,
 )
-from ui.player import PlaybackBackend, PlayerError, SegmentPlayer, SilentBackend, VlcBackend
 from ui.widgets import AvatarView, ChatEntry, ConversationView, LevelMeter
 from ui.workers import SessionFactory, SessionWorker, favour_gui_thread
 
 log = logging.getLogger(__name__)
-
-BackendFactory = Callable[[QWidget], PlaybackBackend]
 
 # Stage timings shown after a turn: (key in TurnDone.timings_s, label).
 TIMING_LABELS = (
@@ -90,10 +93,11 @@ class MainWindow(QMainWindow):
         settings: Settings,
         session_factory: SessionFactory,
         *,
-        backend_factory: BackendFactory | None = None,
+        player_factory: PlayerFactory | None = None,
         listener_factory: ListenerFactory | None = default_listener_factory,
         vlc_args: tuple[str, ...] = (),
         user_config: Path | None = None,
+        record: str | Path | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -106,25 +110,19 @@ class MainWindow(QMainWindow):
         self.ready = False
         self.engines: dict[str, str] = {}
         self.notices: list[str] = []  # every warning shown, newest last (the banner shows the latest)
-        # Which turn job each core turn_id belongs to; jobs numbered below _stale_before_job were
-        # interrupted, and their late events (a segment finished after the cancel) are ignored.
-        self._running_job = 0
-        self._stale_before_job = 0
-        # The speculative turn started at the last pause in speech, and the utterance it answers.
-        self._hold = None
-        self._held_utterance = None
-        self._job_of_turn: dict[int, int] = {}
         self._user_entry_of_job: dict[int, ChatEntry] = {}
+        self._spoken: dict[int, list[str]] = {}  # turn_id -> the texts of its segments the stream said in full
         self.worker_busy = False
         self._closed = False
         self._build_ui()
-        factory = backend_factory or (lambda widget: VlcBackend(widget, vlc_args))
-        try:
-            backend = factory(self.avatar.video)
-        except PlayerError as e:
-            backend = SilentBackend(str(e))
-            self._show_notice(f"Replies cannot be played: {e}")
-        self.player = SegmentPlayer(backend)
+        if player_factory is None and vlc_args:
+            from ui.live_player import LivePlayer
+
+            def player_factory(widget, caching_ms):
+                return LivePlayer(widget, vlc_args, caching_ms=caching_ms)
+
+        self.live = LiveAvatar(self.avatar, settings, player_factory, record)
+        self.turns = TurnTaking(self, mode=settings.audio.mode)
         self._connect()
         self.avatar.set_image(settings.project_path(settings.talking_head.avatar_image))
         self._set_stage("Loading models…")
@@ -207,7 +205,7 @@ class MainWindow(QMainWindow):
         self._update_mic_widgets()
 
     def _connect(self) -> None:
-        b, w, p = self.bridge, self.worker, self.player
+        b, w, live = self.bridge, self.worker, self.live
         bridge_signals = (
             "utterance_captured", "transcript_ready", "reply_sentence_ready", "speech_ready", "video_ready",
             "segment_ready", "stage_failed", "notice", "turn_done",
@@ -222,15 +220,17 @@ class MainWindow(QMainWindow):
             getattr(b, name).connect(getattr(self, f"_on_{name}"))
         for name in worker_signals:
             getattr(w, name).connect(getattr(self, f"_on_{name}"))
-        p.segment_started.connect(self._on_segment_started)
-        p.audio_only.connect(self._on_audio_only)
-        p.idle.connect(self._on_player_idle)
-        p.error.connect(self._on_player_error)
+        live.started.connect(self._on_live_started)
+        live.failed.connect(self._on_live_failed)
+        live.notice.connect(self._show_notice)
+        live.speech_started.connect(self._on_stream_speech_started)
+        live.speech_finished.connect(self._on_stream_speech_finished)
+        live.drained.connect(self._on_stream_drained)
         self.mic.state_changed.connect(self._on_mic_state_changed)
         # Bound methods rather than lambdas holding the window: with those, PySide6 6.12.0 crashed at exit
         # ("shared QObject was deleted directly", then SIGSEGV).
         self.mode_combo.currentIndexChanged.connect(self._on_mode_selected)
-        self.mute_button.toggled.connect(self.mic.set_user_muted)
+        self.mute_button.toggled.connect(self._on_mute_toggled)
         self.talk_button.pressed.connect(self.begin_push_to_talk)
         self.talk_button.released.connect(self.end_push_to_talk)
         self.stop_button.clicked.connect(self._on_stop_clicked)
@@ -240,22 +240,29 @@ class MainWindow(QMainWindow):
         self.quit_action.triggered.connect(self.close)
 
     def _on_mode_selected(self, _index: int) -> None:
-        self.mic.set_mode(self.mode_combo.currentData())
+        mode = self.mode_combo.currentData()
+        self.mic.set_mode(mode)
+        self.turns.set_mode(mode)
         self._update_mic_widgets()
+
+    def _on_mute_toggled(self, muted: bool) -> None:
+        self.mic.set_user_muted(muted)
+        self.turns.set_muted(muted)
 
     def _on_stop_clicked(self) -> None:
         self.stop_reply("stopped by the user")
 
     # ---- start / stop ----
     def start(self) -> None:
-        """Load the models in the background and start listening; the window is usable meanwhile."""
+        """Start the live avatar and load the models in the background; the window is usable meanwhile."""
         favour_gui_thread()
+        self.live.start()
         self.worker.start()
         self.mic.start()
         QApplication.instance().installEventFilter(self)
 
     def shutdown(self) -> None:
-        """Stop in order: microphone, turn in flight, playback (VLC), then the session (models, GPU)."""
+        """Stop in order: microphone, turn in flight, the live avatar (VLC), then the session (models, GPU)."""
         if self._closed:
             return
         self._closed = True
@@ -264,10 +271,9 @@ class MainWindow(QMainWindow):
             app.removeEventFilter(self)
         self.mic.stop()
         self.worker.cancel_current("the window is closing")
-        self.player.clear()
-        self.player.backend.release()
+        self.live.shutdown()
         self.worker.shutdown()
-        log.info("main window closed: microphone, player and session released")
+        log.info("main window closed: microphone, live avatar and session released")
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
         self.hide()
@@ -280,11 +286,10 @@ class MainWindow(QMainWindow):
         text = text.strip()
         if not text:
             return
-        self._interrupt("new question")
-        entry = self.conversation.add(
-            ChatEntry("user", text, note="" if self.ready else "queued until loaded")
-        )
-        self._user_entry_of_job[self.worker.submit_turn(text=text)] = entry
+        entry = ChatEntry("user", text, note="" if self.ready else "queued until loaded")
+        job = self.turns.typed(text)
+        if job is not None:
+            self._user_entry_of_job[job] = self.conversation.add(entry)
 
     def _submit_text(self) -> None:
         text = self.text_input.text()
@@ -294,22 +299,34 @@ class MainWindow(QMainWindow):
     def begin_push_to_talk(self) -> None:
         if self.mic.mode != PUSH_TO_TALK:
             self.mode_combo.setCurrentIndex(self.mode_combo.findData(PUSH_TO_TALK))
-        self._interrupt("push-to-talk")
+        self.turns.talk_pressed()
         self.mic.ptt_press()
 
     def end_push_to_talk(self) -> None:
         self.mic.ptt_release()
 
     def stop_reply(self, reason: str = "stopped") -> None:
-        self._interrupt(reason)
-        self._set_stage("Ready" if self.ready else "Loading models…")
+        self.turns.stop(reason)
 
-    def _interrupt(self, reason: str) -> None:
-        """Barge-in: cancel the turn in flight, forget queued turns, stop playback."""
-        self._stale_before_job = self.worker.next_job_number
+    # ---- TurnTaking's actions (called by the controller, on the GUI thread) ----
+    def submit_turn(self, utterance=None, text=None, end_of_speech_at=None, hold=None) -> int:
+        return self.worker.submit_turn(utterance=utterance, text=text, end_of_speech_at=end_of_speech_at, hold=hold)
+
+    def cancel_turn(self, reason: str) -> None:
         self.worker.drop_pending_turns()
         self.worker.cancel_current(reason)
-        self.player.clear()
+
+    def speak(self, segment: SegmentReady) -> None:
+        self.live.say(segment)
+
+    def stop_speech(self, reason: str) -> None:
+        self.live.cancel()
+
+    def set_listening(self, listening: bool) -> None:
+        self.mic.set_speaking(not listening)
+
+    def state_changed(self, state: TurnState, text: str) -> None:
+        self._set_stage(text)
 
     def open_settings(self) -> None:
         from ui.settings_dialog import SettingsDialog
@@ -334,7 +351,9 @@ class MainWindow(QMainWindow):
         self._set_stage("Applying settings…")
         self.load_progress.setValue(0)
         self.load_progress.show()
+        self.turns.models_loading()
         self.worker.submit_reconfigure(settings)
+        self.live.apply_settings(settings)
         if settings.audio != old.audio:
             self.mic.restart(settings)
             self.mode_combo.setCurrentIndex(self.mode_combo.findData(settings.audio.mode))
@@ -369,20 +388,23 @@ class MainWindow(QMainWindow):
         self.load_progress.show()
         self.load_progress.setValue(int(round(100 * max(0.0, min(1.0, fraction)))))
         self.load_progress.setFormat(f"{what} %p%")
-        self._set_stage(f"Loading: {what}")
+        if not self.ready:
+            self._set_stage(f"Loading: {what}")
 
     def _on_loaded(self, engines: dict[str, str]) -> None:
         self._set_ready(engines)
-        log.info("ready: models loaded; engines: %s", format_engines(engines))
+        log.info("ready: models loaded; engines: %s", format_engines(self.engines))
         self.conversation.add(ChatEntry("system", "Ready: the models are loaded."))
 
     def _on_load_failed(self, message: str) -> None:
         self.load_progress.hide()
-        self._set_stage("Models not loaded")
+        self.turns.models_failed()
         self._show_notice(f"Loading the models failed: {message}")
 
     def _on_turn_started(self, job: int, payload: object) -> None:
-        self._running_job = job
+        self.turns.turn_started(job)
+        if job != self.turns.live_job:
+            return
         self._hide_notice()
         self.timings_label.clear()
         if isinstance(payload, str):
@@ -390,26 +412,24 @@ class MainWindow(QMainWindow):
             if entry is not None and entry.note:
                 entry.note = ""
                 self.conversation.refresh()
-            self._set_stage("Thinking…")
-        else:
+        elif job not in self._user_entry_of_job:
             self._user_entry_of_job[job] = self.conversation.add(ChatEntry("user", "", note="recognising"))
-            self._set_stage("Recognising speech…")
 
     def _on_turn_finished(self, result: object) -> None:
-        entry = self._user_entry_of_job.get(self._running_job)
+        self.turns.turn_finished(result)
         dropped, discarded = getattr(result, "dropped", False), getattr(result, "discarded", False)
         if dropped or discarded:
-            if entry is not None and not entry.text and entry in self.conversation.entries:
-                self.conversation.entries.remove(entry)
-                self.conversation.refresh()
-            if dropped:
-                self._set_stage("Ready (heard no words)")
+            for job, entry in list(self._user_entry_of_job.items()):
+                if not entry.text and entry in self.conversation.entries and job != self.turns.live_job:
+                    self.conversation.entries.remove(entry)
+                    del self._user_entry_of_job[job]
+            self.conversation.refresh()
 
     def _on_busy_changed(self, busy: bool) -> None:
         self.worker_busy = busy
 
     def _on_turn_failed(self, message: str) -> None:
-        self._set_stage("Turn failed")
+        self.turns.turn_failed(message)
         self._show_notice(message)
 
     def _on_reconfigured(self, reloaded: list[str], engines: dict[str, str]) -> None:
@@ -419,56 +439,47 @@ class MainWindow(QMainWindow):
 
     def _on_reconfigure_failed(self, message: str) -> None:
         self.load_progress.hide()
-        self._set_stage("Settings not applied")
+        self.turns.models_failed()
         self._show_notice(f"Applying the settings failed: {message}")
 
     # ---- turn event slots (from the bridge) ----
-    def _track(self, turn_id: int) -> bool:
-        """Tie a turn's event to its job; False for an interrupted turn (its late events are ignored)."""
-        job = self._job_of_turn.setdefault(turn_id, self._running_job)
-        return job >= self._stale_before_job
-
-    def _is_stale(self, turn_id: int) -> bool:
-        return self._job_of_turn.get(turn_id, self._running_job) < self._stale_before_job
-
     def _on_utterance_captured(self, event) -> None:
-        self._track(event.turn_id)
+        self.turns.turn_event(event)
 
     def _on_transcript_ready(self, event) -> None:
-        if not self._track(event.turn_id):
+        if not self.turns.turn_event(event):
             return
-        job = self._job_of_turn[event.turn_id]
-        entry = self._user_entry_of_job.get(job)
+        job = self.turns.live_job
+        entry = self._user_entry_of_job.get(job) if job is not None else None
         if entry is None:
-            entry = self._user_entry_of_job[job] = self.conversation.add(ChatEntry("user", ""))
+            entry = self.conversation.add(ChatEntry("user", ""))
+            if job is not None:
+                self._user_entry_of_job[job] = entry
         entry.turn_id = event.turn_id
         entry.text = event.transcript.text.strip()
         entry.note = f"heard in {event.transcript.elapsed_s:.1f} s"
         self.conversation.refresh()
-        self._set_stage("Thinking…")
 
     def _on_reply_sentence_ready(self, event) -> None:
-        if not self._track(event.turn_id):
+        if not self.turns.turn_event(event):
             return
         entry = self.conversation.reply_entry(event.turn_id)
         entry.text = f"{entry.text} {event.sentence.text}".strip()
         self.conversation.refresh()
-        self._set_stage("Speaking…")
 
     def _on_speech_ready(self, event) -> None:
-        if self._track(event.turn_id) and not self.player.busy:
-            self._set_stage("Making the video…")
+        self.turns.turn_event(event)
 
     def _on_video_ready(self, event) -> None:
-        self._track(event.turn_id)
+        self.turns.turn_event(event)
 
     def _on_segment_ready(self, event: SegmentReady) -> None:
-        if not self._track(event.turn_id):
-            return
-        self.player.enqueue(event)
+        self.turns.segment_ready(event)
+        if event.audio_only_reason and self.settings.talking_head.enabled:
+            self._show_notice(f"Playing audio only: {event.audio_only_reason}")
 
     def _on_stage_failed(self, event: StageFailed) -> None:
-        if not self._track(event.turn_id):
+        if not self.turns.turn_event(event):
             return
         self._show_notice(f"{event.stage}: {event.message}")
 
@@ -479,12 +490,13 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(event.message, 5000)
 
     def _on_turn_done(self, event: TurnDone) -> None:
-        cancelled = event.cancelled or self._is_stale(event.turn_id)
+        live = self.turns.turn_done(event)
+        cancelled = event.cancelled or not live
         entry = self.conversation.reply_entry(event.turn_id) if event.reply or cancelled else None
         if entry is not None:
             entry.note = "interrupted" if cancelled else f"{event.timings_s.get('total', 0.0):.1f} s"
             self.conversation.refresh()
-        if self.settings.ui.show_timings:
+        if self.settings.ui.show_timings and live:
             self.timings_label.setText(format_timings(event.timings_s))
         log.info(
             "turn %d done%s: heard %r, replied %r in %d segment(s); %s; engines %s",
@@ -496,41 +508,20 @@ class MainWindow(QMainWindow):
             format_timings(event.timings_s),
             format_engines(event.engines),
         )
-        if not self.player.busy:
-            self._set_stage("Ready")
 
     # ---- microphone slots ----
     def _on_mic_utterance(self, utterance, ended_at: float) -> None:
-        hold, self._hold = self._hold, None
-        if hold is not None and (hold_utterance := self._held_utterance) is not None and (
-            hold_utterance.start_s, hold_utterance.end_s) == (utterance.start_s, utterance.end_s):  # fmt: skip
-            hold.release()  # the reply prepared since the pause is the answer: show it
-            return
-        if hold is not None:
-            hold.discard("a different utterance ended")
-        self._interrupt("new user speech")
-        self.worker.submit_turn(utterance=utterance, end_of_speech_at=ended_at)
+        self.turns.utterance_ended(utterance, ended_at)
 
     def _on_mic_speech_paused(self, paused, paused_at: float) -> None:
-        """A pause in speech: start the reply now, show it only if the end of speech is confirmed."""
-        from assistant.pipeline import Hold
-
-        if self._hold is not None:
-            self._hold.discard("superseded")
-        self._hold, self._held_utterance = Hold(), paused.utterance
-        self.worker.submit_turn(utterance=paused.utterance, end_of_speech_at=paused_at, hold=self._hold)
+        """A pause in speech: the controller starts the reply now and shows it only if the end is confirmed."""
+        self.turns.speech_paused(paused.utterance, paused_at)
 
     def _on_mic_speech_resumed(self, _resumed) -> None:
-        if self._hold is not None:
-            self._hold.discard("the speaker went on")
-            self._hold = self._held_utterance = None
+        self.turns.speech_resumed()
 
     def _on_mic_speech_started(self, _started) -> None:
-        # The user speaks while a reply is being made: drop it (playback itself is protected by the echo
-        # guard).
-        if self.worker_busy or self.player.busy:
-            self._interrupt("new user speech")
-        self._set_stage("Listening…")
+        self.turns.speech_started()
 
     def _on_mic_level(self, dbfs: float) -> None:
         self.meter.set_level(dbfs)
@@ -546,44 +537,59 @@ class MainWindow(QMainWindow):
     def _on_mic_state_changed(self, text: str) -> None:
         self.mic_state.setText(text)
 
-    # ---- player slots ----
-    def _on_segment_started(self, segment: SegmentReady, as_video: bool) -> None:
-        self.mic.set_speaking(True)
-        if as_video:
-            self.avatar.show_video()
-            surface = self.avatar.video
-            corner = surface.mapToGlobal(QPoint(0, 0))
-            log.info(
-                "video area on screen: x=%d y=%d w=%d h=%d",
-                corner.x(),
-                corner.y(),
-                surface.width(),
-                surface.height(),
-            )
-        else:
-            self.avatar.show_photo()
-        self._set_stage("Speaking" if as_video else "Speaking (audio only)")
+    # ---- live avatar slots ----
+    def _on_live_started(self, description: str) -> None:
+        self.engines["talking_head"] = description
+        session = self.worker.session
+        if session is not None and hasattr(session, "live_engine"):
+            session.live_engine = description
+        self.engines_label.setText(format_engines(self.engines))
+        surface = self.avatar.video
+        corner = surface.mapToGlobal(QPoint(0, 0))
+        log.info(
+            "video area on screen: x=%d y=%d w=%d h=%d",
+            corner.x(), corner.y(), surface.width(), surface.height(),
+        )  # fmt: skip
 
-    def _on_audio_only(self, segment: SegmentReady, reason: str) -> None:
-        if self.settings.talking_head.enabled:
-            self._show_notice(f"Playing audio only: {reason}")
-
-    def _on_player_idle(self) -> None:
-        self.avatar.show_photo()
-        self.mic.set_speaking(False)
-        if self.worker.session is not None and self.ready:
-            self._set_stage("Ready")
-
-    def _on_player_error(self, message: str) -> None:
+    def _on_live_failed(self, message: str) -> None:
         self._show_notice(message)
+
+    def _on_stream_speech_started(self, event: StreamSpeechStarted) -> None:
+        turn_id, _index = event.key
+        self.turns.playback_started(turn_id)
+
+    def _on_stream_speech_finished(self, event: StreamSpeechFinished) -> None:
+        turn_id, _index = event.key
+        if not event.cancelled:
+            self._spoken.setdefault(turn_id, []).append(event.text)
+        elif event.played_s > 0:
+            self._note_interrupted(turn_id, event)
+
+    def _note_interrupted(self, turn_id: int, event: StreamSpeechFinished) -> None:
+        """The user cut the reply: the history keeps only what the avatar actually said."""
+        said = list(self._spoken.get(turn_id, []))
+        if event.duration_s > 0 and event.text:
+            words = event.text.split()
+            said.append(" ".join(words[: int(len(words) * event.played_s / event.duration_s)]))
+        spoken = " ".join(t for t in said if t).strip()
+        session = self.worker.session
+        amend = getattr(session, "amend_spoken_reply", None)
+        if amend is not None:
+            amend(turn_id, spoken)
+        log.info("turn %d interrupted after %.1f s of speech; said: %r", turn_id, event.played_s, spoken)
+
+    def _on_stream_drained(self, event) -> None:
+        self.turns.playback_drained()
 
     # ---- helpers ----
     def _set_ready(self, engines: dict[str, str]) -> None:
         self.ready = True
         self.engines = dict(engines)
+        if self.live.setup is not None:  # what really draws the avatar: the live stream
+            self.engines["talking_head"] = self.live.describe()
         self.load_progress.hide()
         self.engines_label.setText(format_engines(self.engines))
-        self._set_stage("Ready")
+        self.turns.models_ready()
         self.ready_changed.emit(True)
 
     def _set_stage(self, text: str) -> None:

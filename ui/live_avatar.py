@@ -1,0 +1,178 @@
+"""The Qt side of the session's live avatar: builds the core `LiveStream` off the GUI thread, feeds its encoder to
+the embedded `LivePlayer`, queues reply speech into it, cancels it, and turns its events into Qt signals.
+
+One stream and one VLC media for the whole session. The stream starts as soon as the window opens (while the
+models are still loading the avatar already breathes and blinks); a new avatar photo swaps the stream's renderer
+in place, so the media never reloads for that either (a new size or frame rate does restart it).
+
+Needs PySide6, python-vlc and ffmpeg.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from assistant.config import Settings
+from assistant.events import SegmentReady
+from assistant.live import LiveStream, StreamDrained, StreamEvent, StreamSpeechFinished, StreamSpeechStarted
+from assistant.live.build import LiveSetup, build_live, record_path
+from assistant.profile import resolve
+from assistant.video import LiveEncoder
+from ui.live_player import LivePlayer
+from ui.player import PlayerError
+from ui.widgets import AvatarView
+from ui.workers import CallWorker
+
+log = logging.getLogger(__name__)
+
+PlayerFactory = Callable[[Any, int], LivePlayer]  # (video widget, caching_ms) -> player
+
+
+class LiveAvatar(QObject):
+    started = Signal(str)  # what draws it, e.g. "light engine 1280x720 at 25 fps"
+    failed = Signal(str)
+    notice = Signal(str)
+    speech_started = Signal(object)  # StreamSpeechStarted
+    speech_finished = Signal(object)  # StreamSpeechFinished
+    drained = Signal(object)  # StreamDrained
+    _event = Signal(object)  # from the stream's clock thread
+
+    def __init__(
+        self,
+        view: AvatarView,
+        settings: Settings,
+        player_factory: PlayerFactory | None = None,
+        record: str | Path | None = None,
+        resolve_settings: Callable[[Settings], Any] = resolve,
+    ) -> None:
+        super().__init__()
+        self.view = view
+        self.settings = settings
+        self._player_factory = player_factory or (lambda widget, caching: LivePlayer(widget, caching_ms=caching))
+        self._record = record
+        self._resolve = resolve_settings
+        self.stream: LiveStream | None = None
+        self.encoder: LiveEncoder | None = None
+        self.player: LivePlayer | None = None
+        self.setup: LiveSetup | None = None
+        self._builder: CallWorker | None = None
+        self._pending: list[SegmentReady] = []  # speech that arrived before the stream was built
+        self._closed = False
+        self._event.connect(self._on_stream_event)
+
+    @property
+    def media_loads(self) -> int:
+        return self.player.media_loads if self.player is not None else 0
+
+    # ---- lifecycle ----
+    def start(self) -> None:
+        """Build the renderer (face detection, a measured frame rate) on a thread; the stream starts when ready."""
+        settings = self.settings
+        self._builder = CallWorker(lambda: build_live(settings, self._resolve(settings)))
+        self._builder.done.connect(self._on_built)
+        self._builder.failed.connect(self._on_build_failed)
+        self._builder.start()
+
+    def _on_build_failed(self, message: str) -> None:
+        self.failed.emit(f"The live avatar could not start: {message}")
+
+    def _on_built(self, setup: LiveSetup) -> None:
+        if self._closed:
+            return
+        for text in setup.notices:
+            self.notice.emit(f"Talking head: {text}")
+        if self.stream is not None and self.setup is not None and self.setup.settings == setup.settings:
+            self.stream.renderer = setup.renderer  # same size and rate: swap in place, keep the one media
+            self.setup = setup
+            self.started.emit(self.describe())
+            return
+        self._stop_stream()
+        self.setup = setup
+        outputs: list[tuple[str, str | Path | None]] = [("mpegts", None)]
+        target = record_path(self.settings, self._record)
+        if target is not None:
+            outputs.append(("mp4", target))
+        s = setup.settings
+        try:
+            self.encoder = LiveEncoder(outputs, s.width, s.height, s.fps, s.audio_rate_hz)
+            if self.player is None:
+                self.player = self._player_factory(self.view.video, self.settings.live.caching_ms)
+                self.player.video_ready.connect(self.view.show_video)
+                self.player.failed.connect(self.failed)
+        except (PlayerError, Exception) as e:  # noqa: BLE001 - the app goes on without a picture
+            self.failed.emit(f"The live avatar could not start: {e}")
+            return
+        self.stream = LiveStream(setup.renderer, s, on_event=self._event.emit)
+        self.stream.add_sink(self.encoder)
+        self.stream.start()
+        assert self.encoder.read_fd is not None
+        self.player.play_fd(self.encoder.read_fd)
+        log.info("live avatar started: %s", self.describe())
+        self.started.emit(self.describe())
+        pending, self._pending = self._pending, []
+        for segment in pending:
+            self.say(segment)
+
+    def describe(self) -> str:
+        if self.setup is None:
+            return "starting"
+        s = self.setup.settings
+        name = {"light": "light engine", "static": "still face (idle motion)"}.get(self.setup.engine, self.setup.engine)
+        return f"{name} {s.width}x{s.height} at {s.fps:g} fps"
+
+    def apply_settings(self, settings: Settings) -> None:
+        """A new avatar, engine or size: rebuild the renderer; the stream keeps running meanwhile."""
+        old, self.settings = self.settings, settings
+        if (old.talking_head, old.live, old.gpu_profile) != (settings.talking_head, settings.live, settings.gpu_profile):
+            self.start()
+
+    def _stop_stream(self) -> None:
+        if self.stream is not None:
+            self.stream.stop(close_sinks=True)
+        self.stream, self.encoder = None, None
+
+    def shutdown(self) -> None:
+        self._closed = True
+        self._stop_stream()
+        if self.player is not None:
+            self.player.release()
+        if self._builder is not None:
+            self._builder.wait(10_000)
+
+    # ---- speech ----
+    def say(self, segment: SegmentReady) -> None:
+        if self.stream is None:
+            self._pending.append(segment)
+            return
+        try:
+            self.stream.say_file(segment.speech.wav_path, (segment.turn_id, segment.index), segment.speech.text)
+        except Exception as e:  # noqa: BLE001 - an unreadable WAV loses one segment, not the session
+            log.exception("cannot queue %s", segment.speech.wav_path)
+            self.notice.emit(f"Could not play a reply segment: {e}")
+
+    def cancel(self) -> None:
+        """Fade out the voice, drop what is queued, and silence what is already buffered in the player."""
+        self._pending.clear()
+        if self.stream is None:
+            return
+        speaking = self.stream.speaking
+        self.stream.cancel()
+        if speaking and self.player is not None:
+            self.player.duck()
+            # The stream is silent from the fade on; what VLC still holds is its input buffer plus the sound
+            # server's: bring the sound back once that has gone by.
+            QTimer.singleShot(self.settings.live.caching_ms + 400, self.player.unduck)
+
+    # ---- events from the clock thread ----
+    def _on_stream_event(self, event: StreamEvent) -> None:
+        if isinstance(event, StreamSpeechStarted):
+            self.speech_started.emit(event)
+        elif isinstance(event, StreamSpeechFinished):
+            self.speech_finished.emit(event)
+        elif isinstance(event, StreamDrained):
+            self.drained.emit(event)
