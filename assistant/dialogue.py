@@ -293,6 +293,19 @@ class DialogueManager:
                     return True
         return False
 
+    def amend_reply(self, user_text: str, spoken_text: str) -> bool:
+        """The newest reply to `user_text` was cut while it was being spoken: keep only `spoken_text` (what the
+        user heard), marked interrupted; nothing heard drops the reply's text. True if the turn was found."""
+        spoken_text = spoken_text.strip()
+        tokens = self._message_tokens(user_text) + self._message_tokens(spoken_text)
+        with self._history_lock:
+            for i in range(len(self._history) - 1, -1, -1):
+                if self._history[i].user_text == user_text:
+                    self._history[i] = DialogueTurn(user_text, spoken_text, tokens, True)
+                    log.info("history: the reply to %.60r was cut; kept what was said: %.80r", user_text, spoken_text)
+                    return True
+        return False
+
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` with the model's tokenizer (loads the model if needed)."""
         self.load()

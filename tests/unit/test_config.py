@@ -23,7 +23,9 @@ def test_shipped_defaults_load_and_every_section_is_present():
     assert s.dialogue.model == "smollm2-135m"
     # The shipped file spells out every setting (the model's defaults are not the only source).
     raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
-    assert set(raw) == {"gpu_profile", "audio", "asr", "dialogue", "tts", "talking_head", "ui", "models", "paths"}
+    assert set(raw) == {
+        "gpu_profile", "audio", "asr", "dialogue", "tts", "talking_head", "live", "ui", "models", "paths"
+    }
 
 
 def test_bad_value_names_key_value_and_allowed(tmp_path):
