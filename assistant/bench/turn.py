@@ -88,27 +88,59 @@ class FedTurn:
     speech_s: float
 
 
+class _BenchTurns:
+    """`TurnTaking`'s actions for the benchmark: each turn runs on a thread of its own; nothing is played."""
+
+    def __init__(self, session) -> None:
+        self.session = session
+        self.results: list[Any] = []
+        self.worker: threading.Thread | None = None
+        self.early_at: float | None = None  # when the last speculative turn started
+        self.jobs = 0
+
+    def submit_turn(self, utterance=None, text=None, end_of_speech_at=None, hold=None) -> int:
+        if hold is not None:
+            self.early_at = time.monotonic()
+
+        def run() -> None:
+            turn = self.session.run_turn(
+                utterance=utterance, text=text, end_of_speech_at=end_of_speech_at, hold=hold
+            )
+            self.results.append(turn)
+
+        self.worker = threading.Thread(target=run, name="bench-turn", daemon=True)
+        self.worker.start()
+        self.jobs += 1
+        return self.jobs
+
+    def cancel_turn(self, reason: str) -> None:
+        self.session.cancel_current(reason)
+
+    def speak(self, segment: SegmentReady) -> None:
+        pass  # segments are timed from the session's events; nothing plays them
+
+    def stop_speech(self, reason: str) -> None:
+        pass
+
+    def set_listening(self, listening: bool) -> None:
+        pass  # the recording is fed whole: there is no microphone to close
+
+    def state_changed(self, state, text: str) -> None:
+        pass
+
+
 def feed_and_answer(session, segmenter, samples: np.ndarray, rate: int, frame_ms: int) -> FedTurn | None:
     """Push `samples` frame by frame on the wall clock, as a microphone would, and answer them the way the app
-    does: a speculative turn at the pause (SpeechPaused), released when the end of speech is confirmed."""
-    from assistant.audio.vad import SpeechPaused, SpeechResumed
-    from assistant.pipeline import Hold
+    does, through the app's own `TurnTaking`: a speculative turn at the pause (SpeechPaused), released when
+    the end of speech is confirmed, discarded if speech resumes."""
+    from assistant.audio.vad import SpeechDiscarded, SpeechPaused, SpeechResumed, SpeechStarted
+    from assistant.turn_taking import TurnState, TurnTaking
 
     frame = rate * frame_ms // 1000
     speech_end = last_voiced_s(samples, rate)
     padded = np.concatenate([samples, np.zeros(int(TRAILING_SILENCE_S * rate), np.float32)])
-    results: list[Any] = []
-    worker: threading.Thread | None = None
-    hold: Hold | None = None
-    early_at: float | None = None
-
-    def start(utterance: Utterance, eos_at: float, hold: Hold | None) -> threading.Thread:
-        def run() -> None:
-            results.append(session.run_turn(utterance=utterance, end_of_speech_at=eos_at, hold=hold))
-
-        thread = threading.Thread(target=run, name="bench-turn", daemon=True)
-        thread.start()
-        return thread
+    turns = _BenchTurns(session)
+    taking = TurnTaking(turns, loaded=True)
 
     t0 = time.monotonic()
     eos_at = t0 + speech_end
@@ -120,24 +152,24 @@ def feed_and_answer(session, segmenter, samples: np.ndarray, rate: int, frame_ms
             time.sleep(delay)
         events = segmenter.push(padded[i : i + frame])
         for event in events:
-            if isinstance(event, SpeechPaused):
-                hold, early_at = Hold(), time.monotonic()
-                worker = start(event.utterance, eos_at, hold)
-            elif isinstance(event, SpeechResumed) and hold is not None:
-                hold.discard()
-                assert worker is not None
-                worker.join()
-                results.clear()
-                hold, worker, early_at = None, None, None
+            if isinstance(event, SpeechStarted):
+                taking.speech_started()
+            elif isinstance(event, SpeechDiscarded):
+                taking.speech_discarded()
+            elif isinstance(event, SpeechPaused):
+                taking.speech_paused(event.utterance, eos_at)
+            elif isinstance(event, SpeechResumed) and taking.state is TurnState.EARLY_START:
+                taking.speech_resumed()  # discards the speculative turn: it cancels itself
+                assert turns.worker is not None
+                turns.worker.join()
+                turns.results.clear()
+                turns.worker, turns.early_at = None, None
             elif isinstance(event, Utterance):
                 confirmed_at = time.monotonic()
-                if hold is not None:
-                    hold.release()
-                else:
-                    worker = start(event, eos_at, None)
-                assert worker is not None
-                worker.join()
-                return FedTurn(results[-1], eos_at, confirmed_at, early_at, event.duration_s)
+                taking.utterance_ended(event, eos_at)  # releases the speculative turn, or starts one
+                assert turns.worker is not None
+                turns.worker.join()
+                return FedTurn(turns.results[-1], eos_at, confirmed_at, turns.early_at, event.duration_s)
     return None
 
 
