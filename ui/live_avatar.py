@@ -112,7 +112,11 @@ class LiveAvatar(QObject):
         self.stream.start()
         assert self.encoder.read_fd is not None
         self.player.play_fd(self.encoder.read_fd)
-        log.info("live avatar started: %s", self.describe())
+        box = setup.renderer.face_box
+        log.info(
+            "live avatar started: %s; face box in the stream x1=%d y1=%d x2=%d y2=%d of %dx%d",
+            self.describe(), box.x1, box.y1, box.x2, box.y2, s.width, s.height,
+        )  # fmt: skip
         self.started.emit(self.describe())
         pending, self._pending = self._pending, []
         for segment in pending:

@@ -326,6 +326,7 @@ class MainWindow(QMainWindow):
         self.mic.set_speaking(not listening)
 
     def state_changed(self, state: TurnState, text: str) -> None:
+        log.info("turn-taking: %s (%s)", state.value, text)
         self._set_stage(text)
 
     def open_settings(self) -> None:
@@ -550,6 +551,11 @@ class MainWindow(QMainWindow):
             "video area on screen: x=%d y=%d w=%d h=%d",
             corner.x(), corner.y(), surface.width(), surface.height(),
         )  # fmt: skip
+        stop = self.stop_button.mapToGlobal(QPoint(0, 0))
+        log.info(
+            "stop button on screen: x=%d y=%d w=%d h=%d",
+            stop.x(), stop.y(), self.stop_button.width(), self.stop_button.height(),
+        )  # fmt: skip
 
     def _on_live_failed(self, message: str) -> None:
         self._show_notice(message)
@@ -579,7 +585,11 @@ class MainWindow(QMainWindow):
         log.info("turn %d interrupted after %.1f s of speech; said: %r", turn_id, event.played_s, spoken)
 
     def _on_stream_drained(self, event) -> None:
-        self.turns.playback_drained()
+        log.info("live stream drained at frame %d", event.frame)
+        if isinstance(event.last_key, tuple):
+            self.turns.playback_drained(*event.last_key)
+        else:
+            self.turns.playback_drained()
 
     # ---- helpers ----
     def _set_ready(self, engines: dict[str, str]) -> None:

@@ -8,6 +8,7 @@ import argparse
 _BENCH_MODULES = (
     "assistant.bench.lipsync",
     "assistant.bench.turn",
+    "assistant.bench.live",
 )
 
 

@@ -74,7 +74,9 @@ class StreamSpeechFinished(StreamEvent):
 
 @dataclass(frozen=True)
 class StreamDrained(StreamEvent):
-    """Everything queued has been said (or cancelled); the avatar idles."""
+    """Everything queued has been said (or cancelled); the avatar idles. `last_key`: the clip that ended last."""
+
+    last_key: Any = None
 
 
 class FrameSink(Protocol):
@@ -128,6 +130,7 @@ class LiveStream:
         self._frame = 0
         self._last_yuv: np.ndarray | None = None
         self._was_pending = False
+        self._last_finished: Any = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.started_at: float | None = None
@@ -169,6 +172,7 @@ class LiveStream:
         fade = int(self.settings.fade_ms / 1000.0 * self.settings.audio_rate_hz)
         dropped = self.queue.cancel(fade)
         for e in dropped:
+            self._last_finished = e.key
             self.on_event(
                 StreamSpeechFinished(e.frame, self.clock(), e.key, e.text, e.played_s, e.duration_s, True)
             )
@@ -216,9 +220,11 @@ class LiveStream:
             else:
                 self.on_event(StreamSpeechFinished(n, now, e.key, e.text, e.played_s, e.duration_s, e.cancelled))
         pending = self.queue.pending
-        finished = any(e.kind == "finished" for e in speech.events)
+        finished = [e.key for e in speech.events if e.kind == "finished"]
+        if finished:
+            self._last_finished = finished[-1]
         if (self._was_pending or finished) and not pending:
-            self.on_event(StreamDrained(n, now))
+            self.on_event(StreamDrained(n, now, self._last_finished))
         self._was_pending = pending
         return yuv
 

@@ -1,0 +1,391 @@
+"""`assistant bench live`: the real desktop app, measured from what a user would see and hear.
+
+The app (`python -m ui.app`, real models, real live stream, real VLC) runs headless on a private Xvfb screen with a
+private PulseAudio: spoken questions (espeak-ng) are played into the virtual microphone, and the rig
+(`assistant.bench.rig`) records the virtual speaker and the avatar's area of the screen, all stamped on this
+machine's monotonic clock. Every figure comes from those recordings:
+
+- `ttff_perceived_s`: end of the question's sound (in the microphone recording) -> first reply sound at the speaker;
+- `first_motion_s`: end of the question -> first frame on screen whose mouth region moves beyond idle motion;
+- `speaker_gap_ms`: silences inside a reply at the speaker that are not in the reply's own speech audio (the WAVs
+  the app spoke, aligned to the recording);
+- `black_frames` and `frozen_s` in the video area after start-up (a still run is a frame-to-frame difference of
+  zero: idle motion should never stop);
+- `av_offset_ms`: mouth opening on screen against loudness at the speaker, cross-correlated over each reply;
+- `stages_s`: the same per-stage breakdown `bench turn` gives (from the app's conversation log), to compare.
+
+Needs Xvfb, PulseAudio, ffmpeg, espeak-ng, VLC and the bundled models (what `make setup` installs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from assistant.audio.io import load_audio
+from assistant.bench import measure
+from assistant.bench.rig import ScreenRecorder, SpeakerRecorder, start_pulse, start_xvfb, stop_all
+from assistant.errors import AssistantError
+
+QUESTIONS = (
+    "What is the capital of France?",
+    "How far away is the moon?",
+    "What color is the sky?",
+    "Tell me a fun fact about cats.",
+    "What is the tallest mountain on Earth?",
+)
+SCREEN = (1280, 800)
+RATE = 48000
+APP_START_S = 300.0
+REPLY_TIMEOUT_S = 120.0
+IDLE_BETWEEN_S = 3.0
+PEERS = {  # published time to first answer of talking-avatar systems (their own hardware)
+    "OpenAvatarChat (RTX 4090)": 2.2,
+    "VideoChat (A100)": 3.0,
+}
+
+
+class BenchError(AssistantError):
+    """The live benchmark could not run (the app did not start, a reply never came)."""
+
+
+@dataclass
+class LiveTurn:
+    question: str
+    transcript: str = ""
+    reply: str = ""
+    ttff_perceived_s: float | None = None
+    first_motion_s: float | None = None
+    speaker_gap_ms_max: float | None = None
+    av_offset_ms: float | None = None
+    av_correlation: float | None = None
+    reply_sound_s: float | None = None  # how long the reply sounded at the speaker
+    cancel_silence_ms: float | None = None  # Stop pressed -> last sound at the speaker (cancel runs)
+    stages_s: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class LiveReport:
+    turns: list[LiveTurn]
+    recorded_s: float
+    black_frames: int
+    frozen_s_max: float
+    idle_motion: dict[str, bool]  # "before", "between", "after" the replies: frames differ
+    media_loads: int
+    engines: str
+    artifacts: str
+
+    def summary(self) -> dict[str, Any]:
+        def stat(values: list[float | None]) -> dict[str, float | None]:
+            vals = [v for v in values if v is not None]
+            if not vals:
+                return {"median": None, "max": None, "n": 0}
+            return {"median": round(statistics.median(vals), 4), "max": round(max(vals), 4), "n": len(vals)}
+
+        stage_keys = sorted({k for t in self.turns for k in t.stages_s})
+        offsets = [t.av_offset_ms for t in self.turns]
+        return {
+            "ttff_perceived_s": stat([t.ttff_perceived_s for t in self.turns]),
+            "first_motion_s": stat([t.first_motion_s for t in self.turns]),
+            "speaker_gap_ms": stat([t.speaker_gap_ms_max for t in self.turns]),
+            "black_frames": self.black_frames,
+            "frozen_s": {"max": round(self.frozen_s_max, 3)},
+            "av_offset_ms": {
+                **stat([abs(o) if o is not None else None for o in offsets]),
+                "signed_median": stat(offsets)["median"],
+            },
+            "cancel_silence_ms": stat([t.cancel_silence_ms for t in self.turns]),
+            "idle_motion": self.idle_motion,
+            "media_loads": self.media_loads,
+            "stages_s": {k: stat([t.stages_s.get(k) for t in self.turns]) for k in stage_keys},
+            "recorded_s": round(self.recorded_s, 2),
+            "engines": self.engines,
+            "artifacts": self.artifacts,
+            "peers_ttff_s": PEERS,
+            "turns": [asdict(t) for t in self.turns],
+        }
+
+
+def speak(text: str, path: Path) -> Path:
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "165", "-w", str(path), text], check=True, capture_output=True)
+    return path
+
+
+class AppLog:
+    """The app's log file, read as it grows."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def text(self) -> str:
+        try:
+            return self.path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_for(self, pattern: str, timeout_s: float, app: subprocess.Popen, after: int = 0) -> re.Match[str]:
+        deadline = time.monotonic() + timeout_s
+        rx = re.compile(pattern)
+        while time.monotonic() < deadline:
+            m = rx.search(self.text(), after)
+            if m:
+                return m
+            if app.poll() is not None:
+                raise BenchError(f"the app exited ({app.returncode}) before {pattern!r}:\n{self.text()[-3000:]}")
+            time.sleep(0.1)
+        raise BenchError(f"the app did not log {pattern!r} within {timeout_s:.0f} s:\n{self.text()[-3000:]}")
+
+
+def _config(root: Path, overrides: dict[str, Any] | None) -> Path:
+    config: dict[str, Any] = {
+        "gpu_profile": "low",
+        "paths": {"data_dir": str(root / "data"), "cache_dir": str(root / "cache")},
+        "audio": {"mode": "hands_free"},
+    }
+    for key, value in (overrides or {}).items():
+        node = config
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _picture_region(area: tuple[int, int, int, int], stream_wh: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Where VLC draws the stream inside the video area (it keeps the aspect ratio: bars on two sides)."""
+    x, y, w, h = area
+    sw, sh = stream_wh
+    scale = min(w / sw, h / sh)
+    pw, ph = int(sw * scale) // 2 * 2, int(sh * scale) // 2 * 2
+    return x + (w - pw) // 2, y + (h - ph) // 2, pw, ph
+
+
+def _mouth_box(face: tuple[int, int, int, int], stream_wh: tuple[int, int], pic: tuple[int, int, int, int]):
+    x1, y1, x2, y2 = face
+    scale = pic[2] / stream_wh[0]
+    fh = y2 - y1
+    mx1, mx2 = x1 + 0.25 * (x2 - x1), x2 - 0.25 * (x2 - x1)
+    my1, my2 = y1 + 0.62 * fh, y2 + 0.12 * fh
+    return (int(mx1 * scale), int(my1 * scale), int((mx2 - mx1) * scale), int((my2 - my1) * scale))
+
+
+def _conversation(data_dir: Path) -> list[dict[str, Any]]:
+    lines = []
+    for path in sorted((data_dir / "conversations").glob("conversation-*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                lines.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return lines
+
+
+def run_live(
+    questions: list[str],
+    out_dir: Path,
+    overrides: dict[str, Any] | None = None,
+    cancel_after_s: float | None = None,
+    idle_s: float = IDLE_BETWEEN_S,
+    progress=print,
+) -> LiveReport:
+    """Start the app under the rig, ask each question by voice, record, analyse. `cancel_after_s`: press Stop that
+    long after each reply's first sound (the cancel measurement)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="bench-live-", dir=out_dir))
+    config = _config(root, overrides)
+    wavs = [speak(q, root / f"question-{i}.wav") for i, q in enumerate(questions)]
+    things: list[Any] = []
+    app: subprocess.Popen | None = None
+    try:
+        x = start_xvfb(*SCREEN)
+        things.append(x)
+        pulse = start_pulse(root / "pulse")
+        things.append(pulse)
+        env = {**os.environ, **x.env, **pulse.env, "QT_QPA_PLATFORM": "xcb"}
+        log_path = root / "app.log"
+        app_log = AppLog(log_path)
+        progress("starting the app (models load on 2 cores: up to a few minutes)")
+        app = subprocess.Popen(
+            [sys.executable, "-m", "ui.app", "--config", str(config), "--log-file", str(log_path)],
+            env=env, stdout=subprocess.DEVNULL, stderr=open(root / "app.stderr", "wb"),
+            cwd=Path(__file__).resolve().parents[2],
+        )  # fmt: skip
+        app_log.wait_for(r"ready: models loaded; engines: (.*)", APP_START_S, app)
+        m = app_log.wait_for(
+            r"face box in the stream x1=(\d+) y1=(\d+) x2=(\d+) y2=(\d+) of (\d+)x(\d+)", APP_START_S, app
+        )
+        face = tuple(int(v) for v in m.groups()[:4])
+        stream_wh = (int(m.group(5)), int(m.group(6)))
+        m = app_log.wait_for(r"video area on screen: x=(\d+) y=(\d+) w=(\d+) h=(\d+)", 60, app)
+        area = tuple(int(v) for v in m.groups())
+        stop_m = app_log.wait_for(r"stop button on screen: x=(\d+) y=(\d+) w=(\d+) h=(\d+)", 60, app)
+        stop_xy = (int(stop_m.group(1)) + int(stop_m.group(3)) // 2, int(stop_m.group(2)) + int(stop_m.group(4)) // 2)
+        app_log.wait_for(r"live stream on screen", 60, app)
+        engines = re.search(r"ready: models loaded; engines: (.*)", app_log.text()).group(1)  # type: ignore[union-attr]
+        pic = _picture_region(area, stream_wh)  # type: ignore[arg-type]
+        speaker = SpeakerRecorder(pulse, root / "speaker.wav").start()
+        things.append(speaker)
+        mic = SpeakerRecorder(pulse, root / "mic.wav", source=pulse.mic_source).start()
+        things.append(mic)
+        screen = ScreenRecorder(x.display, pic, 25, root / "screen.mkv").start()
+        things.append(screen)
+        time.sleep(idle_s)
+        played: list[tuple[float, float]] = []  # (monotonic before play, after play) per question
+        cancels: list[float | None] = []
+        for i, wav in enumerate(wavs):
+            progress(f"question {i + 1}/{len(wavs)}: {questions[i]!r}")
+            mark = len(app_log.text())
+            before = time.monotonic()
+            pulse.play(wav)
+            played.append((before, time.monotonic()))
+            app_log.wait_for(r"turn-taking: speaking", REPLY_TIMEOUT_S, app, mark)
+            pressed = None
+            if cancel_after_s is not None:
+                time.sleep(cancel_after_s)
+                pressed = time.monotonic()
+                subprocess.run(
+                    ["xdotool", "mousemove", str(stop_xy[0]), str(stop_xy[1]), "click", "1"],
+                    env=env, check=True, capture_output=True,
+                )  # fmt: skip
+            cancels.append(pressed)
+            app_log.wait_for(r"turn-taking: listening", REPLY_TIMEOUT_S, app, mark)
+            time.sleep(idle_s)
+        stop_all([screen, mic, speaker])
+        (root / "timing.json").write_text(json.dumps({
+            "speaker_started_at": speaker.started_at, "mic_started_at": mic.started_at,
+            "screen_frame_times_s": list(screen.frame_times_s), "played": played, "cancels": cancels,
+            "picture_region": pic, "face_box_in_stream": face, "stream_wh": stream_wh,
+        }))  # fmt: skip
+        conversation = _conversation(root / "data")
+        media_loads = len(re.findall(r"live stream on screen \((\d+) media", app_log.text()))
+    finally:
+        if app is not None and app.poll() is None:
+            app.send_signal(signal.SIGTERM)
+            try:
+                app.wait(30)
+            except subprocess.TimeoutExpired:
+                app.kill()
+        stop_all(things)
+    return analyse(questions, root, speaker, mic, screen, played, cancels, conversation, face, stream_wh, pic,
+                   media_loads, engines)  # fmt: skip
+
+
+def analyse(questions, root, speaker, mic, screen, played, cancels, conversation, face, stream_wh, pic,
+            media_loads, engines) -> LiveReport:  # fmt: skip
+    spk = load_audio(speaker.path, RATE)
+    mic_audio = load_audio(mic.path, RATE)
+    times = np.asarray(screen.frame_times_s) - speaker.started_at  # frame times on the speaker recording's clock
+    mouth = _mouth_box(face, stream_wh, pic)
+    video = measure.video_file_analysis(screen.path, mouth, times)
+    env = measure.rms_envelope(spk, RATE, 10.0, 10.0)
+    turns: list[LiveTurn] = []
+    reply_spans: list[tuple[float, float]] = []
+    records = [r for r in conversation if r.get("transcript")]
+    for i, question in enumerate(questions):
+        turn = LiveTurn(question)
+        before, after = played[i]
+        lo = before - mic.started_at
+        hi = after - mic.started_at + 0.5
+        sounds = [s for s in measure.sound_onsets(mic_audio, RATE) if lo <= s.start_s and s.end_s <= hi]
+        if not sounds:
+            turns.append(turn)
+            continue
+        eos = mic.started_at + sounds[-1].end_s - speaker.started_at  # on the speaker recording's clock
+        record = records[i] if i < len(records) else {}
+        turn.transcript, turn.reply = record.get("transcript", ""), record.get("reply", "")
+        turn.stages_s = {k: float(v) for k, v in record.get("timings_s", {}).items()}
+        first = measure.first_sound_after(spk, RATE, eos)
+        if first is not None:
+            turn.ttff_perceived_s = first - eos
+        motion = measure.first_motion_after(video.mouth_diff, video.fps, eos, frame_times_s=video.frame_times_s)
+        if motion is not None:
+            turn.first_motion_s = motion - eos
+        paths = [p for p in record.get("audio_paths", []) if Path(p).is_file()]
+        next_start = (played[i + 1][0] - speaker.started_at) if i + 1 < len(played) else len(spk) / RATE
+        if paths and first is not None:
+            reference = [load_audio(p, RATE) for p in paths]
+            gaps = measure.speaker_gaps(spk, RATE, reference, RATE, search_from_s=eos, search_to_s=next_start)
+            end = gaps.reply_end_s
+            if cancels[i] is None:
+                turn.speaker_gap_ms_max = gaps.max_gap_ms
+            turn.reply_sound_s = end - first
+            reply_spans.append((first, end))
+            if cancels[i] is not None:
+                pressed = cancels[i] - speaker.started_at
+                last = max((s.end_s for s in measure.sound_onsets(spk, RATE) if s.start_s < next_start), default=pressed)
+                turn.cancel_silence_ms = max(0.0, (last - pressed) * 1000.0)
+            window = (video.frame_times_s >= first - 0.5) & (video.frame_times_s <= end + 0.5)
+            if window.sum() > 20:
+                k0, k1 = int((first - 0.5) * 100), int((end + 0.5) * 100)
+                try:
+                    off = measure.av_offset_ms(
+                        video.mouth_opening()[window], video.fps, env[max(0, k0) : k1], 100.0,
+                        mouth_times_s=video.frame_times_s[window] - max(0, k0) / 100.0,
+                    )  # fmt: skip
+                    turn.av_offset_ms, turn.av_correlation = off.offset_ms, off.peak_correlation
+                except ValueError:
+                    pass
+        turns.append(turn)
+    start_s = float(video.frame_times_s[0]) if video.frames else 0.0
+    end_s = float(video.frame_times_s[-1]) if video.frames else 0.0
+    # Idle stretches: before the first reply, between replies, after the last (trimmed off the speech).
+    idle_spans: dict[str, tuple[float, float]] = {}
+    if reply_spans:
+        idle_spans["before"] = (start_s, reply_spans[0][0] - 0.3)
+        if len(reply_spans) > 1:
+            idle_spans["between"] = (reply_spans[0][1] + 0.5, reply_spans[1][0] - 0.3)
+        idle_spans["after"] = (reply_spans[-1][1] + 0.5, end_s)
+    idle = {name: bool(b - a > 0.5 and video.motion_present(a, b)) for name, (a, b) in idle_spans.items()}
+    return LiveReport(
+        turns=turns,
+        recorded_s=end_s - start_s,
+        black_frames=int(video.black_frames()),
+        frozen_s_max=float(video.max_frozen_s()),
+        idle_motion=idle,
+        media_loads=media_loads,
+        engines=engines,
+        artifacts=str(root),
+    )
+
+
+def register(bsub: argparse._SubParsersAction) -> None:
+    parser = bsub.add_parser(
+        "live", help="the real app under a virtual screen, microphone and speaker: what the user sees and hears"
+    )
+    parser.add_argument("--runs", type=int, default=3, help="spoken questions to ask (default 3)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--out", type=Path, default=Path("bench-live"), help="where recordings are kept")
+    parser.add_argument("--cancel-after", type=float, default=None, metavar="S",
+                        help="press Stop S seconds after each reply starts (measures the cancel)")  # fmt: skip
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(args.runs)]
+    report = run_live(questions, args.out, cancel_after_s=args.cancel_after,
+                      progress=(lambda m: print(m, file=sys.stderr)))  # fmt: skip
+    summary = report.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        for key in ("ttff_perceived_s", "first_motion_s", "speaker_gap_ms", "av_offset_ms", "cancel_silence_ms"):
+            print(f"{key:20s} {summary[key]}")
+        print(f"black_frames {summary['black_frames']}  frozen_s {summary['frozen_s']}  idle {summary['idle_motion']}")
+        print(f"engines: {summary['engines']}; recordings in {summary['artifacts']}")
+    return 0
