@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, QPoint, QTimer, Signal
 
 from assistant.config import Settings
 from assistant.events import SegmentReady
@@ -64,6 +64,7 @@ class LiveAvatar(QObject):
         self._pending: list[SegmentReady] = []  # speech that arrived before the stream was built
         self._closed = False
         self._event.connect(self._on_stream_event)
+        view.resized.connect(self._fit)
 
     @property
     def media_loads(self) -> int:
@@ -112,6 +113,7 @@ class LiveAvatar(QObject):
         self.stream.start()
         assert self.encoder.read_fd is not None
         self.player.play_fd(self.encoder.read_fd)
+        self._fit(self.view.width(), self.view.height())
         box = setup.renderer.face_box
         log.info(
             "live avatar started: %s; face box in the stream x1=%d y1=%d x2=%d y2=%d of %dx%d",
@@ -121,6 +123,16 @@ class LiveAvatar(QObject):
         pending, self._pending = self._pending, []
         for segment in pending:
             self.say(segment)
+
+    def _fit(self, width: int, height: int) -> None:
+        if self.player is None or self.setup is None:
+            return
+        s = self.setup.settings
+        geometry = self.player.crop_to(s.width, s.height, width, height)
+        corner = self.view.mapToGlobal(QPoint(0, 0))
+        log.info(
+            "live picture: stream crop %s shown at x=%d y=%d w=%d h=%d", geometry, corner.x(), corner.y(), width, height
+        )
 
     def describe(self) -> str:
         if self.setup is None:

@@ -106,6 +106,22 @@ class LivePlayer(QObject):
             log.info("live stream on screen (%d media for the session)", self.media_loads)
             self.video_ready.emit()
 
+    def crop_to(self, stream_w: int, stream_h: int, view_w: int, view_h: int) -> str:
+        """Fill a `view_w` x `view_h` pane with the stream, without bars: crop the stream's sides (or top and
+        bottom) to the pane's aspect ratio, centred (the face is in the middle; the sides are blurred fill).
+        Returns VLC's crop geometry "WxH+X+Y" in stream pixels."""
+        if view_w <= 0 or view_h <= 0:
+            return ""
+        if view_w / view_h < stream_w / stream_h:
+            cw, ch = max(2, round(stream_h * view_w / view_h)), stream_h
+        else:
+            cw, ch = stream_w, max(2, round(stream_w * view_h / view_w))
+        geometry = f"{cw}x{ch}+{(stream_w - cw) // 2}+{(stream_h - ch) // 2}"
+        if self._player is not None:
+            # VLC's ratio form crops centred on the picture; the returned geometry says which pixels that keeps.
+            self._player.video_set_crop_geometry(f"{cw}:{ch}")
+        return geometry
+
     def duck(self) -> None:
         if self._player is not None:
             self._player.audio_set_mute(True)

@@ -169,19 +169,28 @@ class MainWindow(QMainWindow):
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addWidget(self.avatar, 1)
         left_layout.addLayout(mic_row)
+        # Fixed widths for the texts that change during a turn, so the avatar pane never moves when a reply
+        # starts or ends; the notice banner lives in the right column for the same reason.
+        longest = "paused while the avatar speaks "
+        self.mic_state.setFixedWidth(self.mic_state.fontMetrics().horizontalAdvance(longest) + 8)
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addWidget(self.notice_label)
+        right_layout.addWidget(self.conversation, 1)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)
-        splitter.addWidget(self.conversation)
+        splitter.addWidget(right)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
         width = self.settings.ui.window_width
         splitter.setSizes([width * 3 // 5, width * 2 // 5])
 
         self.engines_label = QLabel(objectName="enginesLabel", wordWrap=True)
+        self.engines_label.setFixedHeight(2 * self.engines_label.fontMetrics().lineSpacing() + 4)
         self.engines_label.setStyleSheet("color:#555;")
         central = QWidget()
         layout = QVBoxLayout(central)
-        layout.addWidget(self.notice_label)
         layout.addWidget(splitter, 1)
         layout.addLayout(text_row)
         layout.addWidget(self.engines_label)
@@ -545,7 +554,7 @@ class MainWindow(QMainWindow):
         if session is not None and hasattr(session, "live_engine"):
             session.live_engine = description
         self.engines_label.setText(format_engines(self.engines))
-        surface = self.avatar.video
+        surface = self.avatar  # the stacked view: its pages (photo, video surface) take its size
         corner = surface.mapToGlobal(QPoint(0, 0))
         log.info(
             "video area on screen: x=%d y=%d w=%d h=%d",

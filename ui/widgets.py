@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QPalette, QPixmap, QResizeEvent
 from PySide6.QtWidgets import QLabel, QProgressBar, QSizePolicy, QStackedWidget, QTextBrowser, QWidget
 
@@ -37,6 +37,7 @@ class AvatarView(QStackedWidget):
     """Page 0: the avatar photo (scaled to fit); page 1: the video surface."""
 
     PHOTO, VIDEO = 0, 1
+    resized = Signal(int, int)  # the view's new width and height (the live stream crops to fit them)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -89,6 +90,7 @@ class AvatarView(QStackedWidget):
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt API
         super().resizeEvent(event)
         self._rescale()
+        self.resized.emit(self.width(), self.height())
 
 
 class LevelMeter(QProgressBar):

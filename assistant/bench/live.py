@@ -167,22 +167,29 @@ def _config(root: Path, overrides: dict[str, Any] | None) -> Path:
     return path
 
 
-def _picture_region(area: tuple[int, int, int, int], stream_wh: tuple[int, int]) -> tuple[int, int, int, int]:
-    """Where VLC draws the stream inside the video area (it keeps the aspect ratio: bars on two sides)."""
+def _picture_region(area: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """The recorded region: the whole video area (the app crops the stream to fill it), even-sized for x264."""
     x, y, w, h = area
-    sw, sh = stream_wh
-    scale = min(w / sw, h / sh)
-    pw, ph = int(sw * scale) // 2 * 2, int(sh * scale) // 2 * 2
-    return x + (w - pw) // 2, y + (h - ph) // 2, pw, ph
+    return x, y, w // 2 * 2, h // 2 * 2
 
 
-def _mouth_box(face: tuple[int, int, int, int], stream_wh: tuple[int, int], pic: tuple[int, int, int, int]):
+def _mouth_box(face: tuple[int, int, int, int], crop: tuple[int, int, int, int], pic: tuple[int, int, int, int]):
+    """The mouth area in the recorded region: the stream's face box, through the app's crop, scaled to the pane."""
     x1, y1, x2, y2 = face
-    scale = pic[2] / stream_wh[0]
+    cw, ch, cx, cy = crop
+    scale = pic[2] / cw
     fh = y2 - y1
     mx1, mx2 = x1 + 0.25 * (x2 - x1), x2 - 0.25 * (x2 - x1)
     my1, my2 = y1 + 0.62 * fh, y2 + 0.12 * fh
-    return (int(mx1 * scale), int(my1 * scale), int((mx2 - mx1) * scale), int((my2 - my1) * scale))
+    return (int((mx1 - cx) * scale), int((my1 - cy) * scale), int((mx2 - mx1) * scale), int((my2 - my1) * scale))
+
+
+def _screenshot(env: dict[str, str], path: Path) -> None:
+    """The whole virtual screen, kept with the recordings (ImageMagick's import; skipped if it is missing)."""
+    try:
+        subprocess.run(["import", "-window", "root", str(path)], env=env, check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        pass
 
 
 def _conversation(data_dir: Path) -> list[dict[str, Any]]:
@@ -238,7 +245,15 @@ def run_live(
         stop_xy = (int(stop_m.group(1)) + int(stop_m.group(3)) // 2, int(stop_m.group(2)) + int(stop_m.group(4)) // 2)
         app_log.wait_for(r"live stream on screen", 60, app)
         engines = re.search(r"ready: models loaded; engines: (.*)", app_log.text()).group(1)  # type: ignore[union-attr]
-        pic = _picture_region(area, stream_wh)  # type: ignore[arg-type]
+        # The picture as last laid out: the app crops the stream to fill its pane, and says where the pane is.
+        crops = re.findall(
+            r"live picture: stream crop (\d+)x(\d+)\+(\d+)\+(\d+) shown at x=(\d+) y=(\d+) w=(\d+) h=(\d+)",
+            app_log.text(),
+        )
+        if not crops:
+            raise BenchError(f"the app did not say where the live picture is:\n{app_log.text()[-3000:]}")
+        crop = tuple(int(v) for v in crops[-1][:4])
+        pic = _picture_region(tuple(int(v) for v in crops[-1][4:]))  # type: ignore[arg-type]
         speaker = SpeakerRecorder(pulse, root / "speaker.wav").start()
         things.append(speaker)
         mic = SpeakerRecorder(pulse, root / "mic.wav", source=pulse.mic_source).start()
@@ -246,6 +261,7 @@ def run_live(
         screen = ScreenRecorder(x.display, pic, 25, root / "screen.mkv").start()
         things.append(screen)
         time.sleep(idle_s)
+        _screenshot(env, root / "idle.png")
         played: list[tuple[float, float]] = []  # (monotonic before play, after play) per question
         cancels: list[float | None] = []
         for i, wav in enumerate(wavs):
@@ -255,6 +271,9 @@ def run_live(
             pulse.play(wav)
             played.append((before, time.monotonic()))
             app_log.wait_for(r"turn-taking: speaking", REPLY_TIMEOUT_S, app, mark)
+            if i == 0:
+                time.sleep(0.5)
+                _screenshot(env, root / "speaking.png")
             pressed = None
             if cancel_after_s is not None:
                 time.sleep(cancel_after_s)
@@ -270,7 +289,7 @@ def run_live(
         (root / "timing.json").write_text(json.dumps({
             "speaker_started_at": speaker.started_at, "mic_started_at": mic.started_at,
             "screen_frame_times_s": list(screen.frame_times_s), "played": played, "cancels": cancels,
-            "picture_region": pic, "face_box_in_stream": face, "stream_wh": stream_wh,
+            "picture_region": pic, "face_box_in_stream": face, "stream_wh": stream_wh, "crop": crop,
         }))  # fmt: skip
         conversation = _conversation(root / "data")
         media_loads = len(re.findall(r"live stream on screen \((\d+) media", app_log.text()))
@@ -282,16 +301,16 @@ def run_live(
             except subprocess.TimeoutExpired:
                 app.kill()
         stop_all(things)
-    return analyse(questions, root, speaker, mic, screen, played, cancels, conversation, face, stream_wh, pic,
+    return analyse(questions, root, speaker, mic, screen, played, cancels, conversation, face, crop, pic,
                    media_loads, engines)  # fmt: skip
 
 
-def analyse(questions, root, speaker, mic, screen, played, cancels, conversation, face, stream_wh, pic,
+def analyse(questions, root, speaker, mic, screen, played, cancels, conversation, face, crop, pic,
             media_loads, engines) -> LiveReport:  # fmt: skip
     spk = load_audio(speaker.path, RATE)
     mic_audio = load_audio(mic.path, RATE)
     times = np.asarray(screen.frame_times_s) - speaker.started_at  # frame times on the speaker recording's clock
-    mouth = _mouth_box(face, stream_wh, pic)
+    mouth = _mouth_box(face, crop, pic)
     video = measure.video_file_analysis(screen.path, mouth, times)
     env = measure.rms_envelope(spk, RATE, 10.0, 10.0)
     turns: list[LiveTurn] = []
@@ -300,7 +319,7 @@ def analyse(questions, root, speaker, mic, screen, played, cancels, conversation
     for i, question in enumerate(questions):
         turn = LiveTurn(question)
         before, after = played[i]
-        lo = before - mic.started_at
+        lo = before - mic.started_at - 0.05  # onsets are on a 10 ms grid
         hi = after - mic.started_at + 0.5
         sounds = [s for s in measure.sound_onsets(mic_audio, RATE) if lo <= s.start_s and s.end_s <= hi]
         if not sounds:
