@@ -209,6 +209,7 @@ def run_live(
     overrides: dict[str, Any] | None = None,
     cancel_after_s: float | None = None,
     idle_s: float = IDLE_BETWEEN_S,
+    min_record_s: float = 0.0,
     progress=print,
 ) -> LiveReport:
     """Start the app under the rig, ask each question by voice, record, analyse. `cancel_after_s`: press Stop that
@@ -285,6 +286,8 @@ def run_live(
             cancels.append(pressed)
             app_log.wait_for(r"turn-taking: listening", REPLY_TIMEOUT_S, app, mark)
             time.sleep(idle_s)
+        while time.monotonic() - screen.started_at < min_record_s:  # idle on to the length asked for
+            time.sleep(0.2)
         stop_all([screen, mic, speaker])
         (root / "timing.json").write_text(json.dumps({
             "speaker_started_at": speaker.started_at, "mic_started_at": mic.started_at,
@@ -338,17 +341,17 @@ def analyse(questions, root, speaker, mic, screen, played, cancels, conversation
         paths = [p for p in record.get("audio_paths", []) if Path(p).is_file()]
         next_start = (played[i + 1][0] - speaker.started_at) if i + 1 < len(played) else len(spk) / RATE
         if paths and first is not None:
-            reference = [load_audio(p, RATE) for p in paths]
-            gaps = measure.speaker_gaps(spk, RATE, reference, RATE, search_from_s=eos, search_to_s=next_start)
-            end = gaps.reply_end_s
             if cancels[i] is None:
+                reference = [load_audio(p, RATE) for p in paths]
+                gaps = measure.speaker_gaps(spk, RATE, reference, RATE, search_from_s=eos, search_to_s=next_start)
+                end = gaps.reply_end_s
                 turn.speaker_gap_ms_max = gaps.max_gap_ms
+            else:  # cut short: the reply ends with its last sound, and the cut is what is measured
+                end = max((s.end_s for s in measure.sound_onsets(spk, RATE) if first <= s.start_s < next_start),
+                          default=first)  # fmt: skip
+                turn.cancel_silence_ms = max(0.0, (end - (cancels[i] - speaker.started_at)) * 1000.0)
             turn.reply_sound_s = end - first
             reply_spans.append((first, end))
-            if cancels[i] is not None:
-                pressed = cancels[i] - speaker.started_at
-                last = max((s.end_s for s in measure.sound_onsets(spk, RATE) if s.start_s < next_start), default=pressed)
-                turn.cancel_silence_ms = max(0.0, (last - pressed) * 1000.0)
             window = (video.frame_times_s >= first - 0.5) & (video.frame_times_s <= end + 0.5)
             if window.sum() > 20:
                 k0, k1 = int((first - 0.5) * 100), int((end + 0.5) * 100)
