@@ -1,71 +1,43 @@
-"""Fixtures for the desktop-app tests: fake stages driven by the real TurnRunner, a fake Session around it, a
-recording playback backend, a fake microphone, and a real sample MP4/WAV made with ffmpeg once per run.
+"""Fixtures for the desktop-app tests: fake model stages driven by the real TurnRunner, a fake Session around
+it (in live mode, like the app's), a fake microphone, and recorders for what the live stream and the
+turn-taking controller report.
 
-The fakes stand in for the models only; the pipeline, the bridge, the workers, the player queue and the window
-are the real ones.
+The fakes stand in for the models only; the pipeline, the bridge, the workers, the turn-taking controller,
+the live avatar (the real `LiveStream`, ffmpeg `LiveEncoder` and VLC `LivePlayer`, with VLC's dummy video
+output on the offscreen platform) and the window are the real ones. The stream is kept small (320x180 at
+25 fps) so that it is cheap to run in every test.
 """
 
 from __future__ import annotations
 
 import hashlib
-import shutil
-import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QObject, QTimer, Signal
 
 from assistant.audio.io import write_wav
 from assistant.cancel import CancelToken
-from assistant.config import load_settings
-from assistant.errors import NoFaceError, VideoOutOfMemoryError
-from assistant.events import AvatarVideo, ReplySentence, SpeechAudio, Transcript, Utterance
+from assistant.config import load_settings, settings_to_dict, validate_dict
+from assistant.errors import NoFaceError
+from assistant.events import ReplySentence, SpeechAudio, Transcript, Utterance
+from assistant.live import StreamDrained, StreamSpeechFinished, StreamSpeechStarted
 from assistant.pipeline import Stages, TurnRunner
 from assistant.profile import resolve
+from assistant.turn_taking import TurnState
 from tests.integration.conftest import spoken_question, virtual_mic  # noqa: F401 - fixtures for the Xvfb test
 
 REPLY = ("The sky is blue.", "It scatters short wavelengths.", "That is all.")
-
-
-@pytest.fixture(scope="session")
-def sample_media(tmp_path_factory) -> dict[str, Path]:
-    """A 0.4 s 160x120 H.264+AAC MP4 and a 0.3 s WAV, real files that VLC can play."""
-    folder = tmp_path_factory.mktemp("media")
-    mp4 = folder / "sample.mp4"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=160x120:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=f=440:sample_rate=16000",
-            "-t",
-            "0.4",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-shortest",
-            str(mp4),
-        ],
-        check=True,
-    )
-    wav = write_wav(folder / "sample.wav", 0.2 * np.sin(np.linspace(0, 2 * np.pi * 132, 4800)), 16000)
-    return {"mp4": mp4, "wav": wav}
+# VLC in the tests: dummy video output (the offscreen platform has no window to draw into, LivePlayer picks
+# vdummy itself) and dummy audio output (no sound server on a test machine).
+TEST_VLC_ARGS = ("--aout=adummy",)
+STREAM_SIZE = {"width": 320, "height": 180}  # a small stream: cheap to render and encode in every test
+TTS_RATE_HZ = 16000
 
 
 # ---- fake stages (the interfaces of assistant.pipeline) ----
@@ -82,10 +54,20 @@ class FakeASR:
 
 
 class FakeLLM:
+    """Yields `sentences` `delay_s` apart. `gates`: sentence index -> threading.Event the sentence waits for
+    (a cancel ends the wait), so a test decides when a later sentence exists."""
+
     name = "fake-llm"
 
-    def __init__(self, sentences: tuple[str, ...] = REPLY, delay_s: float = 0.02, busy: bool = False) -> None:
+    def __init__(
+        self,
+        sentences: tuple[str, ...] = REPLY,
+        delay_s: float = 0.02,
+        busy: bool = False,
+        gates: dict[int, threading.Event] | None = None,
+    ) -> None:
         self.sentences, self.delay_s, self.busy = sentences, delay_s, busy
+        self.gates = dict(gates or {})
 
     def stream_reply(self, user_text: str, cancel: CancelToken):
         for i, text in enumerate(self.sentences):
@@ -93,41 +75,32 @@ class FakeLLM:
                 _burn_cpu(self.delay_s)
             elif cancel.wait(self.delay_s):
                 return
+            gate = self.gates.get(i)
+            while gate is not None and not gate.is_set():
+                if cancel.wait(0.01):
+                    return
             if cancel.cancelled:
                 return
             yield ReplySentence(i, text, is_last=i == len(self.sentences) - 1)
 
 
 class FakeTTS:
+    """Speaks a tone `seconds_per_word` long per word of the text (a real voice's length follows its text)."""
+
     name = "fake-tts"
 
-    def __init__(self, wav: Path, busy_s: float = 0.0) -> None:
-        self.wav, self.busy_s = wav, busy_s
+    def __init__(self, seconds_per_word: float = 0.08, busy_s: float = 0.0) -> None:
+        self.seconds_per_word, self.busy_s = seconds_per_word, busy_s
 
     def synthesize(self, text: str, out_path: Path) -> SpeechAudio:
         _burn_cpu(self.busy_s)
+        duration_s = max(0.2, self.seconds_per_word * len(text.split()))
+        t = np.arange(int(TTS_RATE_HZ * duration_s)) / TTS_RATE_HZ
+        # 220 Hz voiced at a syllable rate of 4 Hz: the mouth opens and closes with it.
+        tone = 0.3 * np.sin(2 * np.pi * 220 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t))
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(self.wav, out_path)
-        return SpeechAudio(out_path, 16000, 0.3, "fake-tts", text)
-
-
-class FakeHead:
-    """Copies the sample MP4; raises VideoOutOfMemoryError on the call numbers in `oom_on` (0-based)."""
-
-    name = "fake-head"
-
-    def __init__(self, mp4: Path, oom_on: set[int] = frozenset(), busy_s: float = 0.0) -> None:
-        self.mp4, self.oom_on, self.busy_s = mp4, set(oom_on), busy_s
-        self.calls = 0
-
-    def render(self, audio_path: Path, output_path: Path) -> AvatarVideo:
-        call = self.calls
-        self.calls += 1
-        if call in self.oom_on:
-            raise VideoOutOfMemoryError("CUDA out of memory (injected by the test)")
-        _burn_cpu(self.busy_s)
-        shutil.copy(self.mp4, output_path)
-        return AvatarVideo(output_path, "light", 10, 25.0, 160, 120, 0.4, 0.01)
+        write_wav(out_path, tone.astype(np.float32), TTS_RATE_HZ)
+        return SpeechAudio(out_path, TTS_RATE_HZ, duration_s, "fake-tts", text)
 
 
 _BLOCK = bytes(1 << 20)
@@ -145,7 +118,7 @@ def _burn_cpu(seconds: float) -> None:
             x += i * i
 
 
-# ---- a fake Session: the real TurnRunner around fake stages ----
+# ---- a fake Session: the real TurnRunner around fake stages, in live mode like the app's Session ----
 
 
 @dataclass
@@ -157,17 +130,23 @@ class FakeSession:
     log: list[str] = field(default_factory=list)
     reconfigured_with: list[Any] = field(default_factory=list)
     load_delay_s: float = 0.0
+    load_gate: threading.Event | None = None  # load() waits for it: the test says when the models are loaded
     faceless: set[str] = field(default_factory=set)
+    live_engine: str | None = None  # what draws the live stream, told by the window (as on the real Session)
+    amended: list[tuple[int, str]] = field(default_factory=list)  # amend_spoken_reply calls: (turn_id, text)
 
     def __post_init__(self) -> None:
         self.runner = TurnRunner(self.stages, self.on_event, self.out_dir)
+        self.runner.video_by_stream = True  # live mode: the stream animates the speech, segments are audio
         self.resolved = resolve(self.settings, probe=lambda: None)
 
     def load(self, progress=None) -> None:
-        for i, what in enumerate(("speech recognition", "language model", "voice", "talking head")):
+        if self.load_gate is not None:
+            self.load_gate.wait(60)
+        for i, what in enumerate(("speech recognition", "language model", "voice")):
             if progress:
-                progress(what, i / 4)
-            time.sleep(self.load_delay_s / 4)
+                progress(what, i / 3)
+            time.sleep(self.load_delay_s / 3)
         if progress:
             progress("done", 1.0)
         self.log.append("load")
@@ -175,6 +154,9 @@ class FakeSession:
     def run_turn(self, utterance=None, text=None, end_of_speech_at=None, hold=None):
         self.log.append("held turn" if hold is not None else "turn")
         return self.runner.run(utterance=utterance, text=text, end_of_speech_at=end_of_speech_at, hold=hold)
+
+    def amend_spoken_reply(self, turn_id: int, spoken_text: str) -> None:
+        self.amended.append((turn_id, spoken_text))
 
     def cancel_current(self, reason: str = "new user speech") -> bool:
         return self.runner.cancel_current(reason)
@@ -184,7 +166,7 @@ class FakeSession:
             "asr": "fake whisper on CPU",
             "llm": "fake llm",
             "tts": "fake tts",
-            "talking_head": f"light engine on CPU ({self.resolved.quality_mode})",
+            "talking_head": self.live_engine or "live stream",
         }
 
     def reconfigure(self, settings, progress=None) -> list[str]:
@@ -193,7 +175,7 @@ class FakeSession:
         self.resolved = resolve(settings, probe=lambda: None)
         self.reconfigured_with.append(settings)
         if progress:
-            progress("talking head", 0.5)
+            progress("voice", 0.5)
         changed = [
             name
             for name in ("gpu_profile", "talking_head", "tts", "dialogue", "asr")
@@ -213,13 +195,27 @@ class FakeSession:
         self.log.append("close")
 
 
-@pytest.fixture
-def settings():
-    return load_settings()
+def small_stream_settings(tmp_path: Path, **overrides: Any):
+    """The shipped defaults (no user overlay, no environment) with a 320x180 25 fps live stream and every
+    file the app writes (face cache, replies, logs) under `tmp_path`."""
+    data = settings_to_dict(load_settings(user_path=tmp_path / "no-user-config.yaml", env={}))
+    data["live"].update(resolution=dict(STREAM_SIZE), fps=25)
+    data["paths"].update(data_dir=str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"))
+    for key, value in overrides.items():  # a section's dict updates that section; anything else replaces
+        if isinstance(value, dict):
+            data[key].update(value)
+        else:
+            data[key] = value
+    return validate_dict(data)
 
 
 @pytest.fixture
-def make_session(tmp_path, sample_media):
+def settings(tmp_path):
+    return small_stream_settings(tmp_path)
+
+
+@pytest.fixture
+def make_session(tmp_path):
     """A factory (settings, on_event) -> FakeSession; `made`: the sessions built; `options` tweaks them."""
 
     class Factory:
@@ -229,56 +225,23 @@ def make_session(tmp_path, sample_media):
 
         def __call__(self, settings, on_event) -> FakeSession:
             o = self.options
-            stages = Stages(
-                asr=FakeASR(),
-                dialogue=FakeLLM(o.get("sentences", REPLY), o.get("llm_delay_s", 0.02), o.get("busy", False)),
-                tts=FakeTTS(sample_media["wav"], o.get("tts_busy_s", 0.0)),
-                talking_head=FakeHead(sample_media["mp4"], o.get("oom_on", set()), o.get("head_busy_s", 0.0)),
+            llm = FakeLLM(
+                o.get("sentences", REPLY), o.get("llm_delay_s", 0.02), o.get("busy", False), o.get("gates")
             )
+            tts = FakeTTS(o.get("seconds_per_word", 0.08), o.get("tts_busy_s", 0.0))
             session = FakeSession(
                 settings,
                 on_event,
-                stages,
+                Stages(asr=FakeASR(), dialogue=llm, tts=tts, talking_head=None),
                 tmp_path / "replies",
                 load_delay_s=o.get("load_delay_s", 0.0),
+                load_gate=o.get("load_gate"),
                 faceless=o.get("faceless", set()),
             )
             self.made.append(session)
             return session
 
     return Factory()
-
-
-# ---- a playback backend that records what it was asked to play ----
-
-
-class RecordingBackend(QObject):
-    finished = Signal()
-    failed = Signal(str)
-
-    def __init__(self, play_ms: int = 30, fail_suffixes: tuple[str, ...] = ()) -> None:
-        super().__init__()
-        self.play_ms, self.fail_suffixes = play_ms, fail_suffixes
-        self.calls: list[tuple[Path, bool]] = []
-        self.stops = 0
-        self.released = False
-        self._timer = QTimer(self, singleShot=True)
-        self._timer.timeout.connect(self.finished.emit)
-
-    def play(self, path: Path, has_video: bool) -> None:
-        self.calls.append((Path(path), has_video))
-        if Path(path).suffix in self.fail_suffixes:
-            QTimer.singleShot(0, lambda: self.failed.emit(f"cannot play {path}"))
-            return
-        self._timer.start(self.play_ms)
-
-    def stop(self) -> None:
-        self.stops += 1
-        self._timer.stop()
-
-    def release(self) -> None:
-        self.released = True
-        self._timer.stop()
 
 
 class FakeListener:
@@ -290,13 +253,20 @@ class FakeListener:
         self.settings, self.vad, self.bridge, self.is_speech = settings, vad, bridge, is_speech
         self.started = self.stopped = False
         self.muted_history: list[bool] = []
+        self.on_stop: Callable[[], None] | None = None
         FakeListener.instances.append(self)
+
+    @property
+    def muted(self) -> bool:
+        return bool(self.muted_history and self.muted_history[-1])
 
     def start(self) -> None:
         self.started = True
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self.stopped = True
+        if self.on_stop is not None:
+            self.on_stop()
 
     def set_muted(self, muted: bool) -> None:
         self.muted_history.append(muted)
@@ -318,26 +288,73 @@ def fake_listener_factory():
     return FakeListener
 
 
+# ---- recorders ----
+
+
+class StreamLog:
+    """What the live stream reported through the window's LiveAvatar, in order (connected after the window's
+    own slots, so when one of these runs the window has already handled the event)."""
+
+    def __init__(self, live) -> None:
+        self.events: list[Any] = []
+        self.on_event: Callable[[Any], None] | None = None  # a test's probe, run for each event as it comes
+        live.speech_started.connect(self._record)
+        live.speech_finished.connect(self._record)
+        live.drained.connect(self._record)
+
+    def _record(self, event: Any) -> None:
+        self.events.append(event)
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def started(self, turn_id: int | None = None) -> list[tuple[int, int]]:
+        return [
+            e.key for e in self.events if isinstance(e, StreamSpeechStarted) and turn_id in (None, e.key[0])
+        ]
+
+    def finished(self, turn_id: int | None = None) -> list[StreamSpeechFinished]:
+        return [e for e in self.events if isinstance(e, StreamSpeechFinished) and turn_id in (None, e.key[0])]
+
+    def drained(self) -> int:
+        return sum(isinstance(e, StreamDrained) for e in self.events)
+
+
+class StateLog:
+    """The states the window's TurnTaking controller showed, in order (its `state_changed` action, seen)."""
+
+    def __init__(self, window) -> None:
+        self.states: list[TurnState] = []
+        self.texts: list[str] = []
+        show = window.state_changed
+
+        def state_changed(state: TurnState, text: str) -> None:
+            self.states.append(state)
+            self.texts.append(text)
+            show(state, text)
+
+        window.state_changed = state_changed  # the controller calls its host's action by name
+
+    def distinct(self) -> list[TurnState]:
+        """The states in order, a state repeated with another text counted once."""
+        return [s for i, s in enumerate(self.states) if i == 0 or self.states[i - 1] is not s]
+
+
 @pytest.fixture
 def window(qtbot, settings, make_session, fake_listener_factory, tmp_path):
-    """A started MainWindow on fakes; `window.backend` is the RecordingBackend."""
+    """A MainWindow on fake models with the real live avatar; `window.stream_log` and `window.state_log`
+    record what the stream and the turn-taking controller reported. Call `window.start()` in the test."""
     from ui.main_window import MainWindow
-
-    backends: list[RecordingBackend] = []
-
-    def backend_factory(_widget):
-        backends.append(RecordingBackend())
-        return backends[-1]
 
     win = MainWindow(
         settings,
         make_session,
-        backend_factory=backend_factory,
         listener_factory=fake_listener_factory,
+        vlc_args=TEST_VLC_ARGS,
         user_config=tmp_path / "user-config.yaml",
     )
-    win.backend = backends[0]
     win.sessions = make_session
+    win.stream_log = StreamLog(win.live)
+    win.state_log = StateLog(win)
     qtbot.addWidget(win)
     yield win
     win.close()

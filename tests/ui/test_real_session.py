@@ -1,7 +1,8 @@
-"""The window on the real Session (bundled models, light engine) on the offscreen platform: a typed question
-is answered with video segments, then the settings dialog switches the voice to espeak-ng and the running
-session reloads only that stage, in the background, and the next reply is spoken by espeak-ng. Playback is
-recorded (VLC itself is exercised by the Xvfb test).
+"""The window on the real Session (bundled models) with the real live avatar on the offscreen platform: a
+typed question is answered, the session runs in live mode (segments are audio that the stream animates, no
+video files), the stream says every segment in order on the one VLC media; then the settings dialog switches
+the voice to espeak-ng, the running session reloads only that stage, in the background, and the next reply is
+spoken by espeak-ng through the same stream.
 """
 
 from __future__ import annotations
@@ -9,8 +10,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from assistant.config import settings_to_dict, validate_dict
-from tests.ui.conftest import RecordingBackend
+from tests.ui.conftest import TEST_VLC_ARGS, StreamLog, small_stream_settings
 from ui.app import session_factory
 from ui.main_window import MainWindow
 
@@ -22,40 +22,46 @@ TURN_S = 240
 
 @pytest.fixture
 def real_window(qtbot, tmp_path):
-    data = settings_to_dict(validate_dict({}))
-    data["gpu_profile"] = "low"
-    data["talking_head"]["engine"] = "light"
-    data["talking_head"]["light"]["resolution"] = {"width": 320, "height": 180}  # keep the CPU work small
-    data["paths"]["data_dir"] = str(tmp_path / "data")
-    settings = validate_dict(data)
-    backends: list[RecordingBackend] = []
-
-    def backend_factory(_widget):
-        backends.append(RecordingBackend(play_ms=50))
-        return backends[-1]
-
+    # The light engine at 320x180 keeps the CPU work small; the stream is that size too.
+    settings = small_stream_settings(tmp_path, gpu_profile="low", talking_head={"engine": "light"})
     window = MainWindow(
-        settings, session_factory, backend_factory=backend_factory, listener_factory=None,
+        settings, session_factory, listener_factory=None, vlc_args=TEST_VLC_ARGS,
         user_config=tmp_path / "user.yaml",
     )  # fmt: skip
-    window.backend = backends[0]
+    window.stream_log = StreamLog(window.live)
     qtbot.addWidget(window)
     window.show()
     window.start()
-    qtbot.waitUntil(lambda: window.ready, timeout=LOAD_S * 1000)
+    qtbot.waitUntil(lambda: window.ready and window.live.stream is not None, timeout=LOAD_S * 1000)
     yield window
     window.close()
 
 
-def test_real_session_answers_and_reconfigures_without_restart(qtbot, real_window):
+def spoken_in_full(window, turn_id: int, segments: int) -> bool:
+    finished = window.stream_log.finished(turn_id)
+    return len(finished) == segments and window.stream_log.drained() >= 1 and not window.live.stream.speaking
+
+
+def test_real_session_answers_on_the_live_stream_and_reconfigures_without_restart(qtbot, real_window):
     window = real_window
     session = window.worker.session
-    assert "light engine on CPU" in window.engines_label.text()
+    assert session.live  # the app's session: the stream animates the speech, no talking-head files
+    assert "light engine 320x180 at 25 fps" in window.engines_label.text()
+    segments = []
+    window.bridge.segment_ready.connect(segments.append)
     with qtbot.waitSignal(window.bridge.turn_done, timeout=TURN_S * 1000) as first:
         window.ask("What is the capital of France?")
-    assert first.args[0].reply.strip() and first.args[0].engines["tts"] == "piper"
-    qtbot.waitUntil(lambda: len(window.backend.calls) == first.args[0].segments, timeout=30_000)
-    assert all(path.suffix == ".mp4" and has_video for path, has_video in window.backend.calls)
+    done = first.args[0]
+    assert done.reply.strip() and done.engines["tts"] == "piper" and not done.cancelled
+    assert done.segments >= 1
+    assert [(s.index, s.video, s.audio_only_reason) for s in segments] == [
+        (i, None, None) for i in range(done.segments)
+    ]
+    qtbot.waitUntil(lambda: spoken_in_full(window, done.turn_id, done.segments), timeout=60_000)
+    finished = window.stream_log.finished(done.turn_id)
+    assert [e.key for e in finished] == [(done.turn_id, i) for i in range(done.segments)]
+    assert not any(e.cancelled for e in finished)
+    assert " ".join(e.text for e in finished).split() == done.reply.split()  # the stream said the whole reply
 
     window.open_settings()
     dialog = window.settings_dialog
@@ -70,3 +76,6 @@ def test_real_session_answers_and_reconfigures_without_restart(qtbot, real_windo
     with qtbot.waitSignal(window.bridge.turn_done, timeout=TURN_S * 1000) as second:
         window.ask("And of Spain?")
     assert second.args[0].engines["tts"] == "espeak"
+    turn = second.args[0]
+    qtbot.waitUntil(lambda: spoken_in_full(window, turn.turn_id, turn.segments), timeout=60_000)
+    assert window.live.media_loads == 1  # both replies on the session's one VLC media

@@ -23,7 +23,9 @@ AVATAR = PROJECT_ROOT / "assets" / "avatars" / "astronaut.png"
 def start(qtbot, window):
     window.show()
     window.start()
-    qtbot.waitUntil(lambda: window.ready, timeout=10_000)
+    # The live avatar built too: applying settings that rebuild it while its first build still runs is another
+    # test's subject.
+    qtbot.waitUntil(lambda: window.ready and window.live.stream is not None, timeout=20_000)
 
 
 def open_dialog(qtbot, window) -> SettingsDialog:
@@ -57,8 +59,10 @@ def test_changing_profile_and_quality_reconfigures_and_saves(qtbot, window, make
             "high": {"enhance_face": True},
         },
     }
+    stream = window.live.stream
     with qtbot.waitSignal(window.worker.reconfigured, timeout=10_000) as reconfigured:
-        assert dialog.apply()
+        with qtbot.waitSignal(window.live.started, timeout=20_000):  # the live avatar rebuilt its renderer
+            assert dialog.apply()
     # The running pipeline got the new settings, without a restart (same session object).
     assert make_session.made == [session]
     new = session.reconfigured_with[-1]
@@ -66,7 +70,10 @@ def test_changing_profile_and_quality_reconfigures_and_saves(qtbot, window, make
     assert session.resolved.quality_mode == "high"
     assert set(reconfigured.args[0]) == {"gpu_profile", "talking_head"}
     assert window.settings.gpu_profile == "medium"
-    assert "(high)" in window.engines_label.text()
+    # The live avatar took the new talking-head settings in place: same stream, same VLC media.
+    assert window.live.settings.talking_head.quality_mode == "high"
+    assert window.live.stream is stream and window.live.media_loads == 1
+    assert "320x180 at 25 fps" in window.engines_label.text()
     # Saved to the user overlay, and restored on the next start.
     saved = yaml.safe_load(window.user_config.read_text())
     assert saved["gpu_profile"] == "medium" and saved["talking_head"]["quality_mode"] == "high"
@@ -104,9 +111,12 @@ def test_avatar_with_a_face_shows_a_preview_and_is_applied(qtbot, window, tmp_pa
     )
     assert not dialog.face_label.pixmap().isNull()
     assert dialog.avatar_status.text().startswith("Face found")
+    stream = window.live.stream
     with qtbot.waitSignal(window.worker.reconfigured, timeout=10_000):
-        assert dialog.apply()
+        with qtbot.waitSignal(window.live.started, timeout=20_000):  # the stream draws the new photo
+            assert dialog.apply()
     assert window.avatar.image_path == photo
+    assert window.live.stream is stream and window.live.media_loads == 1  # swapped in place, no new media
     assert yaml.safe_load(window.user_config.read_text())["talking_head"]["avatar_image"] == str(photo)
     dialog.reject()
 
