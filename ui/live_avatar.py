@@ -23,8 +23,7 @@ from assistant.live import LiveStream, StreamDrained, StreamEvent, StreamSpeechF
 from assistant.live.build import LiveSetup, build_live, record_path
 from assistant.profile import resolve
 from assistant.video import LiveEncoder
-from ui.live_player import LivePlayer
-from ui.player import PlayerError
+from ui.live_player import LivePlayer, PlayerError
 from ui.widgets import AvatarView
 from ui.workers import CallWorker
 

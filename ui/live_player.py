@@ -24,9 +24,18 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QWidget
 
-from ui.player import BASE_VLC_ARGS, EMBEDDABLE_PLATFORMS, PlayerError
+from assistant.errors import AssistantError
 
 log = logging.getLogger(__name__)
+
+# Options that keep VLC from drawing its own overlays or grabbing keys inside our window.
+BASE_VLC_ARGS = ("--no-video-title-show", "--no-osd", "--no-snapshot-preview", "--quiet", "--no-xlib")
+EMBEDDABLE_PLATFORMS = ("xcb", "windows", "cocoa")  # Qt platforms whose winId() VLC can draw into
+
+
+class PlayerError(AssistantError):
+    """VLC could not be started or could not play the stream."""
+
 
 CACHING_MS = 120  # VLC's input buffer for the pipe: enough to ride over a late frame, small enough to feel live
 SETTLE_MS = 250  # after the first video output: VLC has sized its picture to the widget by then
