@@ -59,7 +59,8 @@ class LiveAvatar(QObject):
         self.encoder: LiveEncoder | None = None
         self.player: LivePlayer | None = None
         self.setup: LiveSetup | None = None
-        self._builder: CallWorker | None = None
+        self._builders: list[CallWorker] = []
+        self._generation = 0
         self._pending: list[SegmentReady] = []  # speech that arrived before the stream was built
         self._closed = False
         self._event.connect(self._on_stream_event)
@@ -73,17 +74,27 @@ class LiveAvatar(QObject):
     def start(self) -> None:
         """Build the renderer (face detection, a measured frame rate) on a thread; the stream starts when ready."""
         settings = self.settings
-        self._builder = CallWorker(lambda: build_live(settings, self._resolve(settings)))
-        self._builder.done.connect(self._on_built)
-        self._builder.failed.connect(self._on_build_failed)
-        self._builder.start()
+        builder = CallWorker(lambda: build_live(settings, self._resolve(settings)))
+        builder.done.connect(self._on_built)
+        builder.failed.connect(self._on_build_failed)
+        builder.finished.connect(self._prune_builders)
+        # Builds may overlap (settings applied while the first one runs): keep each QThread alive until it ends,
+        # and let the newest one win (an older result that lands later is dropped by its generation number).
+        self._generation += 1
+        builder.setProperty("generation", self._generation)
+        self._builders.append(builder)
+        builder.start()
+
+    def _prune_builders(self) -> None:
+        self._builders = [b for b in self._builders if b.isRunning()]
 
     def _on_build_failed(self, message: str) -> None:
         self.failed.emit(f"The live avatar could not start: {message}")
 
     def _on_built(self, setup: LiveSetup) -> None:
-        if self._closed:
-            return
+        sender = self.sender()
+        if self._closed or (sender is not None and sender.property("generation") != self._generation):
+            return  # closing, or a newer build is on its way
         for text in setup.notices:
             self.notice.emit(f"Talking head: {text}")
         if self.stream is not None and self.setup is not None and self.setup.settings == setup.settings:
@@ -156,8 +167,8 @@ class LiveAvatar(QObject):
         self._stop_stream()
         if self.player is not None:
             self.player.release()
-        if self._builder is not None:
-            self._builder.wait(10_000)
+        for builder in self._builders:
+            builder.wait(10_000)
 
     # ---- speech ----
     def say(self, segment: SegmentReady) -> None:

@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 from assistant.config import Settings
 from assistant.events import Notice, SegmentReady, StageFailed, TurnDone
 from assistant.live import StreamSpeechFinished, StreamSpeechStarted
+from assistant.live.spoken import SpokenLedger, SpokenVerdict
 from assistant.turn_taking import TurnState, TurnTaking
 from ui.bridge import EventBridge
 from ui.live_avatar import LiveAvatar, PlayerFactory
@@ -111,7 +112,7 @@ class MainWindow(QMainWindow):
         self.engines: dict[str, str] = {}
         self.notices: list[str] = []  # every warning shown, newest last (the banner shows the latest)
         self._user_entry_of_job: dict[int, ChatEntry] = {}
-        self._spoken: dict[int, list[str]] = {}  # turn_id -> the texts of its segments the stream said in full
+        self.spoken = SpokenLedger()  # what the avatar really said of each reply, for the history after a cut
         self.worker_busy = False
         self._closed = False
         self._build_ui()
@@ -326,6 +327,7 @@ class MainWindow(QMainWindow):
         self.worker.cancel_current(reason)
 
     def speak(self, segment: SegmentReady) -> None:
+        self.spoken.queued(segment.turn_id, segment.index, segment.speech.text)
         self.live.say(segment)
 
     def stop_speech(self, reason: str) -> None:
@@ -502,6 +504,7 @@ class MainWindow(QMainWindow):
     def _on_turn_done(self, event: TurnDone) -> None:
         live = self.turns.turn_done(event)
         cancelled = event.cancelled or not live
+        self.spoken.forget_before(event.turn_id)
         entry = self.conversation.reply_entry(event.turn_id) if event.reply or cancelled else None
         if entry is not None:
             entry.note = "interrupted" if cancelled else f"{event.timings_s.get('total', 0.0):.1f} s"
@@ -518,6 +521,10 @@ class MainWindow(QMainWindow):
             format_timings(event.timings_s),
             format_engines(event.engines),
         )
+        if cancelled:  # what was not said is not said: settle the history once the stream has reported
+            verdict = self.spoken.turn_cut(event.turn_id)
+            if verdict is not None:
+                self._amend_history(verdict)
 
     # ---- microphone slots ----
     def _on_mic_utterance(self, utterance, ended_at: float) -> None:
@@ -574,24 +581,26 @@ class MainWindow(QMainWindow):
         self.turns.playback_started(turn_id)
 
     def _on_stream_speech_finished(self, event: StreamSpeechFinished) -> None:
-        turn_id, _index = event.key
-        if not event.cancelled:
-            self._spoken.setdefault(turn_id, []).append(event.text)
-        elif event.played_s > 0:
-            self._note_interrupted(turn_id, event)
+        turn_id, index = event.key
+        verdict = self.spoken.finished(
+            turn_id, index, event.text, event.played_s, event.duration_s, event.cancelled
+        )
+        if verdict is not None:
+            self._amend_history(verdict)
 
-    def _note_interrupted(self, turn_id: int, event: StreamSpeechFinished) -> None:
-        """The user cut the reply: the history keeps only what the avatar actually said."""
-        said = list(self._spoken.get(turn_id, []))
-        if event.duration_s > 0 and event.text:
-            words = event.text.split()
-            said.append(" ".join(words[: int(len(words) * event.played_s / event.duration_s)]))
-        spoken = " ".join(t for t in said if t).strip()
+    def _amend_history(self, verdict: SpokenVerdict) -> None:
+        """The user cut the reply: the history keeps only what the avatar actually said, and so does the panel."""
         session = self.worker.session
         amend = getattr(session, "amend_spoken_reply", None)
         if amend is not None:
-            amend(turn_id, spoken)
-        log.info("turn %d interrupted after %.1f s of speech; said: %r", turn_id, event.played_s, spoken)
+            amend(verdict.turn_id, verdict.spoken_text)
+        entry = self.conversation.reply_entry(verdict.turn_id)
+        entry.text = f"{verdict.spoken_text} …".strip()
+        entry.note = "interrupted"
+        self.conversation.refresh()
+        log.info(
+            "turn %d interrupted after %.1f s of speech; said: %r", verdict.turn_id, verdict.played_s, verdict.spoken_text
+        )
 
     def _on_stream_drained(self, event) -> None:
         log.info("live stream drained at frame %d", event.frame)
