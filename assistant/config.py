@@ -145,6 +145,26 @@ class LiveSettings(_Section):
     record: str | None = Field(None, description="also record the whole session stream to this MP4; null = off")
 
 
+class LivestreamSettings(_Section):
+    rtmp_url: str | None = Field(
+        None, pattern=r"^rtmps?://", description="where `assistant stream` publishes (also env ASSISTANT_RTMP_URL)"
+    )
+    amqp_url: str | None = Field(
+        None, pattern=r"^amqps?://", description="the RabbitMQ broker; credentials may come from env ASSISTANT_AMQP_URL"
+    )
+    queue: str = Field("avatar.speak", min_length=1, max_length=255, description="the queue the messages come from")
+    dead_letter_queue: str | None = Field(
+        None, max_length=255, description="declare the queue with this dead-letter queue for rejected messages"
+    )
+    prefetch: int = Field(1, ge=1, le=16, description="messages held unacknowledged at once (1: one at a time)")
+    video_bitrate: str = Field("2500k", pattern=r"^\d+[kM]$", description="H.264 bitrate of the RTMP stream")
+    keyframe_s: float = Field(2.0, ge=0.2, le=10.0, description="seconds between keyframes (RTMP servers want <= 4)")
+    reconnect_initial_s: float = Field(0.5, gt=0.0, le=60.0, description="first wait before reconnecting")
+    reconnect_max_s: float = Field(10.0, gt=0.0, le=600.0, description="longest wait between reconnects")
+    max_text_chars: int = Field(2000, ge=1, le=100_000, description="longer text messages are rejected")
+    max_audio_s: float = Field(120.0, gt=0.0, le=3600.0, description="longer audio messages are rejected")
+
+
 class UISettings(_Section):
     window_width: int = Field(1100, ge=400, description="initial window width")
     window_height: int = Field(720, ge=300, description="initial window height")
@@ -170,6 +190,9 @@ class Settings(_Section):
     tts: TTSSettings = Field(default_factory=TTSSettings, description="speech synthesis")
     talking_head: TalkingHeadSettings = Field(default_factory=TalkingHeadSettings, description="lip-sync video")
     live: LiveSettings = Field(default_factory=LiveSettings, description="the live avatar stream")
+    livestream: LivestreamSettings = Field(
+        default_factory=LivestreamSettings, description="`assistant stream`: messages from RabbitMQ to RTMP"
+    )
     ui: UISettings = Field(default_factory=UISettings, description="the desktop window")
     models: ModelsSettings = Field(default_factory=ModelsSettings, description="model downloads")
     paths: PathsSettings = Field(default_factory=PathsSettings, description="where files go")
