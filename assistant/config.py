@@ -54,7 +54,7 @@ class ASRSettings(_Section):
 
 
 class DialogueSettings(_Section):
-    model: str = Field("smollm2-135m", description="a registry name or a .gguf path")
+    model: str = Field("auto", description="auto (from gpu_profile), a registry name or a .gguf path")
     system_prompt: str = Field(
         "You are a helpful voice assistant. Answer briefly in plain English.", description="asks for short answers"
     )
@@ -63,6 +63,17 @@ class DialogueSettings(_Section):
     temperature: float = Field(0.3, ge=0.0, le=2.0, description="sampling temperature")
     history_budget_tokens: int = Field(1024, ge=0, description="history kept, oldest turns trimmed first")
     threads: int | None = Field(None, ge=1, description="CPU threads; null = all cores")
+    gpu_layers: Literal["auto"] | int = Field(
+        "auto", description="layers offloaded to the GPU: auto = all when llama.cpp has GPU support, else 0; -1 = all"
+    )
+
+    @field_validator("gpu_layers", mode="before")
+    @classmethod
+    def _layers(cls, v: Any) -> Any:
+        # One message for the key, not one per member of the union.
+        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= -1):
+            return v
+        raise ValueError("must be auto or a number of layers (0 = CPU only, -1 = all)")
 
 
 class TTSSettings(_Section):

@@ -1,7 +1,12 @@
 """Resolve `gpu_profile` (auto/low/medium/high) and every "auto" setting into concrete choices, recording where each
 value came from (the profile, the user's file or the shipped defaults).
 
-Probing the GPU needs torch; it is imported only when the profile is auto or a device is auto.
+The profile picks the speech recognition model, the voice, the talking head and the dialogue model. A profile
+never asks for work the machine cannot do in real time: `medium` or `high` on a machine without a CUDA GPU
+steps down to `low` (1080p Wav2Lip on a CPU gave 4-17 s silences) and says so in `notices`.
+
+Probing the GPU needs torch; it is imported only when the profile or a device needs the answer. Whether
+llama.cpp can offload layers (`dialogue.gpu_layers: auto`) is asked of llama_cpp, imported only then.
 """
 
 from __future__ import annotations
@@ -33,13 +38,16 @@ class ProfileChoice:
     coqui_model: str
     talking_head_engine: str
     quality_mode: str
+    dialogue_model: str  # a registry name; a bigger one falls back to the bundled model until downloaded
 
 
 PROFILES: dict[str, ProfileChoice] = {
-    "low": ProfileChoice("whisper-tiny.en", "piper", "coqui-vits", "light", "standard"),
-    "medium": ProfileChoice("whisper-small", "coqui", "coqui-vits", "wav2lip", "standard"),
-    "high": ProfileChoice("whisper-medium", "coqui", "coqui-xtts-v2", "wav2lip_gan", "high"),
+    "low": ProfileChoice("whisper-tiny.en", "piper", "coqui-vits", "light", "standard", "smollm2-135m"),
+    "medium": ProfileChoice("whisper-small", "coqui", "coqui-vits", "wav2lip", "standard", "llama-3.2-1b"),
+    "high": ProfileChoice("whisper-medium", "coqui", "coqui-xtts-v2", "wav2lip_gan", "high", "llama-3.2-3b"),
 }
+CPU_PROFILE = "low"  # what medium/high step down to without a CUDA GPU
+ALL_LAYERS = -1  # llama.cpp's n_gpu_layers for "every layer"
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,16 @@ class ResolvedSettings:
     talking_head_engine: str
     quality_mode: str
     talking_head_device: str
+    dialogue_model: str = PROFILES[CPU_PROFILE].dialogue_model
+    dialogue_gpu_layers: int = 0  # llama.cpp n_gpu_layers: 0 = CPU only, -1 = all
+    requested_profile: str = ""  # the profile asked for (auto, or one named in the config)
     sources: dict[str, str] = field(default_factory=dict)
+    notices: tuple[str, ...] = ()  # why a choice differs from what the config asked for
+
+    @property
+    def stepped_down(self) -> bool:
+        """The config named a profile this machine cannot run, and `profile` is what replaced it."""
+        return self.requested_profile not in ("", "auto", self.profile)
 
     def describe(self) -> list[str]:
         return [f"{key} = {self.value_of(key)}  ({src})" for key, src in self.sources.items()]
@@ -75,6 +92,8 @@ _ATTR_OF = {
     "talking_head.engine": "talking_head_engine",
     "talking_head.quality_mode": "quality_mode",
     "talking_head.device": "talking_head_device",
+    "dialogue.model": "dialogue_model",
+    "dialogue.gpu_layers": "dialogue_gpu_layers",
 }
 
 
@@ -94,6 +113,19 @@ def probe_cuda() -> GPUInfo | None:
         return None
 
 
+def llama_gpu_offload() -> bool:
+    """Whether the installed llama.cpp was built with GPU offload (CUDA, Metal, Vulkan...); False without it."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return False
+    try:
+        return bool(llama_cpp.llama_supports_gpu_offload())
+    except (AttributeError, OSError) as e:  # an old or broken build: run on the CPU, say why in the log
+        log.warning("cannot ask llama.cpp whether it supports GPU offload: %s", e)
+        return False
+
+
 def profile_for_gpu(gpu: GPUInfo | None) -> str:
     if gpu is None:
         return "low"
@@ -104,23 +136,39 @@ def profile_for_gpu(gpu: GPUInfo | None) -> str:
     return "low"
 
 
-def resolve(settings: Settings, probe: Callable[[], GPUInfo | None] = probe_cuda) -> ResolvedSettings:
+def resolve(
+    settings: Settings,
+    probe: Callable[[], GPUInfo | None] = probe_cuda,
+    llm_gpu_probe: Callable[[], bool] = llama_gpu_offload,
+) -> ResolvedSettings:
+    """The concrete choices for `settings` on this machine. `probe` finds the CUDA GPU, `llm_gpu_probe` says
+    whether llama.cpp can offload layers; tests inject both."""
     sources: dict[str, str] = {}
+    notices: list[str] = []
 
     def origin(key: str) -> str:
         return "user config" if key in settings.user_keys else "default config"
 
-    needs_probe = settings.gpu_profile == "auto" or "auto" in (
+    requested = settings.gpu_profile
+    needs_probe = requested != "low" or "auto" in (
         settings.asr.device,
         settings.tts.device,
         settings.talking_head.device,
     )
     gpu = probe() if needs_probe else None
-    if settings.gpu_profile == "auto":
+    if requested == "auto":
         profile = profile_for_gpu(gpu)
         sources["profile"] = f"auto: {gpu.name} with {gpu.free_bytes / GIB:.1f} GiB free" if gpu else "auto: no CUDA GPU"
+    elif requested != CPU_PROFILE and gpu is None:
+        # Without CUDA the profile's Wav2Lip, Coqui and bigger models run slower than real time: long silences.
+        profile = CPU_PROFILE
+        sources["profile"] = f"{origin('gpu_profile')}: {requested}, stepped down to {profile}: no CUDA GPU"
+        notices.append(
+            f"Profile {requested} needs a CUDA GPU and none was found (no CUDA device, or torch without CUDA); "
+            f"using the {profile} profile's models and talking head, which keep up on a CPU"
+        )
     else:
-        profile = settings.gpu_profile
+        profile = requested
         sources["profile"] = origin("gpu_profile")
     choice = PROFILES[profile]
 
@@ -138,6 +186,16 @@ def resolve(settings: Settings, probe: Callable[[], GPUInfo | None] = probe_cuda
         sources[key] = "auto: CUDA found" if gpu else "auto: no CUDA"
         return "cuda" if gpu else "cpu"
 
+    def pick_gpu_layers(configured: int | str) -> int:
+        if configured != "auto":
+            sources["dialogue.gpu_layers"] = origin("dialogue.gpu_layers")
+            return int(configured)
+        if llm_gpu_probe():
+            sources["dialogue.gpu_layers"] = "auto: llama.cpp built with GPU offload"
+            return ALL_LAYERS
+        sources["dialogue.gpu_layers"] = "auto: llama.cpp built without GPU offload"
+        return 0
+
     th = settings.talking_head
     return ResolvedSettings(
         profile=profile,
@@ -150,5 +208,9 @@ def resolve(settings: Settings, probe: Callable[[], GPUInfo | None] = probe_cuda
         talking_head_engine=pick("talking_head.engine", th.engine, choice.talking_head_engine),
         quality_mode=pick("talking_head.quality_mode", th.quality_mode, choice.quality_mode, sentinel=None),
         talking_head_device=pick_device("talking_head.device", th.device),
+        dialogue_model=pick("dialogue.model", settings.dialogue.model, choice.dialogue_model),
+        dialogue_gpu_layers=pick_gpu_layers(settings.dialogue.gpu_layers),
+        requested_profile=requested,
         sources=sources,
+        notices=tuple(notices),
     )

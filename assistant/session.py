@@ -3,6 +3,10 @@ turn, and reloads only what a settings change touches. What the CLI, the benchma
 
 Models are loaded once (load()) and kept warm; a model the profile asks for but that is not downloaded is replaced
 by the bundled one with a notice, so a first run with nothing downloaded works offline.
+
+What ran is what `engines_summary()` reports: each stage names the model or engine that was loaded, and one that
+replaced what the settings asked for says so ("instead of ..."). `notices` holds the full reason for every
+substitution still in effect (a stage rebuilt forgets its old ones), not only the latest.
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ from assistant.config import Settings
 from assistant.conversation_log import ConversationLog
 from assistant.errors import ModelError
 from assistant.events import Notice, TurnEvent, Utterance
-from assistant.models import locate
+from assistant.models import locate, state
 from assistant.pipeline import Hold, Stages, TurnResult, TurnRunner
-from assistant.profile import GPUInfo, ResolvedSettings, probe_cuda, resolve
+from assistant.profile import GPUInfo, ResolvedSettings, llama_gpu_offload, probe_cuda, resolve
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +47,25 @@ class _StageKeys:
     talking_head: tuple
 
 
+def _usable(model: str, models_dir: Path) -> bool:
+    """Whether a model named by path or registry name is there to load (a download finished since: reload)."""
+    if Path(model).expanduser().exists():
+        return True
+    try:
+        return state(model, models_dir).usable
+    except ModelError:
+        return False
+
+
 def _keys(settings: Settings, r: ResolvedSettings) -> _StageKeys:
     th = settings.talking_head
+    models = settings.models_dir
     return _StageKeys(
-        asr=(r.asr_model, r.asr_device, settings.asr.model_dump_json()),
-        dialogue=(settings.dialogue.model_dump_json(),),
+        asr=(r.asr_model, _usable(r.asr_model, models), r.asr_device, settings.asr.model_dump_json()),
+        dialogue=(
+            r.dialogue_model, _usable(r.dialogue_model, models), r.dialogue_gpu_layers,
+            settings.dialogue.model_dump_json(),
+        ),  # fmt: skip
         tts=(r.tts_engine, r.coqui_model, r.tts_device, settings.tts.model_dump_json()),
         talking_head=(r.talking_head_engine, r.quality_mode, r.talking_head_device, th.model_dump_json()),
     )
@@ -61,13 +79,19 @@ class Session:
         probe: Callable[[], GPUInfo | None] = probe_cuda,
         out_dir: Path | None = None,
         live: bool = False,
+        llm_gpu_probe: Callable[[], bool] = llama_gpu_offload,
     ) -> None:
         self.settings = settings
         # live: a LiveStream animates the speech (the desktop app), so no talking-head files are rendered per turn.
         self.live = live
         self._probe = probe
-        self.resolved = resolve(settings, probe)
+        self._llm_gpu_probe = llm_gpu_probe
         self.on_event = on_event
+        # Per stage ("profile", "asr", "dialogue", "tts", "talking_head"): the reasons its choice differs from the
+        # settings', and (what was asked for, why not in a few words) when it runs something else.
+        self._notices: dict[str, list[str]] = {}
+        self._substituted: dict[str, tuple[str, str]] = {}
+        self.resolved = self._resolve(settings)
         self.out_dir = Path(out_dir) if out_dir else settings.data_dir / "replies"
         self.conversation_log = ConversationLog(settings.data_dir / "conversations")
         self.asr: Any = None
@@ -75,7 +99,6 @@ class Session:
         self.tts: Any = None
         self.talking_head: Any = None
         self.runner: TurnRunner | None = None
-        self.notices: list[str] = []
         self._keys: _StageKeys | None = None
         self.load_timings_s: dict[str, float] = {}
         self.live_engine: str | None = None  # what draws the live stream, told by whoever runs it
@@ -85,12 +108,26 @@ class Session:
         self._user_text_of_turn: dict[int, str] = {}
 
     # ---- building the stages ----
-    def _notice(self, message: str, level: str = "warning") -> None:
+    @property
+    def notices(self) -> list[str]:
+        """Why what runs differs from what the settings ask for: every reason still in effect, oldest first."""
+        return [message for stage in self._notices.values() for message in stage]
+
+    def _notice(self, message: str, level: str = "warning", stage: str = "") -> None:
         log.warning(message) if level == "warning" else log.info(message)
-        self.notices.append(message)
+        self._notices.setdefault(stage, []).append(message)
         self.on_event(Notice(0, time.monotonic(), message, level))
 
-    def _model_path(self, wanted: str, bundled: str, what: str) -> tuple[Path, str]:
+    def _resolve(self, settings: Settings) -> ResolvedSettings:
+        """Resolve the profile; a step-down (medium/high without CUDA) is a notice, told once while it lasts."""
+        resolved = resolve(settings, self._probe, self._llm_gpu_probe)
+        if list(resolved.notices) != self._notices.get("profile", []):
+            self._notices.pop("profile", None)
+            for message in resolved.notices:
+                self._notice(message, stage="profile")
+        return resolved
+
+    def _model_path(self, wanted: str, bundled: str, what: str, stage: str) -> tuple[Path, str]:
         """A model folder/file from a path or registry name; a missing download falls back to the bundled one."""
         if Path(wanted).expanduser().exists():
             return Path(wanted).expanduser(), Path(wanted).name
@@ -99,14 +136,15 @@ class Session:
         except ModelError as e:
             if wanted == bundled:
                 raise
-            self._notice(f"{what}: {e}; using the bundled {bundled} meanwhile")
+            self._notice(f"{what}: {e}; using the bundled {bundled} meanwhile", stage=stage)
+            self._substituted[stage] = (wanted, "corrupt" if "corrupt" in str(e) else "not downloaded")
             return locate(bundled, self.settings.models_dir), bundled
 
     def _build_asr(self) -> Any:
         from assistant.asr import WhisperASR
 
         cfg = self.settings.asr
-        path, name = self._model_path(self.resolved.asr_model, BUNDLED_ASR, "Speech recognition")
+        path, name = self._model_path(self.resolved.asr_model, BUNDLED_ASR, "Speech recognition", "asr")
         asr = WhisperASR(
             path, device=self.resolved.asr_device, compute_type=cfg.compute_type, language=cfg.language,
             beam_size=cfg.beam_size, no_speech_threshold=cfg.no_speech_threshold, name=name,
@@ -118,11 +156,11 @@ class Session:
         from assistant.dialogue import DialogueManager
 
         cfg = self.settings.dialogue
-        path, name = self._model_path(cfg.model, BUNDLED_LLM, "Dialogue model")
+        path, name = self._model_path(self.resolved.dialogue_model, BUNDLED_LLM, "Dialogue model", "dialogue")
         manager = DialogueManager(
             path, cfg.system_prompt, n_ctx=cfg.context_tokens, max_tokens=cfg.max_tokens,
             temperature=cfg.temperature, history_budget_tokens=cfg.history_budget_tokens,
-            n_threads=cfg.threads, name=name,
+            n_threads=cfg.threads, n_gpu_layers=self.resolved.dialogue_gpu_layers, name=name,
         )  # fmt: skip
         manager.load()
         return manager
@@ -138,8 +176,9 @@ class Session:
             espeak_voice=cfg.espeak_voice,
         )  # fmt: skip
         return build_tts(
-            self.resolved.tts_engine, options, on_fallback=lambda name, why: self._notice(f"Speech: {why}")
-        )
+            self.resolved.tts_engine, options,
+            on_fallback=lambda name, why: self._notice(f"Speech: {why}", stage="tts"),
+        )  # fmt: skip
 
     def _build_talking_head(self) -> Any:
         if not self.settings.talking_head.enabled or self.live:
@@ -150,7 +189,7 @@ class Session:
         warm = getattr(chain, "prepare", None)
         if warm is not None:  # build the engine now, not on the first reply
             for reason in warm():
-                self._notice(f"Talking head: {reason}")
+                self._notice(f"Talking head: {reason}", stage="talking_head")
         return chain
 
     def load(self, progress: Progress | None = None) -> None:
@@ -235,25 +274,49 @@ class Session:
 
     # ---- what is running ----
     def engines_summary(self) -> dict[str, str]:
+        """What each stage runs, as loaded; a stage running something other than what the settings ask for says
+        "(instead of X: why)". The full reasons are in `notices`."""
         r = self.resolved
         th = "off"
         if self.live and self.settings.talking_head.enabled:
             th = self.live_engine or "live stream"
         elif self.talking_head is not None:
-            engine = getattr(self.talking_head, "last_engine", None) or r.talking_head_engine
+            chain = self.talking_head
+            engine = getattr(chain, "last_engine", None) or getattr(chain, "ready_engine", None)
+            engine = engine or r.talking_head_engine
             th = {
                 "wav2lip": f"Wav2Lip {r.quality_mode} on {r.talking_head_device.upper()}",
                 "wav2lip_gan": f"Wav2Lip-GAN {r.quality_mode} on {r.talking_head_device.upper()}",
                 "light": "light engine on CPU",
                 "static": "still photo",
             }.get(engine, engine)
+            if engine != r.talking_head_engine:
+                th += f" (instead of {r.talking_head_engine}: unavailable)"
+        asr_device = getattr(self.asr, "resolved_device", None) or r.asr_device
+        layers = getattr(self.dialogue, "n_gpu_layers", r.dialogue_gpu_layers)
+        where = "CPU" if layers == 0 else ("GPU" if layers < 0 else f"GPU ({layers} layers)")
+        profile = r.profile
+        if r.stepped_down:
+            profile += f" (instead of {r.requested_profile}: no CUDA GPU)"
         return {
-            "profile": r.profile,
-            "asr": f"{getattr(self.asr, 'name', r.asr_model)} on {r.asr_device}",
-            "llm": str(getattr(self.dialogue, "name", self.settings.dialogue.model)),
-            "tts": str(getattr(self.tts, "name", r.tts_engine)),
+            "profile": profile,
+            "asr": self._instead("asr", f"{getattr(self.asr, 'name', r.asr_model)} on {asr_device}"),
+            "llm": self._instead("dialogue", f"{getattr(self.dialogue, 'name', r.dialogue_model)} on {where}"),
+            "tts": self._tts_in_use(),
             "talking_head": th,
         }
+
+    def _instead(self, stage: str, text: str) -> str:
+        substituted = self._substituted.get(stage)
+        return f"{text} (instead of {substituted[0]}: {substituted[1]})" if substituted else text
+
+    def _tts_in_use(self) -> str:
+        name = str(getattr(self.tts, "name", self.resolved.tts_engine))
+        preferred = getattr(self.tts, "preferred", name)
+        steps = getattr(self.tts, "fallbacks", [])
+        if name != preferred and steps:
+            return f"{name} (instead of {preferred}: it failed to {steps[0].stage})"
+        return name
 
     def avatar_face_preview(self, image_path: str | Path) -> tuple[np.ndarray, Any]:
         """The face crop of an avatar candidate and its box; raises NoFaceError for an image without a face."""
@@ -267,7 +330,7 @@ class Session:
         """Apply new settings without a restart: rebuild only the stages whose inputs changed. Returns their names."""
         old = self._keys
         self.settings = settings
-        self.resolved = resolve(settings, self._probe)
+        self.resolved = self._resolve(settings)
         self.conversation_log = ConversationLog(settings.data_dir / "conversations")
         new = _keys(settings, self.resolved)
         changed = [name for name in ("asr", "dialogue", "tts", "talking_head") if old is None or
@@ -284,6 +347,8 @@ class Session:
     def _close_stage(self, name: str) -> None:
         stage = getattr(self, name)
         setattr(self, name, None)
+        self._notices.pop(name, None)  # a rebuilt stage tells its own substitutions again
+        self._substituted.pop(name, None)
         closer = getattr(stage, "close", None)
         if closer is not None:
             try:

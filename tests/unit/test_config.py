@@ -20,7 +20,7 @@ def test_shipped_defaults_load_and_every_section_is_present():
     assert s.audio.sample_rate_hz == 16000 and s.audio.frame_ms == 30 and 0 <= s.audio.vad_aggressiveness <= 3
     assert s.talking_head.standard.resolution.width == 1280 and s.talking_head.high.resolution.height == 1080
     assert s.talking_head.high.model == "wav2lip_gan" and s.talking_head.output.audio_bitrate == "192k"
-    assert s.dialogue.model == "smollm2-135m"
+    assert (s.dialogue.model, s.dialogue.gpu_layers) == ("auto", "auto")  # both from the profile and the machine
     # The shipped file spells out every setting (the model's defaults are not the only source).
     raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
     assert set(raw) == {
@@ -49,6 +49,16 @@ def test_out_of_range_and_odd_resolution(tmp_path):
     msg = str(e.value)
     assert "audio.vad_aggressiveness: 4" in msg and "less than or equal to 3" in msg
     assert "talking_head.light.resolution.width: 641" in msg and "even" in msg
+
+
+def test_gpu_layers_takes_auto_or_a_layer_count(tmp_path):
+    ok = write(tmp_path, {"dialogue": {"gpu_layers": 20}}, "ok.yaml")
+    assert load_settings(ok).dialogue.gpu_layers == 20
+    for bad_value in ("all", -2, True):
+        bad = write(tmp_path, {"dialogue": {"gpu_layers": bad_value}})
+        with pytest.raises(ConfigError) as e:
+            load_settings(bad)
+        assert f"dialogue.gpu_layers: {bad_value!r}: must be auto or a number of layers" in str(e.value)
 
 
 def test_broken_yaml_and_missing_file(tmp_path):
@@ -92,17 +102,18 @@ def test_mirror_env_is_applied_by_the_config_layer():
 
 
 @pytest.mark.parametrize(
-    ("gpu", "profile", "asr", "th", "mode"),
+    ("gpu", "profile", "asr", "th", "mode", "llm"),
     [
-        (None, "low", "whisper-tiny.en", "light", "standard"),
-        (GPUInfo("RTX 5060", 8 * GIB, 6 * GIB), "medium", "whisper-small", "wav2lip", "standard"),
-        (GPUInfo("RTX 3090", 24 * GIB, 20 * GIB), "high", "whisper-medium", "wav2lip_gan", "high"),
-        (GPUInfo("GT 1030", 2 * GIB, 1 * GIB), "low", "whisper-tiny.en", "light", "standard"),
+        (None, "low", "whisper-tiny.en", "light", "standard", "smollm2-135m"),
+        (GPUInfo("RTX 5060", 8 * GIB, 6 * GIB), "medium", "whisper-small", "wav2lip", "standard", "llama-3.2-1b"),
+        (GPUInfo("RTX 3090", 24 * GIB, 20 * GIB), "high", "whisper-medium", "wav2lip_gan", "high", "llama-3.2-3b"),
+        (GPUInfo("GT 1030", 2 * GIB, 1 * GIB), "low", "whisper-tiny.en", "light", "standard", "smollm2-135m"),
     ],
 )
-def test_auto_profile_from_gpu(gpu, profile, asr, th, mode):
-    r = resolve(load_settings(), probe=lambda: gpu)
+def test_auto_profile_from_gpu(gpu, profile, asr, th, mode, llm):
+    r = resolve(load_settings(), probe=lambda: gpu, llm_gpu_probe=lambda: False)
     assert (r.profile, r.asr_model, r.talking_head_engine, r.quality_mode) == (profile, asr, th, mode)
+    assert r.dialogue_model == llm and r.notices == ()  # auto never steps down: it picked what fits
     assert r.sources["asr.model"] == f"gpu_profile={profile}"
     assert r.talking_head_device == ("cuda" if gpu else "cpu")
 
@@ -110,7 +121,7 @@ def test_auto_profile_from_gpu(gpu, profile, asr, th, mode):
 def test_explicit_settings_override_the_profile(tmp_path):
     user = tmp_path / "user.yaml"
     save_user_settings({"gpu_profile": "high", "asr": {"model": "whisper-tiny.en"}, "tts": {"engine": "piper"}}, user)
-    r = resolve(load_settings(user_path=user), probe=lambda: None)
+    r = resolve(load_settings(user_path=user), probe=lambda: GPUInfo("RTX 3090", 24 * GIB, 20 * GIB))
     assert r.profile == "high" and r.sources["profile"] == "user config"
     assert r.asr_model == "whisper-tiny.en" and r.sources["asr.model"] == "user config"
     assert r.tts_engine == "piper" and r.talking_head_engine == "wav2lip_gan"

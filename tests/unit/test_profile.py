@@ -1,0 +1,160 @@
+"""The hardware profile picks the dialogue model and where llama.cpp runs, and steps down on a machine that
+cannot run it in real time. No GPU and no model load: the CUDA probe and llama.cpp's GPU-offload probe are
+injected, DialogueManager.load is a no-op, and a "downloaded" model is a sparse file of the published size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant.config import load_settings, settings_to_dict, validate_dict
+from assistant.events import Notice
+from assistant.models import REGISTRY, install_dir
+from assistant.profile import GIB, PROFILES, GPUInfo, resolve
+from assistant.session import Session, _keys
+
+BIG_GPU = GPUInfo("RTX 3090", 24 * GIB, 20 * GIB)
+
+
+def settings_for(tmp_path: Path, **changes):
+    """The shipped defaults with `changes` (dotted key -> value) as if set in the user's file."""
+    data = settings_to_dict(load_settings(user_path=tmp_path / "no-user.yaml", env={}))
+    data["paths"].update(models_dir=str(tmp_path / "models"), data_dir=str(tmp_path / "data"))
+    for dotted, value in changes.items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    return validate_dict(data).model_copy(update={"user_keys": frozenset(changes)})
+
+
+def fake_download(name: str, models_dir: Path) -> Path:
+    """Put a registry model's files in place at their published sizes (sparse: no disk used)."""
+    spec = REGISTRY[name]
+    folder = install_dir(spec, models_dir)
+    for f in spec.files:
+        path = folder / f.rel_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as out:
+            out.truncate(f.size_bytes)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("profile", "model"), [("low", "smollm2-135m"), ("medium", "llama-3.2-1b"), ("high", "llama-3.2-3b")]
+)
+def test_the_profile_picks_the_dialogue_model(tmp_path, profile, model):
+    r = resolve(settings_for(tmp_path, gpu_profile=profile), probe=lambda: BIG_GPU, llm_gpu_probe=lambda: False)
+    assert (r.profile, r.dialogue_model) == (profile, model)
+    assert r.sources["dialogue.model"] == f"gpu_profile={profile}"
+    assert model in REGISTRY and PROFILES[profile].dialogue_model == model
+
+
+def test_a_named_dialogue_model_wins_over_the_profile(tmp_path):
+    r = resolve(
+        settings_for(tmp_path, gpu_profile="high", **{"dialogue.model": "smollm2-135m"}),
+        probe=lambda: BIG_GPU,
+        llm_gpu_probe=lambda: False,
+    )
+    assert r.dialogue_model == "smollm2-135m" and r.sources["dialogue.model"] == "user config"
+
+
+@pytest.mark.parametrize(
+    ("configured", "offload", "layers", "source"),
+    [
+        ("auto", True, -1, "auto: llama.cpp built with GPU offload"),
+        ("auto", False, 0, "auto: llama.cpp built without GPU offload"),
+        (12, True, 12, "user config"),
+        (0, True, 0, "user config"),
+    ],
+)
+def test_gpu_layers_follow_the_llama_cpp_build(tmp_path, configured, offload, layers, source):
+    asked: list[bool] = []
+
+    def llm_gpu_probe() -> bool:
+        asked.append(True)
+        return offload
+
+    settings = settings_for(tmp_path, **{"dialogue.gpu_layers": configured})
+    r = resolve(settings, probe=lambda: None, llm_gpu_probe=llm_gpu_probe)
+    assert r.dialogue_gpu_layers == layers and r.sources["dialogue.gpu_layers"] == source
+    assert asked == ([True] if configured == "auto" else [])  # llama.cpp is asked only for auto
+
+
+@pytest.mark.parametrize("profile", ["medium", "high"])
+def test_medium_and_high_step_down_to_low_without_cuda(tmp_path, profile):
+    r = resolve(settings_for(tmp_path, gpu_profile=profile), probe=lambda: None, llm_gpu_probe=lambda: False)
+    low = PROFILES["low"]
+    assert r.profile == "low" and r.requested_profile == profile and r.stepped_down
+    chosen = (r.asr_model, r.tts_engine, r.talking_head_engine, r.quality_mode, r.dialogue_model)
+    assert chosen == (low.asr_model, low.tts_engine, low.talking_head_engine, low.quality_mode, low.dialogue_model)
+    assert r.talking_head_device == "cpu"
+    assert len(r.notices) == 1
+    assert f"Profile {profile} needs a CUDA GPU and none was found" in r.notices[0]
+    assert r.sources["profile"] == f"user config: {profile}, stepped down to low: no CUDA GPU"
+
+
+def test_with_cuda_the_named_profile_stays_and_says_nothing(tmp_path):
+    r = resolve(settings_for(tmp_path, gpu_profile="high"), probe=lambda: BIG_GPU, llm_gpu_probe=lambda: True)
+    assert (r.profile, r.talking_head_engine, r.dialogue_gpu_layers) == ("high", "wav2lip_gan", -1)
+    assert not r.stepped_down and r.notices == ()
+
+
+def test_a_setting_named_by_the_user_survives_the_step_down(tmp_path):
+    settings = settings_for(tmp_path, gpu_profile="high", **{"talking_head.engine": "static"})
+    r = resolve(settings, probe=lambda: None, llm_gpu_probe=lambda: False)
+    assert r.profile == "low" and r.talking_head_engine == "static" and r.asr_model == "whisper-tiny.en"
+
+
+# ---- the Session builds what was resolved, and reports what it built ----
+
+
+@pytest.fixture
+def no_llama_load(monkeypatch):
+    from assistant.dialogue import DialogueManager
+
+    monkeypatch.setattr(DialogueManager, "load", lambda self: None)
+
+
+def test_session_uses_the_bundled_model_until_the_bigger_one_is_downloaded(tmp_path, no_llama_load):
+    events: list = []
+    settings = settings_for(tmp_path, gpu_profile="medium")
+    session = Session(settings, events.append, probe=lambda: BIG_GPU, llm_gpu_probe=lambda: True)
+    session.dialogue = session._build_dialogue()
+    assert session.dialogue.name == "smollm2-135m" and session.dialogue.n_gpu_layers == -1
+    assert session.engines_summary()["llm"] == "smollm2-135m on GPU (instead of llama-3.2-1b: not downloaded)"
+    assert len(session.notices) == 1 and "llama-3.2-1b is not downloaded" in session.notices[0]
+    assert [e.message for e in events if isinstance(e, Notice)] == session.notices
+
+    session._keys = _keys(session.settings, session.resolved)  # what load() records
+
+    # Downloaded: the next reconfigure rebuilds the dialogue stage with it, and the substitution is gone.
+    folder = fake_download("llama-3.2-1b", settings.models_dir)
+    reloaded: list[str] = []
+    session.load = lambda progress=None: reloaded.append("load") or setattr(  # type: ignore[method-assign]
+        session, "dialogue", session._build_dialogue()
+    )
+    assert session.reconfigure(settings) == ["dialogue"] and reloaded == ["load"]
+    assert session.dialogue.model_path == folder / REGISTRY["llama-3.2-1b"].entry
+    assert session.engines_summary()["llm"] == "llama-3.2-1b on GPU"
+    assert session.notices == []
+
+
+def test_session_reports_the_step_down_once_with_its_reason(tmp_path, no_llama_load):
+    events: list = []
+    settings = settings_for(tmp_path, gpu_profile="high")
+    session = Session(settings, events.append, probe=lambda: None, llm_gpu_probe=lambda: False)
+    session.dialogue = session._build_dialogue()
+    summary = session.engines_summary()
+    assert summary["profile"] == "low (instead of high: no CUDA GPU)"
+    assert summary["llm"] == "smollm2-135m on CPU"  # low's model: nothing to fall back from
+    assert len(session.notices) == 1 and "Profile high needs a CUDA GPU" in session.notices[0]
+    session._keys = None
+    session.load = lambda progress=None: None  # type: ignore[method-assign]
+    session.reconfigure(settings)  # the same settings again: the notice is not told twice
+    assert len([e for e in events if isinstance(e, Notice)]) == 1 and len(session.notices) == 1
+    session.reconfigure(settings_for(tmp_path, gpu_profile="low"))
+    assert session.notices == [] and session.engines_summary()["profile"] == "low"
