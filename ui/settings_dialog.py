@@ -3,7 +3,11 @@
 Apply validates and saves only the changed keys to the user overlay (`save_user_settings`, which refuses
 invalid values with a message naming the key; the dialog shows it), then emits `applied(Settings)`; the window
 reloads what changed in the background. The avatar image is checked for a face off the GUI thread, with a
-preview of the detected face; a photo without one is refused.
+preview of the detected face; a photo without one is refused and the current avatar stays (other changes can
+still be applied).
+
+"In use" is what the running session loaded (its `engines_summary()`), with every reason a stage runs something
+other than what the settings ask for; before the models are loaded it says what the settings resolve to.
 
 Needs PySide6 and OpenCV (the face preview); the face detector comes from the Session or
 assistant.talking_head.
@@ -144,13 +148,18 @@ class SettingsDialog(QDialog):
         user_config: Path | None = None,
         device_lister: Callable[[], list[Any]] | None = None,
         level_probe: LevelProbeFactory | None = default_level_probe,
+        engines: dict[str, str] | None = None,
+        notices: list[str] | None = None,
         parent: QWidget | None = None,
     ) -> None:
+        # engines: what runs, as the session reports it (engines_summary); notices: why anything differs.
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self.setMinimumWidth(900)
         self.settings = settings
         self.resolved = resolved
+        self.engines = dict(engines) if engines else None
+        self.notices = list(notices or [])
         self.user_config = user_config
         self._face_preview = face_preview or detect_face_crop
         self._workers: list[CallWorker] = []  # kept alive until they finish
@@ -327,15 +336,26 @@ class SettingsDialog(QDialog):
         )
 
     def _describe_resolved(self) -> str:
+        """What runs (from the session) and every reason for a substitution; the resolved choices before that."""
         r = self.resolved
-        if r is None:
+        if self.engines:
+            labels = {"profile": "profile", "asr": "ASR", "llm": "dialogue", "tts": "TTS",
+                      "talking_head": "talking head"}  # fmt: skip
+            used = "; ".join(f"{labels.get(k, k)} {v}" for k, v in self.engines.items())
+            text = f"In use: {used}."
+        elif r is None:
             return "The models are still loading; what 'auto' picks shows here once they are loaded."
-        return (
-            f"In use: profile {r.profile} ({r.sources.get('profile', '')}); "
-            f"ASR {r.asr_model} on {r.asr_device}; "
-            f"TTS {r.tts_engine}; talking head {r.talking_head_engine}, {r.quality_mode} mode, on "
-            f"{r.talking_head_device}. The profile decides wherever a setting says auto."
-        )
+        else:
+            text = (
+                f"The settings resolve to: profile {r.profile} ({r.sources.get('profile', '')}); "
+                f"ASR {r.asr_model} on {r.asr_device}; dialogue {r.dialogue_model}; TTS {r.tts_engine}; "
+                f"talking head {r.talking_head_engine}, {r.quality_mode} mode, on {r.talking_head_device} "
+                "(the models are still loading)."
+            )
+        text += " The profile decides wherever a setting says auto."
+        if self.notices:
+            text += "\nWhy something else runs:\n" + "\n".join(f"• {n}" for n in self.notices)
+        return text
 
     def _load_values(self, s: Settings) -> None:
         _select(self.profile_combo, s.gpu_profile)
@@ -393,8 +413,8 @@ class SettingsDialog(QDialog):
         self._hide_error()
         if self.avatar_state == "checking":
             return self._refuse("The avatar image is still being checked for a face; try again in a moment.")
-        if self.avatar_state == "no_face":
-            return self._refuse(f"The avatar image was refused: {self.avatar_message}")
+        # A refused photo was never taken (the avatar field still holds the current one): nothing of it is
+        # saved, and it must not block the other changes.
         values = self.values()
         changed = {k: v for k, v in values.items() if _get(self.settings, k) != v}
         if not changed:

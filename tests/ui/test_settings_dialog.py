@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from PySide6.QtWidgets import QDialogButtonBox
 
 from assistant.audio.capture import InputDevice
 from assistant.config import PROJECT_ROOT, load_settings
@@ -40,7 +41,41 @@ def test_dialog_shows_what_auto_resolved_to(qtbot, window):
     dialog = open_dialog(qtbot, window)
     # No CUDA in the fake session's probe: auto resolves to the low profile, shown on the auto item.
     assert dialog.profile_combo.itemText(0) == "auto (resolves to low here)"
-    assert "profile low" in dialog.resolved_label.text()
+    # "In use" is what the session loaded and what draws the live stream, not what the settings asked for.
+    text = dialog.resolved_label.text()
+    assert text.startswith("In use: ASR fake whisper on CPU; dialogue fake llm; TTS fake tts; talking head ")
+    assert window.live.describe() in text
+    dialog.reject()
+
+
+def test_dialog_lists_every_reason_something_else_runs(qtbot, window, make_session):
+    start(qtbot, window)
+    session = make_session.made[-1]
+    session.notices = [  # the session's reasons, oldest first (Session.notices)
+        "Profile high needs a CUDA GPU and none was found; using the low profile's models and talking head",
+        "Dialogue model: model llama-3.2-3b is not downloaded; using the bundled smollm2-135m meanwhile",
+    ]
+    dialog = open_dialog(qtbot, window)
+    text = dialog.resolved_label.text()
+    assert "Why something else runs:" in text
+    for notice in session.notices:  # every one, not only the latest
+        assert f"• {notice}" in text
+    dialog.reject()
+
+
+def test_before_loading_the_dialog_says_what_the_settings_resolve_to(qtbot, settings, tmp_path):
+    from assistant.profile import resolve
+
+    resolved = resolve(settings.model_copy(update={"gpu_profile": "medium"}), probe=lambda: None)
+    dialog = SettingsDialog(
+        settings, resolved=resolved, user_config=tmp_path / "user.yaml", device_lister=lambda: [],
+        level_probe=None, notices=list(resolved.notices),
+        face_preview=lambda path: (np.zeros((8, 8, 3), np.uint8), None),
+    )  # fmt: skip
+    qtbot.addWidget(dialog)
+    text = dialog.resolved_label.text()
+    assert text.startswith("The settings resolve to: profile low") and "still loading" in text
+    assert "dialogue smollm2-135m" in text and "• Profile medium needs a CUDA GPU" in text
     dialog.reject()
 
 
@@ -92,12 +127,29 @@ def test_avatar_without_a_face_is_refused(qtbot, window, tmp_path):
     qtbot.waitUntil(lambda: dialog.avatar_state == "no_face", timeout=10_000)
     assert "No face found" in dialog.error_label.text()
     assert dialog.avatar_edit.text() != str(blank)  # not taken
-    assert not dialog.apply()  # and nothing can be saved while it is pending
-    assert "refused" in dialog.error_label.text()
-    assert not window.user_config.exists()
-    dialog.revert_avatar()
-    assert dialog.apply() and not window.user_config.exists()  # nothing changed: nothing written
+    assert dialog.apply() and not window.user_config.exists()  # the photo is not saved: nothing changed
+    assert "Refused wall.png" in dialog.avatar_status.text()  # the refusal stays visible
     dialog.reject()
+
+
+def test_a_refused_avatar_does_not_block_other_changes(qtbot, window, tmp_path):
+    start(qtbot, window)
+    blank = tmp_path / "wall.png"
+    cv2.imwrite(str(blank), np.full((480, 640, 3), 180, np.uint8))
+    dialog = open_dialog(qtbot, window)
+    dialog.choose_avatar(blank)
+    qtbot.waitUntil(lambda: dialog.avatar_state == "no_face", timeout=10_000)
+    dialog.silence_spin.setValue(800)
+    with qtbot.waitSignal(window.worker.reconfigured, timeout=10_000):
+        assert dialog.apply()  # Apply takes the other change
+    assert not dialog.error_label.isVisible() or dialog.error_label.text() == ""
+    saved = yaml.safe_load(window.user_config.read_text())
+    assert saved == {"audio": {"end_silence_ms": 800}}  # the refused photo is not among the changes
+    assert window.settings.talking_head.avatar_image == window.worker.session.settings.talking_head.avatar_image
+    dialog.vad_spin.setValue(3)
+    with qtbot.waitSignal(dialog.finished, timeout=5_000):
+        dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()  # and OK too, then closes
+    assert yaml.safe_load(window.user_config.read_text())["audio"] == {"end_silence_ms": 800, "vad_aggressiveness": 3}
 
 
 def test_avatar_with_a_face_shows_a_preview_and_is_applied(qtbot, window, tmp_path):
