@@ -350,6 +350,8 @@ class MainWindow(QMainWindow):
             face_preview=getattr(session, "avatar_face_preview", None),
             level_signal=self.bridge.mic_level,
             user_config=self.user_config,
+            engines=self.engines if self.ready else None,  # what ran, the live avatar's engine included
+            notices=list(getattr(session, "notices", [])) + (self.live.setup.notices if self.live.setup else []),
             parent=self,
         )
         dialog.applied.connect(self.apply_settings)
