@@ -158,3 +158,13 @@ def test_session_reports_the_step_down_once_with_its_reason(tmp_path, no_llama_l
     assert len([e for e in events if isinstance(e, Notice)]) == 1 and len(session.notices) == 1
     session.reconfigure(settings_for(tmp_path, gpu_profile="low"))
     assert session.notices == [] and session.engines_summary()["profile"] == "low"
+
+
+def test_every_substitution_is_reported_not_only_the_last(tmp_path, no_llama_load):
+    settings = settings_for(tmp_path, gpu_profile="high", **{"dialogue.model": "llama-3.2-3b"})
+    session = Session(settings, probe=lambda: None, llm_gpu_probe=lambda: False)
+    session.dialogue = session._build_dialogue()
+    summary = session.engines_summary()
+    assert summary["profile"] == "low (instead of high: no CUDA GPU)"
+    assert summary["llm"] == "smollm2-135m on CPU (instead of llama-3.2-3b: not downloaded)"
+    assert [n.split(" ")[:2] for n in session.notices] == [["Profile", "high"], ["Dialogue", "model:"]]
