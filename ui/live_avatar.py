@@ -11,6 +11,7 @@ Needs PySide6, python-vlc and ffmpeg.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ class LiveAvatar(QObject):
         self._builders: list[CallWorker] = []
         self._generation = 0
         self._pending: list[SegmentReady] = []  # speech that arrived before the stream was built
+        self._preparing: dict[Any, str] = {}  # clips a renderer is making frames for, not yet on the stream
         self._closed = False
         self._event.connect(self._on_stream_event)
         view.resized.connect(self._fit)
@@ -98,7 +100,10 @@ class LiveAvatar(QObject):
         for text in setup.notices:
             self.notice.emit(f"Talking head: {text}")
         if self.stream is not None and self.setup is not None and self.setup.settings == setup.settings:
+            old = self.stream.renderer
             self.stream.renderer = setup.renderer  # same size and rate: swap in place, keep the one media
+            if hasattr(old, "close"):
+                old.close()
             self.setup = setup
             self.started.emit(self.describe())
             return
@@ -148,7 +153,10 @@ class LiveAvatar(QObject):
         if self.setup is None:
             return "starting"
         s = self.setup.settings
-        name = {"light": "light engine", "static": "still face (idle motion)"}.get(self.setup.engine, self.setup.engine)
+        name = {
+            "light": "light engine", "static": "still face (idle motion)",
+            "wav2lip": "Wav2Lip mouth on the light rig", "wav2lip_gan": "Wav2Lip-GAN mouth on the light rig",
+        }.get(self.setup.engine, self.setup.engine)  # fmt: skip
         return f"{name} {s.width}x{s.height} at {s.fps:g} fps"
 
     def apply_settings(self, settings: Settings) -> None:
@@ -160,6 +168,8 @@ class LiveAvatar(QObject):
     def _stop_stream(self) -> None:
         if self.stream is not None:
             self.stream.stop(close_sinks=True)
+            if hasattr(self.stream.renderer, "close"):
+                self.stream.renderer.close()
         self.stream, self.encoder = None, None
 
     def shutdown(self) -> None:
@@ -175,10 +185,23 @@ class LiveAvatar(QObject):
         if self.stream is None:
             self._pending.append(segment)
             return
+        key, text, path = (segment.turn_id, segment.index), segment.speech.text, segment.speech.wav_path
+        stream = self.stream
         try:
-            self.stream.say_file(segment.speech.wav_path, (segment.turn_id, segment.index), segment.speech.text)
+            prepare = getattr(stream.renderer, "prepare", None)
+            if prepare is None:
+                stream.say_file(path, key, text)
+                return
+            # Wav2Lip makes the clip's frames ahead; its sound goes on the stream once enough of them exist.
+            self._preparing[key] = text
+
+            def release() -> None:  # on the renderer's worker thread
+                if self._preparing.pop(key, None) is not None:
+                    stream.say_file(path, key, text)
+
+            prepare(key, path, release)
         except Exception as e:  # noqa: BLE001 - an unreadable WAV loses one segment, not the session
-            log.exception("cannot queue %s", segment.speech.wav_path)
+            log.exception("cannot queue %s", path)
             self.notice.emit(f"Could not play a reply segment: {e}")
 
     def cancel(self) -> None:
@@ -186,6 +209,13 @@ class LiveAvatar(QObject):
         self._pending.clear()
         if self.stream is None:
             return
+        renderer_cancel = getattr(self.stream.renderer, "cancel", None)
+        if renderer_cancel is not None:
+            renderer_cancel()
+        # Clips still being prepared never reach the stream: report them unsaid, as the stream does its own.
+        for key, text in list(self._preparing.items()):
+            if self._preparing.pop(key, None) is not None:
+                self.speech_finished.emit(StreamSpeechFinished(-1, time.monotonic(), key, text, 0.0, 0.0, True))
         speaking = self.stream.speaking
         self.stream.cancel()
         if speaking and self.player is not None:
@@ -199,6 +229,9 @@ class LiveAvatar(QObject):
         if isinstance(event, StreamSpeechStarted):
             self.speech_started.emit(event)
         elif isinstance(event, StreamSpeechFinished):
+            forget = getattr(self.stream.renderer if self.stream else None, "forget", None)
+            if forget is not None:
+                forget(event.key)
             self.speech_finished.emit(event)
         elif isinstance(event, StreamDrained):
             self.drained.emit(event)

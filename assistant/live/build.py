@@ -1,10 +1,11 @@
 """Build the session's live stream from the settings: its size and rate, and the renderer that keeps up with it.
 
 The renderer follows the resolved talking-head engine: `light` animates the mouth from the speech, `static` keeps it
-closed (the face still breathes, blinks and looks around). Wav2Lip does not drive the live stream yet: it renders
-whole files slower than real time on a CPU (~0.65x at 720p), so the stream steps down to the light engine and says
-so. Whatever is chosen is timed on this machine first (`measure_rate`); a renderer that cannot keep up with the
-frame clock steps down to the next one, with the measured figure in the notice.
+closed (the face still breathes, blinks and looks around), `wav2lip`/`wav2lip_gan` put the network's mouth on the
+same rig (`wav2lip_live.py`). Whatever is chosen is timed on this machine first: the rig with `measure_rate`, Wav2Lip
+by generating a second of frames. Wav2Lip below real time buffers each sentence ahead by the measured deficit; under
+half real time it steps down to the light engine. A renderer that cannot keep up steps down, with the measured
+figure in the notice.
 
 Needs the avatar photo (face detection through the face cache).
 """
@@ -24,6 +25,9 @@ from assistant.talking_head.chain import render_settings_from_config
 from assistant.talking_head.face import FaceCache
 
 log = logging.getLogger(__name__)
+
+# Below this share of real time, buffering a sentence ahead would take longer than the sentence lasts.
+MIN_WAV2LIP_SHARE = 0.5
 
 
 @dataclass
@@ -51,18 +55,13 @@ def build_live(settings: Settings, resolved: ResolvedSettings) -> LiveSetup:
     s = stream_settings(settings, resolved)
     notices: list[str] = []
     wanted = resolved.talking_head_engine if settings.talking_head.enabled else "static"
-    if wanted in ("wav2lip", "wav2lip_gan"):
-        notices.append(
-            f"{wanted} does not drive the live avatar yet (it renders slower than real time on a CPU); "
-            "the light engine animates it"
-        )
-        wanted = "light"
     avatar = Path(settings.project_path(settings.talking_head.avatar_image))
     image = load_avatar(avatar)  # FileNotFoundError / TalkingHeadError name the file
     box = FaceCache(settings.cache_dir / "faces").raw_box(avatar.read_bytes(), image, f"avatar image {avatar}")
-    renderer = RigRenderer(image, s.width, s.height, face_box=box, talking=wanted == "light")
+    # The rig draws the mouth for light, and for Wav2Lip whenever the network's frame is not there (or it stepped down).
+    renderer = RigRenderer(image, s.width, s.height, face_box=box, talking=wanted != "static")
     rate = measure_rate(renderer)
-    if not rate.keeps_up(s.fps) and wanted == "light":
+    if not rate.keeps_up(s.fps) and wanted != "static":
         notices.append(
             f"the light engine needs {rate.ms_per_frame_p90:.0f} ms a frame here, too slow for {s.fps:g} fps; "
             "the avatar keeps its mouth closed (static)"
@@ -73,7 +72,52 @@ def build_live(settings: Settings, resolved: ResolvedSettings) -> LiveSetup:
         "live avatar: %s engine, %dx%d at %g fps, %.1f ms a frame (p90 %.1f)",
         renderer.name, s.width, s.height, s.fps, rate.ms_per_frame_median, rate.ms_per_frame_p90,
     )  # fmt: skip
+    if wanted in ("wav2lip", "wav2lip_gan"):
+        wav2lip = _wav2lip_renderer(settings, resolved, wanted, avatar, renderer, s, notices)
+        if wav2lip is not None:
+            return LiveSetup(s, wav2lip, wanted, rate, notices)  # type: ignore[arg-type]
     return LiveSetup(s, renderer, renderer.name, rate, notices)
+
+
+def _wav2lip_renderer(settings, resolved, engine_name, avatar, rig, s, notices):
+    """Wav2Lip's mouth on the rig, when its weights are there and it is fast enough; else None with a notice."""
+    th = settings.talking_head
+    checkpoint = settings.project_path(getattr(th.models, engine_name))
+    if not Path(checkpoint).is_file():
+        notices.append(
+            f"{engine_name} weights are not downloaded ({checkpoint}); the light engine animates the avatar "
+            f"(assistant models download {engine_name.replace('_', '-')})"
+        )
+        return None
+    try:
+        from assistant.live.wav2lip_live import Wav2LipLiveRenderer
+        from assistant.talking_head.wav2lip_engine import Wav2LipTalkingHead
+
+        profile = th.high if resolved.quality_mode == "high" else th.standard
+        engine = Wav2LipTalkingHead(
+            avatar, device=resolved.talking_head_device, quality_mode=resolved.quality_mode, model_path=checkpoint,
+            wav2lip_batch_size=profile.wav2lip_batch_size, resolution=(s.width, s.height), fps=s.fps,
+            use_half_precision=th.use_half_precision, blend=th.blend, cache_dir=settings.cache_dir / "faces",
+        )  # fmt: skip
+        live = Wav2LipLiveRenderer(engine, rig, s.fps)
+        fps = live.measure()
+    except Exception as e:  # noqa: BLE001 - any failure to build it means the light engine
+        notices.append(f"{engine_name} could not start for the live avatar ({e}); the light engine animates it")
+        return None
+    if fps < MIN_WAV2LIP_SHARE * s.fps:
+        live.close()
+        notices.append(
+            f"{engine_name} makes {fps:.1f} frames/s here, under half of {s.fps:g} fps: a sentence would wait longer "
+            "than it lasts; the light engine animates the avatar"
+        )
+        return None
+    if fps < s.fps:
+        notices.append(
+            f"{engine_name} makes {fps:.1f} frames/s here (below {s.fps:g} fps): each sentence starts once enough "
+            "of its frames are ready, so it never stalls"
+        )
+    log.info("live avatar: %s mouth at %.1f frames/s on %s", engine_name, fps, resolved.talking_head_device)
+    return live
 
 
 def record_path(settings: Settings, override: str | Path | None = None) -> Path | None:

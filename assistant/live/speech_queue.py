@@ -63,6 +63,7 @@ class FrameSpeech:
     wide: float  # mouth shape target in [-1, 1]
     events: tuple[ClipEvent, ...]
     speaking: bool  # some clip sounds in this frame
+    clip: tuple[Any, int] | None = None  # (key, frame within the clip) of the clip sounding at this frame's middle
 
 
 class SpeechQueue:
@@ -150,7 +151,11 @@ class SpeechQueue:
             audio = np.zeros(self.spf, np.float32)
             events: list[ClipEvent] = []
             speaking = False
+            clip = None
+            middle = a + self.spf // 2
             for c in self._clips:
+                if c.start <= middle < c.end:
+                    clip = (c.key, int(round((a - c.start) / self.spf)))
                 if c.end <= a and c.started:
                     continue
                 lo, hi = max(a, c.start), min(b, c.end)
@@ -180,4 +185,4 @@ class SpeechQueue:
             level, wide = self._targets.pop(n, (0.0, 0.0))
             for f in [f for f in self._targets if f < n]:
                 del self._targets[f]
-            return FrameSpeech(audio, level, wide, tuple(events), speaking)
+            return FrameSpeech(audio, level, wide, tuple(events), speaking, clip)

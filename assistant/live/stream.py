@@ -194,7 +194,10 @@ class LiveStream:
         pose = self.motion.pose(n, emphasis=self._open)
         if draw or self._last_yuv is None:
             start = time.perf_counter()
-            frame = self.renderer.render(pose, self._open, self._wide)
+            if speech.clip is not None and getattr(self.renderer, "takes_clip", False):
+                frame = self.renderer.render(pose, self._open, self._wide, clip=speech.clip)
+            else:
+                frame = self.renderer.render(pose, self._open, self._wide)
             yuv = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420)  # (H * 3/2, W) uint8, a new array
             ms = (time.perf_counter() - start) * 1000.0
             self.stats.render_ms_total += ms

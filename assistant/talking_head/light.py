@@ -383,9 +383,11 @@ class FaceRig:
         blink: float,
         sway: tuple[float, float, float],
         gaze: tuple[float, float] = (0.0, 0.0),
+        source: np.ndarray | None = None,
     ) -> np.ndarray:
         """The head region for one frame: (h, w, 3) uint8. `gaze` moves the irises by fractions of an eye's
-        half width (x) and half height (y): small glances, the way a face at rest looks around."""
+        half width (x) and half height (y): small glances, the way a face at rest looks around. `source`: a full
+        frame to warp instead of the photo, same framing (the photo with Wav2Lip's mouth pasted in)."""
         fw, fh = self.fw, self.fh
         tx, ty, roll = sway[0] * fw, sway[1] * fh, sway[2]
         map_x, map_y = self.map_x, self.map_y
@@ -418,7 +420,8 @@ class FaceRig:
             jaw_cut = jaw * self.gap_g * cut
             gy -= jaw_cut * (self.jaw_full - self.gap_s)
             gy_up += jaw_cut * self.gap_s + lift * cut * self.lip_u
-        out = cv2.remap(self.frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        image = self.frame if source is None else source  # another engine's mouth pasted into the photo
+        out = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         for lr1, lr2, lc1, lc2, dark in lashes:
             out[lr1:lr2, lc1:lc2] = (out[lr1:lr2, lc1:lc2] * (1 - 0.5 * dark[..., None])).astype(np.uint8)
         if jaw > 0.05:

@@ -309,6 +309,41 @@ class Wav2LipTalkingHead:
             frame = self._enhance(frame)
         return frame
 
+    def face_patches(
+        self, wav_16k: np.ndarray, fps: float | None = None, cancel: CancelToken | None = None
+    ) -> Iterator[list[np.ndarray]]:
+        """Lip-synced face-box patches for speech already in memory, a batch at a time (for a live stream).
+
+        `wav_16k`: (n,) float32 mono at 16 kHz. Yields lists of (box height, box width, 3) uint8 BGR patches, one
+        per video frame of the audio at `fps`, blended into the photo's face box as `compose_frame` does (paste
+        one at `face_box` over `canvas`). Raises VideoOutOfMemoryError, Cancelled."""
+        fps = float(fps or self.fps)
+        chunks = mel_chunks(melspectrogram(np.asarray(wav_16k, np.float32)), fps)
+        n_frames = max(1, math.ceil(len(wav_16k) / MEL.SAMPLE_RATE * fps - 1e-6))
+        chunks = chunks[:n_frames]
+        b = self.face_box
+        last: np.ndarray | None = None
+        with self._lock:
+            self._ensure_ready()
+            for start in range(0, len(chunks), self.batch_size):
+                if cancel is not None:
+                    cancel.raise_if_cancelled()
+                with self._oom_guard("generating live frames"):
+                    faces = self._infer(chunks[start : start + self.batch_size])
+                batch = []
+                for face in faces:
+                    resized = cv2.resize(face, (b.width, b.height), interpolation=cv2.INTER_LINEAR)
+                    if self.blend == "box":
+                        last = np.clip(resized, 0, 255).astype(np.uint8)
+                    else:
+                        last = np.clip(self._region_f + self._mask * (resized - self._region_f) + 0.5, 0, 255).astype(
+                            np.uint8
+                        )
+                    batch.append(last)
+                yield batch
+        if last is not None and n_frames > len(chunks):
+            yield [last] * (n_frames - len(chunks))
+
     def generate(
         self,
         audio_path: str | Path,

@@ -1,0 +1,170 @@
+"""Wav2Lip in the live stream: the mouth from the network, everything else (breathing, blinks, sway, glances) from
+the photo rig, so idle -> talking -> idle stays one continuous motion.
+
+A clip's frames are generated ahead of its sound on a worker thread (`prepare`): Wav2Lip's face-box patches for every
+frame of the clip, a batch at a time. The clip's sound is released to the stream (`on_ready`) only once enough
+frames exist that generation stays ahead of playback for the rest of the clip, from the rate measured on this
+machine (`measure`): at or above real time that is one batch; at 0.65x real time about a third of the clip. So a
+slow engine delays the start of a sentence, never stalls it. A frame whose patch is not there (a failed or late
+batch) is drawn by the light rig instead, so the stream never waits.
+
+At render time the patch is pasted into the photo and the rig warps that (sway, lids, irises) with its own mouth
+closed. Needs torch and the Wav2Lip engine (`assistant.talking_head.wav2lip_engine`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from assistant.audio.io import load_audio
+from assistant.cancel import CancelToken
+from assistant.errors import AssistantError, Cancelled
+from assistant.live.motion import Pose
+from assistant.live.renderer import RigRenderer
+
+log = logging.getLogger(__name__)
+
+MEL_RATE_HZ = 16000
+
+
+@dataclass
+class _Job:
+    key: Any
+    samples_16k: np.ndarray
+    on_ready: Callable[[], None]
+    generation: int
+
+
+class Wav2LipLiveRenderer:
+    takes_clip = True  # the stream passes (clip key, frame in clip) to render()
+
+    def __init__(self, engine: Any, rig: RigRenderer, fps: float) -> None:
+        if (engine.width, engine.height) != (rig.width, rig.height):
+            raise ValueError(f"Wav2Lip renders {engine.width}x{engine.height}, the stream is {rig.width}x{rig.height}")
+        self.engine = engine
+        self.rig = rig
+        self.fps = float(fps)
+        self.name = engine.name
+        self.width, self.height = rig.width, rig.height
+        self.face_box = rig.face_box
+        self._box = engine.face_box  # where patches go (Wav2Lip's padded box, same framing as the rig)
+        self._source = rig.base.copy()
+        self._lock = threading.Lock()
+        self._patches: dict[Any, list[np.ndarray]] = {}
+        self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        self._generation = 0
+        self._cancel = CancelToken()
+        self.frames_per_s = 0.0
+        self.frames_from_network = 0  # frames drawn with Wav2Lip's mouth (the rest: the rig's)
+        self.failures: list[str] = []
+        self._worker = threading.Thread(target=self._work, name="wav2lip-live", daemon=True)
+        self._worker.start()
+
+    # ---- speed ----
+    def measure(self, seconds: float = 1.0) -> float:
+        """Frames/s of patch generation on this machine (one clip of `seconds` of quiet noise)."""
+        rng = np.random.default_rng(0)
+        wav = (0.01 * rng.standard_normal(int(seconds * MEL_RATE_HZ))).astype(np.float32)
+        start = time.perf_counter()
+        frames = sum(len(batch) for batch in self.engine.face_patches(wav, self.fps))
+        self.frames_per_s = frames / max(1e-6, time.perf_counter() - start)
+        return self.frames_per_s
+
+    def lead_frames(self, n_frames: int) -> int:
+        """Frames to have before the sound starts so generation never falls behind playback."""
+        ratio = min(1.0, self.frames_per_s / self.fps) if self.frames_per_s > 0 else 0.0
+        batch = min(n_frames, max(1, getattr(self.engine, "batch_size", 8)))
+        return min(n_frames, max(batch, math.ceil(n_frames * (1.0 - ratio)) + batch))
+
+    # ---- clips ----
+    def prepare(self, key: Any, wav_path: Any, on_ready: Callable[[], None]) -> None:
+        """Generate `key`'s frames ahead; `on_ready()` (worker thread) when its sound may start."""
+        samples = load_audio(wav_path, MEL_RATE_HZ)
+        with self._lock:
+            generation = self._generation
+        self._jobs.put(_Job(key, samples, on_ready, generation))
+
+    def cancel(self) -> None:
+        """Drop the clips not yet released and stop the one being generated."""
+        with self._lock:
+            self._generation += 1
+            self._cancel.cancel("cancelled")
+            self._cancel = CancelToken()
+            self._patches.clear()
+        while True:
+            try:
+                self._jobs.get_nowait()
+            except queue.Empty:
+                break
+
+    def forget(self, key: Any) -> None:
+        with self._lock:
+            self._patches.pop(key, None)
+
+    def close(self, timeout_s: float = 60.0) -> None:
+        """Stop the worker and wait for it (it stops between two batches): a thread left inside torch when the
+        interpreter exits aborts the process."""
+        self.cancel()
+        self._jobs.put(None)
+        if self._worker.is_alive() and self._worker is not threading.current_thread():
+            self._worker.join(timeout_s)
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            with self._lock:
+                if job.generation != self._generation:
+                    continue
+                token = self._cancel
+                store: list[np.ndarray] = []
+                self._patches[job.key] = store
+            n_frames = max(1, math.ceil(len(job.samples_16k) / MEL_RATE_HZ * self.fps - 1e-6))
+            lead = self.lead_frames(n_frames)
+            released = False
+            try:
+                for batch in self.engine.face_patches(job.samples_16k, self.fps, cancel=token):
+                    with self._lock:
+                        if job.generation != self._generation:
+                            break
+                        store.extend(batch)
+                    if not released and len(store) >= lead:
+                        released = True
+                        job.on_ready()
+            except Cancelled:
+                continue
+            except AssistantError as e:  # out of memory and the like: this clip's mouth comes from the rig
+                self.failures.append(str(e))
+                log.warning("Wav2Lip could not make live frames (%s); the light mouth stands in", e)
+            with self._lock:
+                stale = job.generation != self._generation
+            if not released and not stale:
+                job.on_ready()
+
+    # ---- drawing ----
+    def render(self, pose: Pose, opening: float, wide: float, clip: tuple[Any, int] | None = None) -> np.ndarray:
+        patch = None
+        if clip is not None:
+            with self._lock:
+                store = self._patches.get(clip[0])
+                if store is not None and 0 <= clip[1] < len(store):
+                    patch = store[clip[1]]
+        if patch is None:  # idle, or a frame Wav2Lip has not made: the rig's own mouth
+            return self.rig.render(pose, opening, wide)
+        b = self._box
+        self._source[b.y1 : b.y2, b.x1 : b.x2] = patch
+        self.frames_from_network += 1
+        y1, y2, x1, x2 = self.rig.rig.roi
+        out = self.rig._out
+        out[y1:y2, x1:x2] = self.rig.rig.render(0.0, 0.0, pose.blink, pose.sway, pose.gaze, source=self._source)
+        return out
