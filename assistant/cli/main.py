@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "assistant.cli.video_cmd",
     "assistant.cli.bench_cmd",
     "assistant.cli.shortcut_cmd",
+    "assistant.cli.stream_cmd",
 )
 
 
