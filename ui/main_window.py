@@ -14,6 +14,7 @@ Needs PySide6; VLC and ffmpeg for the live avatar.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -113,6 +114,13 @@ class MainWindow(QMainWindow):
         self.notices: list[str] = []  # every warning shown, newest last (the banner shows the latest)
         self._user_entry_of_job: dict[int, ChatEntry] = {}
         self.spoken = SpokenLedger()  # what the avatar really said of each reply, for the history after a cut
+        # "New conversation": turns up to this id belong to the forgotten one (their late reports stay off the
+        # panel); the turn in flight then may not have shown its id yet, hence the flag; the event asks the
+        # worker thread to forget the history again once that turn has ended (it enters the history as it ends).
+        self._last_turn_id = 0
+        self._forgotten_through = 0
+        self._forget_in_flight = False
+        self._reset_when_turn_ends = threading.Event()
         self.worker_busy = False
         self._closed = False
         self._build_ui()
@@ -208,7 +216,10 @@ class MainWindow(QMainWindow):
 
         self.settings_action = QAction("&Settings…", self, shortcut=QKeySequence("Ctrl+,"))
         self.quit_action = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit)
+        self.new_conversation_action = QAction("&New conversation", self, shortcut=QKeySequence.StandardKey.New)
+        self.new_conversation_action.setToolTip("Stop the reply; the assistant forgets what was said")
         menu = self.menuBar().addMenu("&Assistant")
+        menu.addAction(self.new_conversation_action)
         menu.addAction(self.settings_action)
         menu.addSeparator()
         menu.addAction(self.quit_action)
@@ -247,6 +258,12 @@ class MainWindow(QMainWindow):
         self.send_button.clicked.connect(self._submit_text)
         self.text_input.returnPressed.connect(self._submit_text)
         self.settings_action.triggered.connect(self.open_settings)
+        self.new_conversation_action.triggered.connect(self.new_conversation)
+        for signal in (b.utterance_captured, b.transcript_ready, b.turn_done):
+            signal.connect(self._note_turn_id)
+        # Direct: runs on the worker thread as the turn ends, before the next turn can read the history.
+        w.turn_finished.connect(self._reset_after_cut_turn, Qt.ConnectionType.DirectConnection)
+        w.turn_failed.connect(self._reset_after_cut_turn, Qt.ConnectionType.DirectConnection)
         self.quit_action.triggered.connect(self.close)
 
     def _on_mode_selected(self, _index: int) -> None:
@@ -317,6 +334,38 @@ class MainWindow(QMainWindow):
 
     def stop_reply(self, reason: str = "stopped") -> None:
         self.turns.stop(reason)
+
+    def new_conversation(self) -> None:
+        """Start afresh: stop the reply in flight, forget the dialogue history, clear the conversation panel."""
+        if self.worker_busy:  # set before the stop: the cut turn may end at once
+            self._reset_when_turn_ends.set()
+        self.turns.stop("new conversation")
+        self._forgotten_through = self._last_turn_id
+        self._forget_in_flight = self.worker_busy
+        self._reset_history()
+        self.conversation.entries.clear()
+        self._user_entry_of_job.clear()
+        self.timings_label.clear()
+        self.conversation.add(ChatEntry("system", "New conversation: the assistant forgot what was said."))
+
+    def _reset_history(self) -> None:
+        reset = getattr(self.worker.session, "reset_conversation", None)
+        if reset is not None:
+            reset()
+
+    def _reset_after_cut_turn(self, _result: object) -> None:
+        if self._reset_when_turn_ends.is_set():  # worker thread: touches the session only
+            self._reset_when_turn_ends.clear()
+            self._reset_history()
+
+    def _note_turn_id(self, event) -> None:
+        self._last_turn_id = max(self._last_turn_id, event.turn_id)
+
+    def _forgotten(self, turn_id: int, live: bool = False) -> bool:
+        """Whether `turn_id` belongs to a conversation the user started afresh from."""
+        if self._forget_in_flight and not live and turn_id > self._forgotten_through:
+            self._forgotten_through = turn_id  # the turn that was in flight: first heard of now
+        return turn_id <= self._forgotten_through
 
     # ---- TurnTaking's actions (called by the controller, on the GUI thread) ----
     def submit_turn(self, utterance=None, text=None, end_of_speech_at=None, hold=None) -> int:
@@ -431,6 +480,7 @@ class MainWindow(QMainWindow):
 
     def _on_turn_finished(self, result: object) -> None:
         self.turns.turn_finished(result)
+        self._forget_in_flight = False
         dropped, discarded = getattr(result, "dropped", False), getattr(result, "discarded", False)
         if dropped or discarded:
             for job, entry in list(self._user_entry_of_job.items()):
@@ -441,6 +491,8 @@ class MainWindow(QMainWindow):
 
     def _on_busy_changed(self, busy: bool) -> None:
         self.worker_busy = busy
+        if not busy:  # the job that was running has ended, and with it any reset it owed
+            self._reset_when_turn_ends.clear()
 
     def _on_turn_failed(self, message: str) -> None:
         self.turns.turn_failed(message)
@@ -507,7 +559,8 @@ class MainWindow(QMainWindow):
         live = self.turns.turn_done(event)
         cancelled = event.cancelled or not live
         self.spoken.forget_before(event.turn_id)
-        entry = self.conversation.reply_entry(event.turn_id) if event.reply or cancelled else None
+        shown = (event.reply or cancelled) and not self._forgotten(event.turn_id, live)
+        entry = self.conversation.reply_entry(event.turn_id) if shown else None
         if entry is not None:
             entry.note = "interrupted" if cancelled else f"{event.timings_s.get('total', 0.0):.1f} s"
             self.conversation.refresh()
@@ -579,7 +632,9 @@ class MainWindow(QMainWindow):
         self._show_notice(message)
 
     def _on_stream_speech_started(self, event: StreamSpeechStarted) -> None:
-        turn_id, _index = event.key
+        turn_id, index = event.key
+        # The clock's own time (CLOCK_MONOTONIC, shared by processes): `bench live` measures the player's delay from it.
+        log.info("stream speech started: turn %d segment %d at monotonic %.4f", turn_id, index, event.at_s)
         self.turns.playback_started(turn_id)
 
     def _on_stream_speech_finished(self, event: StreamSpeechFinished) -> None:
@@ -592,6 +647,8 @@ class MainWindow(QMainWindow):
 
     def _amend_history(self, verdict: SpokenVerdict) -> None:
         """The user cut the reply: the history keeps only what the avatar actually said, and so does the panel."""
+        if self._forgotten(verdict.turn_id):
+            return
         session = self.worker.session
         amend = getattr(session, "amend_spoken_reply", None)
         if amend is not None:

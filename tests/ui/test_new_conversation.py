@@ -1,0 +1,93 @@
+"""The "New conversation" action: in the menu with a shortcut; it stops a reply in flight through the turn-taking
+controller, clears the conversation panel and makes the session forget the dialogue history, again once the cut
+turn has ended (a cut turn enters the history as it ends), and nothing of the old conversation comes back.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from PySide6.QtGui import QKeySequence
+
+from assistant.turn_taking import TurnState
+from tests.ui.conftest import REPLY
+
+pytestmark = pytest.mark.ui
+
+WAIT_MS = 20_000  # caps on waits for something that must happen; they do not measure anything
+
+
+def start(qtbot, window) -> None:
+    window.show()
+    window.start()
+    qtbot.waitUntil(lambda: window.ready and window.live.stream is not None, timeout=WAIT_MS)
+
+
+def record_resets(session) -> list[bool]:
+    """Stand in for Session.reset_conversation on the fake session; each call records whether it ran on the
+    GUI thread."""
+    calls: list[bool] = []
+    session.reset_conversation = lambda: calls.append(threading.current_thread() is threading.main_thread())
+    return calls
+
+
+def test_the_action_is_in_the_menu_with_a_shortcut(qtbot, window):
+    menu_actions = [a for menu in window.menuBar().actions() for a in menu.menu().actions()]
+    assert window.new_conversation_action in menu_actions
+    assert window.new_conversation_action.text().replace("&", "") == "New conversation"
+    assert window.new_conversation_action.shortcut() == QKeySequence(QKeySequence.StandardKey.New)
+
+
+def test_after_a_reply_it_clears_the_panel_and_the_history(qtbot, window, make_session):
+    start(qtbot, window)
+    resets = record_resets(make_session.made[-1])
+    with qtbot.waitSignal(window.bridge.turn_done, timeout=WAIT_MS) as done:
+        window.ask("why is the sky blue")
+    turn_id = done.args[0].turn_id
+    qtbot.waitUntil(lambda: len(window.stream_log.finished(turn_id)) == len(REPLY), timeout=WAIT_MS)
+    assert REPLY[0] in window.conversation.plain_text()
+
+    window.new_conversation_action.trigger()
+    assert resets == [True]  # nothing in flight: forgotten at once, on the GUI thread
+    assert [e.role for e in window.conversation.entries] == ["system"]
+    assert "New conversation" in window.conversation.plain_text() and REPLY[0] not in window.conversation.plain_text()
+
+    # The next question starts the new conversation's panel.
+    with qtbot.waitSignal(window.bridge.turn_done, timeout=WAIT_MS):
+        window.ask("and the sunset")
+    qtbot.waitUntil(lambda: window.turns.state is TurnState.LISTENING, timeout=WAIT_MS)
+    assert [e.role for e in window.conversation.entries] == ["system", "user", "assistant"]
+    assert resets == [True]
+
+
+def test_a_reply_in_flight_is_stopped_and_stays_forgotten(qtbot, window, make_session):
+    gate = threading.Event()  # the second sentence is not generated until the test says so
+    make_session.options["gates"] = {1: gate}
+    start(qtbot, window)
+    session = make_session.made[-1]
+    resets = record_resets(session)
+    stops: list[str] = []
+    stop = window.turns.stop
+    window.turns.stop = lambda reason="stopped by the user": (stops.append(reason), stop(reason))[1]
+
+    window.ask("why is the sky blue")
+    qtbot.waitUntil(lambda: bool(window.stream_log.started()), timeout=WAIT_MS)  # sentence 1 is being said
+    turn_id = window.stream_log.started()[0][0]
+    assert window.worker_busy and window.turns.state is TurnState.SPEAKING
+
+    with qtbot.waitSignal(window.bridge.turn_done, timeout=WAIT_MS) as done:
+        window.new_conversation_action.trigger()
+        assert stops == ["new conversation"]  # through the controller, like the Stop button
+    assert done.args[0].turn_id == turn_id and done.args[0].cancelled
+    # The stream stopped saying it (a fade, reported as a cut), and the window went back to listening.
+    qtbot.waitUntil(lambda: any(f.cancelled for f in window.stream_log.finished(turn_id)), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not window.worker_busy, timeout=WAIT_MS)
+    assert window.turns.state is TurnState.LISTENING
+    # Forgotten on the GUI thread, and on the worker thread once the cut turn had ended (in either order: the
+    # turn may end before the click returns), so nothing of it is left in the history.
+    assert sorted(resets) == [False, True]
+    # No late report of the cut turn (its end, what the avatar said of it) brought it back to the panel.
+    assert [e.role for e in window.conversation.entries] == ["system"]
+    assert REPLY[0] not in window.conversation.plain_text()
+    gate.set()
