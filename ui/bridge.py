@@ -60,9 +60,11 @@ class EventBridge(QObject):
     turn_done = Signal(object)  # TurnDone
 
     # Microphone (LiveListener callbacks).
-    mic_utterance = Signal(object, float)  # Utterance, time.monotonic() when it ended
+    # The float of an utterance or a pause: time.monotonic() at the end of speech, i.e. the last voiced frame when
+    # the VAD stamped it (voice_ended_at), else when the event came; a turn's stage times count from it.
+    mic_utterance = Signal(object, float)  # Utterance, time.monotonic() when speech ended
     mic_speech_started = Signal(object)  # assistant.audio.vad.SpeechStarted
-    mic_speech_paused = Signal(object, float)  # assistant.audio.vad.SpeechPaused, time.monotonic() of the pause
+    mic_speech_paused = Signal(object, float)  # assistant.audio.vad.SpeechPaused, time.monotonic() speech ended
     mic_speech_resumed = Signal(object)  # assistant.audio.vad.SpeechResumed
     mic_level = Signal(float)  # RMS dBFS of the latest frame
     mic_error = Signal(str)  # a DeviceError / AudioError message
@@ -86,13 +88,13 @@ class EventBridge(QObject):
     # ---- LiveListener callbacks (run on the microphone thread: emit and return) ----
 
     def on_mic_utterance(self, utterance: object) -> None:
-        self.mic_utterance.emit(utterance, time.monotonic())
+        self.mic_utterance.emit(utterance, _speech_ended_at(utterance))
 
     def on_mic_speech_start(self, started: object) -> None:
         self.mic_speech_started.emit(started)
 
     def on_mic_speech_paused(self, paused: object) -> None:
-        self.mic_speech_paused.emit(paused, time.monotonic())
+        self.mic_speech_paused.emit(paused, _speech_ended_at(paused))
 
     def on_mic_speech_resumed(self, resumed: object) -> None:
         self.mic_speech_resumed.emit(resumed)
@@ -105,3 +107,9 @@ class EventBridge(QObject):
 
     def on_mic_notice(self, message: str) -> None:
         self.mic_notice.emit(str(message))
+
+
+def _speech_ended_at(event: object) -> float:
+    """When the speech of a VAD event ended on time.monotonic(): its last voiced frame, not when it was sure."""
+    at = getattr(event, "voice_ended_at", None)
+    return float(at) if at is not None else time.monotonic()

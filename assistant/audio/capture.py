@@ -2,7 +2,8 @@
 
 `LiveListener` runs its own thread. A sounddevice InputStream callback hands frames over a queue; the thread
 reports the input level (RMS dBFS, for the UI meter), feeds a `VadSegmenter` and calls back with speech
-onsets and utterances. No device, a device that fails to open, or one that goes away mid-stream becomes a
+onsets and utterances; each frame is stamped with time.monotonic() in the callback, so speech events say when
+speech really ended on that clock (the VAD's `voice_ended_at`). No device, a device that fails to open, or one that goes away mid-stream becomes a
 `DeviceError` passed to `on_error` (once per outage); the listener retries every `retry_interval_s` and says
 so through `on_notice` when the microphone is back. Callbacks run on the listener thread: keep them short.
 
@@ -226,7 +227,9 @@ class LiveListener:
         stall_timeout_s: float = 3.0,
         backend: AudioBackend | None = None,
         is_speech: Callable[[np.ndarray], bool] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        # clock: when a block was captured, read in the audio callback (tests pass a fake one).
         self.device = device
         self.vad = vad or VadSettings()
         self.on_utterance = on_utterance
@@ -241,6 +244,7 @@ class LiveListener:
         self.stall_timeout_s = stall_timeout_s
         self._backend = backend
         self._is_speech = is_speech
+        self._clock = clock
         self._muted = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -290,7 +294,7 @@ class LiveListener:
         while not self._stop.is_set():
             if outage is not None:
                 self._rescan()
-            frames: queue.Queue[np.ndarray] = queue.Queue(maxsize=200)  # 6 s of 30 ms frames
+            frames: queue.Queue[tuple[np.ndarray, float]] = queue.Queue(maxsize=200)  # 6 s of 30 ms frames
             finished = threading.Event()
             try:
                 stream, device, resampler = self._open(frames, finished)
@@ -324,7 +328,7 @@ class LiveListener:
         self._dispatch(segmenter.reset("listener stopped"))
 
     def _open(
-        self, frames: queue.Queue[np.ndarray], finished: threading.Event
+        self, frames: queue.Queue[tuple[np.ndarray, float]], finished: threading.Event
     ) -> tuple[InputStreamLike, InputDevice, soxr.ResampleStream | None]:
         if self._backend is None:
             self._backend = SoundDeviceBackend()  # raises DeviceError when PortAudio is missing
@@ -333,7 +337,7 @@ class LiveListener:
 
         def callback(indata: np.ndarray, n_frames: int, time_info: Any, status: Any) -> None:
             try:
-                frames.put_nowait(indata[:, 0].copy())
+                frames.put_nowait((indata[:, 0].copy(), self._clock()))  # captured by now
             except queue.Full:
                 self.dropped_chunks += 1
 
@@ -373,7 +377,7 @@ class LiveListener:
     def _pump(
         self,
         stream: InputStreamLike,
-        frames: queue.Queue[np.ndarray],
+        frames: queue.Queue[tuple[np.ndarray, float]],
         finished: threading.Event,
         resampler: soxr.ResampleStream | None,
         segmenter: VadSegmenter,
@@ -384,7 +388,7 @@ class LiveListener:
         was_muted = False
         while not self._stop.is_set():
             try:
-                chunk = frames.get(timeout=0.1)
+                chunk, captured_at = frames.get(timeout=0.1)
             except queue.Empty:
                 if finished.is_set() or not stream.active:
                     why = "the stream stopped: unplugged, or the sound server went away"
@@ -408,7 +412,7 @@ class LiveListener:
                 self._call(self.on_level, SILENCE_DBFS)
                 continue
             self._call(self.on_level, rms_dbfs(chunk))
-            self._dispatch(segmenter.push(chunk))
+            self._dispatch(segmenter.push(chunk, at=captured_at))
         return None
 
     def _dispatch(self, events: list[SegmenterEvent]) -> None:

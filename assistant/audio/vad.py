@@ -5,6 +5,11 @@ The segmenter is fed the same way from a live microphone (capture.py) and from a
 the pipeline can cancel a reply in flight), then an `assistant.events.Utterance` when the speaker stops, or a
 `SpeechDiscarded` when what started was too short to be speech (a click, a cough).
 
+The end of speech is the end of the last voiced frame (`voice_end_s`), not the moment the segmenter is sure of it
+(`early_start_ms` or `silence_ms` later). A live source says when its samples were captured (`push(..., at=)`,
+time.monotonic()); the segmenter then stamps that end on the same clock (`voice_ended_at`), so a turn's stage
+times count from when the user stopped speaking. An utterance from such a source is a `TimedUtterance`.
+
 Needs webrtcvad (from the webrtcvad-wheels package). No threads, no I/O: one segmenter per stream, one thread
 pushing into it.
 """
@@ -121,12 +126,22 @@ class SpeechDiscarded:
 
 
 @dataclass(frozen=True)
+class TimedUtterance(Utterance):
+    """An Utterance from a live source, which also says when its speech ended (see the module docstring)."""
+
+    voice_end_s: float | None = None  # stream time at the end of the last voiced frame (end_s adds the tail)
+    voice_ended_at: float | None = None  # the same moment on time.monotonic()
+
+
+@dataclass(frozen=True)
 class SpeechPaused:
     """`early_start_ms` of non-speech inside an utterance: `utterance` is what it would be if the speaker stopped
     here. It is exactly the Utterance that follows unless speech resumes (then a SpeechResumed comes first)."""
 
     utterance: Utterance
     paused_s: float  # stream time of the pause's detection
+    voice_end_s: float | None = None  # stream time at the end of the last voiced frame: where speech stopped
+    voice_ended_at: float | None = None  # the same moment on time.monotonic(), from a live source
 
 
 @dataclass(frozen=True)
@@ -204,6 +219,8 @@ class VadSegmenter:
         self._start = 0  # sample index where the open utterance starts
         self._voiced = 0  # voiced frames in the open utterance
         self._trailing = 0  # consecutive non-speech frames at its end
+        self._voice_end = 0  # sample index at the end of the open utterance's last voiced frame
+        self._frame_at: float | None = None  # time.monotonic() at the end of the frame being pushed, if known
 
     @classmethod
     def from_settings(
@@ -220,20 +237,32 @@ class VadSegmenter:
         """Stream time of the next sample to be pushed."""
         return (self._clock + len(self._pending)) / self.settings.sample_rate_hz
 
-    def push(self, samples: np.ndarray) -> list[SegmenterEvent]:
-        """Feed any number of mono samples (int16, or float in [-1, 1]); returns the events they completed."""
+    def push(self, samples: np.ndarray, at: float | None = None) -> list[SegmenterEvent]:
+        """Feed any number of mono samples (int16, or float in [-1, 1]); returns the events they completed.
+
+        `at`: time.monotonic() when the last of these samples was captured (a live source); the events then say
+        when speech ended on that clock."""
         chunk = to_int16(samples)
         if len(self._pending):
             chunk = np.concatenate([self._pending, chunk])
         whole = len(chunk) - len(chunk) % self._n
         events: list[SegmenterEvent] = []
+        rate = self.settings.sample_rate_hz
         for i in range(0, whole, self._n):
-            events.extend(self.push_frame(chunk[i : i + self._n]))
+            frame_at = None if at is None else at - (len(chunk) - i - self._n) / rate
+            events.extend(self.push_frame(chunk[i : i + self._n], frame_at))
         self._pending = chunk[whole:].copy()
         return events
 
-    def push_frame(self, frame: np.ndarray) -> list[SegmenterEvent]:
-        """Feed exactly one frame of `frame_samples` int16 samples."""
+    def push_frame(self, frame: np.ndarray, at: float | None = None) -> list[SegmenterEvent]:
+        """Feed exactly one frame of `frame_samples` int16 samples; `at` as for push(), for this frame's end."""
+        self._frame_at = at
+        try:
+            return self._push_frame(frame)
+        finally:
+            self._frame_at = None
+
+    def _push_frame(self, frame: np.ndarray) -> list[SegmenterEvent]:
         if frame.dtype != np.int16 or frame.shape != (self._n,):
             raise ValueError(
                 f"push_frame needs ({self._n},) int16 samples ({self.settings.frame_ms} ms at "
@@ -248,6 +277,7 @@ class VadSegmenter:
         if voiced:
             self._voiced += 1
             self._trailing = 0
+            self._voice_end = self._clock
             if self._paused:
                 self._paused = False
                 events.append(SpeechResumed(self._clock / self.settings.sample_rate_hz, self.source))
@@ -263,7 +293,10 @@ class VadSegmenter:
         ):
             self._paused = True
             provisional = self._utterance(self._frames[: self._kept_frames()], cut=False)
-            events.append(SpeechPaused(provisional, self._clock / self.settings.sample_rate_hz))
+            rate = self.settings.sample_rate_hz
+            events.append(
+                SpeechPaused(provisional, self._clock / rate, self._voice_end / rate, self._voice_ended_at())
+            )
         if len(self._frames) >= self._max_frames:
             if self._paused:  # the cut utterance is not the provisional one
                 self._paused = False
@@ -326,9 +359,11 @@ class VadSegmenter:
         kept = list(self._history)[begin:]
         self._history.clear()
         self._open([f for f, _ in kept], self._clock - len(kept) * self._n)
-        for _, v in kept:
+        for i, (_, v) in enumerate(kept):
             self._voiced += v
             self._trailing = 0 if v else self._trailing + 1
+            if v:
+                self._voice_end = self._start + (i + 1) * self._n
         rate = self.settings.sample_rate_hz
         return [SpeechStarted(self._start / rate, self._clock / rate, self.source)]
 
@@ -338,6 +373,13 @@ class VadSegmenter:
         self._start = start_sample
         self._voiced = 0
         self._trailing = 0
+        self._voice_end = start_sample
+
+    def _voice_ended_at(self) -> float | None:
+        """The end of the last voiced frame on time.monotonic(), when the frame being pushed came with a time."""
+        if self._frame_at is None:
+            return None
+        return self._frame_at - (self._clock - self._voice_end) / self.settings.sample_rate_hz
 
     def _kept_frames(self) -> int:
         """Frames of the open utterance that an end of speech now would keep (trailing non-speech cut to the tail)."""
@@ -348,7 +390,7 @@ class VadSegmenter:
         rate = self.settings.sample_rate_hz
         pcm = np.concatenate(kept) if kept else np.zeros(0, np.int16)
         samples = pcm.astype(np.float32) / INT16_FULL_SCALE  # (n,) float32 in [-1, 1)
-        return Utterance(
+        fields = dict(
             samples=samples,
             sample_rate_hz=rate,
             start_s=self._start / rate,
@@ -356,6 +398,9 @@ class VadSegmenter:
             cut_at_max=cut,
             source=self.source,
         )
+        if self._frame_at is None:  # a file, or the end of a stream: no capture clock
+            return Utterance(**fields)
+        return TimedUtterance(**fields, voice_end_s=self._voice_end / rate, voice_ended_at=self._voice_ended_at())
 
     def _finish(self, cut: bool, reason: str) -> list[SegmenterEvent]:
         assert self._frames is not None

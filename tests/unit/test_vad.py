@@ -10,7 +10,9 @@ import pytest
 from assistant.audio.sources import feed_samples
 from assistant.audio.vad import (
     SpeechDiscarded,
+    SpeechPaused,
     SpeechStarted,
+    TimedUtterance,
     VadConfigError,
     VadSegmenter,
     VadSettings,
@@ -268,3 +270,68 @@ def test_early_start_off_by_default_and_validated():
     assert "SpeechPaused" not in kinds
     with pytest.raises(ValueError, match="early_start_ms"):
         segmenter(early_start_ms=600, silence_ms=500)
+
+
+# ---- the end of speech: the last voiced frame, on the capture clock ----
+
+T0 = 1000.0  # a capture clock (time.monotonic() stand-in): frame k (0-based) is captured by T0 + (k + 1) * 30 ms
+
+
+def test_pause_and_utterance_say_when_speech_ended_not_when_it_was_sure():
+    seg = segmenter(early_start_ms=240, silence_ms=500)
+    audio = pattern("." * 20 + "v" * 30 + "." * 30)
+    events = []
+    for k in range(len(audio) // FRAME):
+        events += seg.push_frame(audio[k * FRAME : (k + 1) * FRAME], at=T0 + (k + 1) * 0.03)
+    paused = next(e for e in events if isinstance(e, SpeechPaused))
+    (utt,) = utterances(events)
+    # The last voiced frame is frame 49: speech ended 1.5 s into the stream, captured by T0 + 1.5 s. The pause is
+    # detected 8 frames (240 ms) later and the end confirmed 17 frames (510 ms) later: neither is the end.
+    assert paused.voice_end_s == pytest.approx(1.5) and paused.voice_ended_at == pytest.approx(T0 + 1.5)
+    assert paused.paused_s == pytest.approx(1.5 + 0.24)
+    assert isinstance(utt, TimedUtterance) and isinstance(paused.utterance, TimedUtterance)
+    assert utt.voice_end_s == pytest.approx(1.5) and utt.voice_ended_at == pytest.approx(T0 + 1.5)
+    assert utt.end_s == pytest.approx(1.5 + 0.21)  # the kept tail (7 frames) is not speech
+
+
+def test_a_chunk_stamped_at_its_end_times_each_frame_inside_it():
+    audio = pattern("." * 20 + "v" * 30 + "." * 30)
+    events = segmenter(early_start_ms=240).push(audio, at=T0 + 80 * 0.03)  # captured by the end of frame 79
+    paused = next(e for e in events if isinstance(e, SpeechPaused))
+    assert paused.voice_ended_at == pytest.approx(T0 + 1.5)
+    assert utterances(events)[0].voice_ended_at == pytest.approx(T0 + 1.5)
+
+
+def test_without_a_capture_clock_events_are_plain():
+    events = run(segmenter(early_start_ms=240), pattern("." * 20 + "v" * 30 + "." * 30))
+    paused = next(e for e in events if isinstance(e, SpeechPaused))
+    assert paused.voice_end_s == pytest.approx(1.5) and paused.voice_ended_at is None
+    assert [type(e) for e in utterances(events)] == [Utterance]  # a file's utterances stay plain
+
+
+def test_live_capture_stamps_the_last_voiced_frame_with_its_capture_time():
+    from assistant.audio.capture import LiveListener
+    from tests.unit.test_capture_errors import MIC, FakeBackend, wait_until
+
+    captured = [0]
+
+    def clock() -> float:  # read once per block in the audio callback: block k is captured by T0 + (k+1) * 30 ms
+        captured[0] += 1
+        return T0 + captured[0] * 0.03
+
+    backend = FakeBackend([MIC])
+    paused: list[SpeechPaused] = []
+    ended: list[Utterance] = []
+    listener = LiveListener(
+        MIC.name, VadSettings(early_start_ms=240), on_utterance=ended.append, on_speech_paused=paused.append,
+        backend=backend, is_speech=loud, clock=clock,
+    )  # fmt: skip
+    listener.start()
+    try:
+        wait_until(lambda: backend.streams, "the stream to open")
+        backend.streams[0].feed(pattern("." * 20 + "v" * 30 + "." * 30))
+        wait_until(lambda: ended, "the utterance")
+    finally:
+        listener.stop()
+    assert paused[0].voice_ended_at == pytest.approx(T0 + 1.5)
+    assert ended[0].voice_ended_at == pytest.approx(T0 + 1.5)
