@@ -6,6 +6,10 @@ reloads what changed in the background. The avatar image is checked for a face o
 preview of the detected face; a photo without one is refused and the current avatar stays (other changes can
 still be applied).
 
+When the profile picks a dialogue model that is not downloaded yet, the dialog offers it (ui.model_offer: name,
+size, licence, download with progress, cancel and resume); once it is there the dialog emits `applied` with the
+same settings, and the session reloads the dialogue stage with it.
+
 "In use" is what the running session loaded (its `engines_summary()`), with every reason a stage runs something
 other than what the settings ask for; before the models are loaded it says what the settings resolve to.
 
@@ -150,6 +154,7 @@ class SettingsDialog(QDialog):
         level_probe: LevelProbeFactory | None = default_level_probe,
         engines: dict[str, str] | None = None,
         notices: list[str] | None = None,
+        model_registry: Any = None,
         parent: QWidget | None = None,
     ) -> None:
         # engines: what runs, as the session reports it (engines_summary); notices: why anything differs.
@@ -160,6 +165,8 @@ class SettingsDialog(QDialog):
         self.resolved = resolved
         self.engines = dict(engines) if engines else None
         self.notices = list(notices or [])
+        self._model_registry = model_registry  # tests serve their own models
+        self.model_offer: Any = None  # ui.model_offer.ModelOffer when there is a better model to offer
         self.user_config = user_config
         self._face_preview = face_preview or detect_face_crop
         self._workers: list[CallWorker] = []  # kept alive until they finish
@@ -273,6 +280,7 @@ class SettingsDialog(QDialog):
         voice.addRow("eSpeak voice", self.espeak_edit)
         voice.addRow("Coqui speaker", self.speaker_edit)
         voice.addRow("Dialogue model", self.llm_combo)
+        self._add_model_offer(voice)
         voice.addRow("System prompt", self.prompt_edit)
         avatar_row = QHBoxLayout()
         avatar_row.addWidget(self.avatar_edit, 1)
@@ -306,6 +314,25 @@ class SettingsDialog(QDialog):
         self.buttons.button(QDialogButtonBox.StandardButton.Apply).clicked.connect(self.apply)
         self.buttons.accepted.connect(self._ok)
         self.buttons.rejected.connect(self.reject)
+
+    def _add_model_offer(self, form: QFormLayout) -> None:
+        from ui.model_offer import ModelOffer, offered_dialogue_model
+
+        spec = offered_dialogue_model(
+            self.resolved, self.settings.dialogue.model, self.settings.models_dir, self._model_registry
+        )
+        if spec is None:
+            return
+        self.model_offer = ModelOffer(
+            spec, self.settings.models_dir, self.settings.models.mirror_url, self._model_registry, parent=self
+        )
+        self.model_offer.downloaded.connect(self._on_model_downloaded)
+        form.addRow("", self.model_offer)
+
+    def _on_model_downloaded(self, name: str) -> None:
+        """The profile's model is there: the session switches to it (the same settings, reloaded)."""
+        log.info("dialogue model %s downloaded: switching to it", name)
+        self.applied.emit(self.settings)
 
     @staticmethod
     def _registry_names(kind: str, prefix: str = "") -> list[tuple[str, str]]:
@@ -559,6 +586,8 @@ class SettingsDialog(QDialog):
 
     def done(self, result: int) -> None:  # noqa: D401 - Qt API: also called by accept/reject
         self._stop_probe()
+        if self.model_offer is not None:  # a download in flight stops; its .part waits for the next Resume
+            self.model_offer.shutdown()
         for worker in list(self._workers):
             worker.wait(10_000)  # a face check or device listing takes well under a second
         super().done(result)
