@@ -37,7 +37,7 @@ class PlayerError(AssistantError):
     """VLC could not be started or could not play the stream."""
 
 
-CACHING_MS = 120  # VLC's input buffer for the pipe: enough to ride over a late frame, small enough to feel live
+CACHING_MS = 100  # VLC's input buffer for the pipe: enough to ride over a late frame, small enough to feel live
 SETTLE_MS = 250  # after the first video output: VLC has sized its picture to the widget by then
 
 

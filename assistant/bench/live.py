@@ -74,6 +74,7 @@ class LiveTurn:
     av_offset_ms: float | None = None
     av_correlation: float | None = None
     reply_sound_s: float | None = None  # how long the reply sounded at the speaker
+    player_delay_ms: float | None = None  # the stream's clock released the reply's first sample -> heard
     cancel_silence_ms: float | None = None  # Stop pressed -> last sound at the speaker (cancel runs)
     stages_s: dict[str, float] = field(default_factory=dict)
 
@@ -109,6 +110,7 @@ class LiveReport:
                 "signed_median": stat(offsets)["median"],
             },
             "cancel_silence_ms": stat([t.cancel_silence_ms for t in self.turns]),
+            "player_delay_ms": stat([t.player_delay_ms for t in self.turns]),
             "idle_motion": self.idle_motion,
             "media_loads": self.media_loads,
             "stages_s": {k: stat([t.stages_s.get(k) for t in self.turns]) for k in stage_keys},
@@ -184,12 +186,19 @@ def _mouth_box(face: tuple[int, int, int, int], crop: tuple[int, int, int, int],
     return (int((mx1 - cx) * scale), int((my1 - cy) * scale), int((mx2 - mx1) * scale), int((my2 - my1) * scale))
 
 
-def _screenshot(env: dict[str, str], path: Path) -> None:
-    """The whole virtual screen, kept with the recordings (ImageMagick's import; skipped if it is missing)."""
-    try:
-        subprocess.run(["import", "-window", "root", str(path)], env=env, check=True, capture_output=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        pass
+def _stills(video_path: Path, times_s: np.ndarray, moments: dict[str, float], out_dir: Path) -> None:
+    """Frames of the recording at the given moments, as PNGs beside it (taken from the recording: a screenshot
+    tool grabbing the X server meanwhile would itself stall the recording)."""
+    import cv2
+
+    from assistant.video import read_frames
+
+    wanted = {int(np.argmin(np.abs(times_s - t))): name for name, t in moments.items() if len(times_s)}
+    for i, frame in enumerate(read_frames(video_path)):
+        if i in wanted:
+            cv2.imwrite(str(out_dir / f"{wanted[i]}.png"), frame)
+        if i > max(wanted, default=-1):
+            break
 
 
 def _conversation(data_dir: Path) -> list[dict[str, Any]]:
@@ -262,7 +271,6 @@ def run_live(
         screen = ScreenRecorder(x.display, pic, 25, root / "screen.mkv").start()
         things.append(screen)
         time.sleep(idle_s)
-        _screenshot(env, root / "idle.png")
         played: list[tuple[float, float]] = []  # (monotonic before play, after play) per question
         cancels: list[float | None] = []
         for i, wav in enumerate(wavs):
@@ -272,9 +280,6 @@ def run_live(
             pulse.play(wav)
             played.append((before, time.monotonic()))
             app_log.wait_for(r"turn-taking: speaking", REPLY_TIMEOUT_S, app, mark)
-            if i == 0:
-                time.sleep(0.5)
-                _screenshot(env, root / "speaking.png")
             pressed = None
             if cancel_after_s is not None:
                 time.sleep(cancel_after_s)
@@ -295,6 +300,12 @@ def run_live(
             "picture_region": pic, "face_box_in_stream": face, "stream_wh": stream_wh, "crop": crop,
         }))  # fmt: skip
         conversation = _conversation(root / "data")
+        starts = {  # turn id -> monotonic time the stream's clock released its first sample
+            int(m.group(1)): float(m.group(2))
+            for m in re.finditer(r"stream speech started: turn (\d+) segment 0 at monotonic ([\d.]+)", app_log.text())
+        }
+        for record in conversation:
+            record["stream_started_at"] = starts.get(record.get("turn_id", -1))
         media_loads = len(re.findall(r"live stream on screen \((\d+) media", app_log.text()))
     finally:
         if app is not None and app.poll() is None:
@@ -335,6 +346,9 @@ def analyse(questions, root, speaker, mic, screen, played, cancels, conversation
         first = measure.first_sound_after(spk, RATE, eos)
         if first is not None:
             turn.ttff_perceived_s = first - eos
+            released = record.get("stream_started_at")
+            if released is not None:  # the reply's audio starts at once (Piper): its first sound is sample 0
+                turn.player_delay_ms = (first + speaker.started_at - released) * 1000.0
         motion = measure.first_motion_after(video.mouth_diff, video.fps, eos, frame_times_s=video.frame_times_s)
         if motion is not None:
             turn.first_motion_s = motion - eos
@@ -364,6 +378,9 @@ def analyse(questions, root, speaker, mic, screen, played, cancels, conversation
                 except ValueError:
                     pass
         turns.append(turn)
+    if reply_spans:
+        moments = {"idle": reply_spans[0][0] - 1.0, "speaking": reply_spans[0][0] + 0.5}
+        _stills(screen.path, video.frame_times_s, moments, root)
     start_s = float(video.frame_times_s[0]) if video.frames else 0.0
     end_s = float(video.frame_times_s[-1]) if video.frames else 0.0
     # Idle stretches: before the first reply, between replies, after the last (trimmed off the speech).
@@ -395,12 +412,21 @@ def register(bsub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-live"), help="where recordings are kept")
     parser.add_argument("--cancel-after", type=float, default=None, metavar="S",
                         help="press Stop S seconds after each reply starts (measures the cancel)")  # fmt: skip
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config value for the app, e.g. --set live.caching_ms=60 (repeatable)")  # fmt: skip
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(args.runs)]
-    report = run_live(questions, args.out, cancel_after_s=args.cancel_after,
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            print(f"error: --set wants KEY=VALUE, got {item!r}", file=sys.stderr)
+            return 2
+        overrides[key] = yaml.safe_load(value)
+    report = run_live(questions, args.out, overrides, cancel_after_s=args.cancel_after,
                       progress=(lambda m: print(m, file=sys.stderr)))  # fmt: skip
     summary = report.summary()
     if args.json:

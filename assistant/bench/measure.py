@@ -474,8 +474,12 @@ def video_frames_analysis(
         prev = gray
     count = len(means)
     times = np.arange(count) / fps if frame_times_s is None else np.asarray(frame_times_s, np.float64)[:count]
-    if len(times) < count:
+    if len(times) < count - 2:
         raise ValueError(f"{count} frames but only {len(times)} frame times")
+    if len(times) < count:  # the recorder's last packet or two can be decoded without a timestamp listed
+        count = len(times)
+        means, stds, diffs = means[:count], stds[:count], diffs[:count]
+        mouth_diffs, mouth_means = mouth_diffs[:count], mouth_means[:count]
     mean_arr, std_arr = np.array(means), np.array(stds)
     return VideoAnalysis(
         fps=fps,
