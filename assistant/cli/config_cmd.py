@@ -34,7 +34,7 @@ def _show(args: argparse.Namespace) -> int:
     if args.json:
         out = {
             "settings": settings_to_dict(settings),
-            "resolved": {k: getattr(resolved, k) for k in resolved.sources},
+            "resolved": {k: resolved.value_of(k) for k in resolved.sources},
             "sources": resolved.sources,
             "user_config": str(user_config_path()),
         }

@@ -97,6 +97,7 @@ def _run(args: argparse.Namespace, text: str | None, audio: Path | None) -> int:
         result = session.run_turn(utterance=utterance, text=text)
     finally:
         engines = session.engines_summary()
+        notices = list(getattr(session, "notices", []))  # every substitution still in effect, with its reason
         session.close()
     if result.dropped:
         raise AudioError(f"{audio} holds no recognisable speech: nothing was sent to the assistant")
@@ -118,6 +119,7 @@ def _run(args: argparse.Namespace, text: str | None, audio: Path | None) -> int:
         "audio_path": str(audio_path) if audio_path else None,
         "video_path": str(video_path) if video_path else None,
         "engines": {**result.engines, "summary": engines},
+        "notices": notices,
         "timings_s": timings,
         "segments": len(result.segments),
         "cancelled": result.cancelled,

@@ -89,9 +89,11 @@ def test_registry_holds_every_model_the_app_can_use() -> None:
 
 def test_every_name_the_config_and_profiles_use_is_in_the_registry() -> None:
     settings = load_settings()
-    used = {settings.dialogue.model, settings.tts.piper_voice}
+    used = {settings.tts.piper_voice}
+    if settings.dialogue.model != "auto":
+        used.add(settings.dialogue.model)
     for choice in PROFILES.values():
-        used |= {choice.asr_model, choice.coqui_model}
+        used |= {choice.asr_model, choice.coqui_model, choice.dialogue_model}
     used |= {"wav2lip", "wav2lip_gan"}  # the quality modes' checkpoints
     assert used <= set(REGISTRY)
 
