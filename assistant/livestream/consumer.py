@@ -87,6 +87,7 @@ class AmqpConsumer:
         self._stop = threading.Event()
         self._requeue_on_stop = True
         self._thread: threading.Thread | None = None
+        self._was_connected = False  # the session that just ended had consumed (a loss, not a failed connect)
         self._lock = threading.Lock()
 
     # ---- lifecycle ----
@@ -121,8 +122,7 @@ class AmqpConsumer:
             try:
                 self._session()
             except (pika.exceptions.AMQPError, OSError) as e:
-                was_connected = self.connected.is_set()
-                self.connected.clear()
+                was_connected, self._was_connected = self._was_connected, False
                 if self._stop.is_set():
                     break
                 delay = self.backoff.next_delay()
@@ -154,6 +154,7 @@ class AmqpConsumer:
             self.stats.connects += 1
             self.backoff.reset()
             self.connected.set()
+            self._was_connected = True
             self.on_state("connected")
             log.info("consuming %r from %s (prefetch %d)", self.queue_name, self.masked_url, self.prefetch)
             while not self._stop.is_set():

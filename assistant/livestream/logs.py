@@ -44,4 +44,4 @@ def setup_stream_logging(json_lines: bool = False, verbose: bool = False) -> Non
             root.removeHandler(old)  # the console handler is replaced by this one
     handler.addFilter(RedactingFilter())
     root.addHandler(handler)
-    logging.getLogger("pika").setLevel(logging.WARNING)  # pika's INFO is one line per socket event
+X

@@ -43,7 +43,7 @@ class RtmpReceiver:
         self.out_path.parent.mkdir(parents=True, exist_ok=True)
         args = [
             "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-            "-fflags", "nobuffer", "-flags", "low_delay", "-listen", "1", "-i", self.url,
+            "-listen", "1", "-i", self.url,
             "-map", "0", "-c", "copy", "-f", "flv", str(self.out_path),
         ]  # fmt: skip
         if self.mouth_box is not None:
