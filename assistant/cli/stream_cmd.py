@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,7 +62,10 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if not stop.is_set():
             streamer.attach_speech(build_tts(settings, resolved), dialogue_factory(settings, resolved))
-        stop.wait(args.duration)
+        deadline = None if args.duration is None else time.monotonic() + args.duration
+        while not stop.wait(0.5):  # a short wait: the signal handlers run on this thread between waits
+            if deadline is not None and time.monotonic() >= deadline:
+                break
     finally:
         streamer.stop()
     return 0

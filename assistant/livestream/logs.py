@@ -44,4 +44,5 @@ def setup_stream_logging(json_lines: bool = False, verbose: bool = False) -> Non
             root.removeHandler(old)  # the console handler is replaced by this one
     handler.addFilter(RedactingFilter())
     root.addHandler(handler)
-X
+    # pika logs every refused connect as an ERROR with a traceback; the consumer says it once, masked, itself.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
