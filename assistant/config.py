@@ -40,6 +40,15 @@ class AudioSettings(_Section):
         240, ge=0, le=5000, description="silence after which a reply is prepared before the end is confirmed; 0 = off"
     )
     mode: Literal["hands_free", "push_to_talk"] = Field("hands_free", description="how a turn ends")
+    barge_in: bool = Field(
+        True, description="hands-free: keep listening while the avatar speaks (echo cancelled); off = half-duplex"
+    )
+    barge_in_min_speech_ms: int = Field(
+        180, ge=30, le=2000, description="voiced audio that interrupts the avatar (higher: fewer false interruptions)"
+    )
+    echo_delay_ms: int = Field(
+        250, ge=0, le=2000, description="the avatar's playback delay the echo canceller aligns to (bench live)"
+    )
 
 
 class ASRSettings(_Section):

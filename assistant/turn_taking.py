@@ -4,7 +4,8 @@ The desktop window, the benchmarks and the tests drive the same `TurnTaking`: th
 reports speech (started, paused, resumed, ended), the session worker reports turns (started, their events,
 done), the avatar stream reports playback (a turn's first audio playing, everything queued played). The
 controller decides what that means (start a speculative turn at a pause, release or discard it, interrupt the
-reply in flight, ignore the late events of an interrupted turn, close the microphone while the avatar speaks)
+reply in flight, ignore the late events of an interrupted turn, close the microphone while the avatar speaks
+unless barge-in is on)
 and says so through `Actions`: submit or cancel a turn, queue or stop speech, open or close the microphone,
 show a state.
 
@@ -18,7 +19,7 @@ States and transitions ("idle" is LOADING until the models are ready, LISTENING 
 |----------------------|---------------------------------|-------------|-----------------------------------|
 | LOADING              | models_ready                    | LISTENING   |                                   |
 | idle                 | speech_started                  | HEARING     |                                   |
-| THINKING, SPEAKING   | speech_started                  | HEARING     | interrupt                         |
+| THINKING, SPEAKING   | speech_started (barge-in)       | HEARING     | interrupt                         |
 | any                  | talk_pressed (push-to-talk key) | HEARING     | [discard hold], interrupt         |
 | idle, HEARING        | speech_paused                   | EARLY_START | submit_turn(hold=Hold())          |
 | EARLY_START          | speech_paused (again)           | EARLY_START | discard hold, submit_turn(hold)   |
@@ -27,12 +28,18 @@ States and transitions ("idle" is LOADING until the models are ready, LISTENING 
 | any other            | utterance_ended                 | THINKING    | [discard hold], interrupt, submit |
 | HEARING, EARLY_START | speech_discarded, mute, mode    | idle        | [discard hold]                    |
 | any                  | typed                           | THINKING    | [discard hold], interrupt, submit |
-| THINKING             | playback_started (live turn)    | SPEAKING    | close mic if hands-free           |
+| THINKING             | playback_started (live turn)    | SPEAKING    | close mic if half-duplex          |
 | THINKING             | turn over, no speech queued     | idle        |                                   |
-| THINKING, SPEAKING   | turn over and stream drained    | idle        | open mic if hands-free            |
+| THINKING, SPEAKING   | turn over and stream drained    | idle        | open mic if half-duplex           |
 | any                  | stop                            | idle        | [discard hold], interrupt         |
 
 interrupt = cancel_turn + stop_speech, and the events of every job submitted so far become stale.
+
+Half-duplex is hands-free without barge-in (`barge_in=False`, the default: no echo canceller, or the user
+turned it off): the microphone would hear the avatar, so it is closed while SPEAKING. With barge-in the host
+cancels the avatar's echo before the VAD and the microphone stays open: speech heard while SPEAKING interrupts
+the reply like any other `speech_started` (the host's guard decides what counts as speech: the VAD on the
+cancelled signal, a minimum duration and a level above the residual echo). Push-to-talk never closes it.
 
 "Turn over" is the live turn's `TurnDone`, or the worker finishing it with no words heard (`dropped`), or
 its failure. SPEAKING lasts from the live turn's first audio until the stream has drained AND the turn is
@@ -113,11 +120,14 @@ def _locked(method: _F) -> _F:
 class TurnTaking:
     """The conversation's turn-taking state machine. See the module docstring for states and transitions."""
 
-    def __init__(self, actions: Actions, mode: str = HANDS_FREE, *, loaded: bool = False) -> None:
+    def __init__(
+        self, actions: Actions, mode: str = HANDS_FREE, *, loaded: bool = False, barge_in: bool = False
+    ) -> None:
         _check_mode(mode)
         self._actions = actions
         self._lock = threading.RLock()
         self.mode = mode
+        self.barge_in = barge_in  # hands-free keeps listening while the avatar speaks (its echo is cancelled)
         self.muted = False
         self.loaded = loaded
         self._load_failed = False
@@ -265,6 +275,12 @@ class TurnTaking:
                 self._live_job = None
             self._go(self._idle_state())
         self._update_listening()  # push-to-talk reopens a microphone closed while the avatar speaks
+
+    @_locked
+    def set_barge_in(self, barge_in: bool) -> None:
+        """Barge-in on (the microphone stays open while the avatar speaks) or off (half-duplex)."""
+        self.barge_in = bool(barge_in)
+        self._update_listening()
 
     @_locked
     def set_muted(self, muted: bool) -> None:
@@ -439,8 +455,9 @@ class TurnTaking:
 
     def _update_listening(self) -> None:
         """Half-duplex: without echo cancellation the microphone would hear the avatar, so in hands-free mode
-        it is closed while SPEAKING. Push-to-talk keeps it open (the key says who is talking)."""
-        listening = not self.muted and not (self.mode == HANDS_FREE and self._state is TurnState.SPEAKING)
+        without barge-in it is closed while SPEAKING. Push-to-talk keeps it open (the key says who is talking)."""
+        half_duplex = self.mode == HANDS_FREE and not self.barge_in
+        listening = not self.muted and not (half_duplex and self._state is TurnState.SPEAKING)
         if listening != self._listening:
             self._listening = listening
             self._actions.set_listening(listening)

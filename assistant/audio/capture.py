@@ -84,6 +84,16 @@ class InputStreamLike(Protocol):
     def close(self) -> None: ...
 
 
+class EchoStage(Protocol):
+    """What the listener needs of an echo canceller (assistant.audio.echo.EchoCanceller)."""
+
+    far_active: bool  # the avatar's voice may be in the chunk just processed
+
+    def process(self, chunk: np.ndarray, captured_at: float) -> np.ndarray: ...
+
+    def is_speech(self, frame: np.ndarray) -> bool: ...
+
+
 class AudioBackend(Protocol):
     def input_devices(self) -> list[InputDevice]: ...
 
@@ -228,7 +238,12 @@ class LiveListener:
         backend: AudioBackend | None = None,
         is_speech: Callable[[np.ndarray], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        echo: EchoStage | None = None,
+        barge_in_onset_ms: int | None = None,
     ) -> None:
+        # echo: an echo canceller (assistant.audio.echo) run on every chunk before the meter and the VAD; its
+        # `is_speech` becomes the VAD's classifier, and while the avatar speaks an utterance needs
+        # `barge_in_onset_ms` of voiced audio to start (a cough or a burst of residual echo does not interrupt).
         # clock: when a block was captured, read in the audio callback (tests pass a fake one).
         self.device = device
         self.vad = vad or VadSettings()
@@ -243,8 +258,10 @@ class LiveListener:
         self.retry_interval_s = retry_interval_s
         self.stall_timeout_s = stall_timeout_s
         self._backend = backend
-        self._is_speech = is_speech
+        self._is_speech = is_speech if is_speech is not None or echo is None else echo.is_speech
         self._clock = clock
+        self.echo = echo
+        self._barge_in_onset_ms = barge_in_onset_ms
         self._muted = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -411,6 +428,11 @@ class LiveListener:
                 segmenter.skip(len(chunk))
                 self._call(self.on_level, SILENCE_DBFS)
                 continue
+            if self.echo is not None:
+                chunk = self.echo.process(chunk, captured_at)
+                if self._barge_in_onset_ms is not None:
+                    far = self.echo.far_active
+                    segmenter.set_onset_ms(self._barge_in_onset_ms if far else self.vad.onset_ms)
             self._call(self.on_level, rms_dbfs(chunk))
             self._dispatch(segmenter.push(chunk, at=captured_at))
         return None

@@ -232,6 +232,16 @@ class VadSegmenter:
     def in_speech(self) -> bool:
         return self._frames is not None
 
+    def set_onset_ms(self, onset_ms: int) -> None:
+        """Change how much voiced audio starts an utterance (barge-in asks for more while the avatar speaks).
+        The pre-roll is unchanged: an utterance still starts `preroll_ms` before its first voiced frame."""
+        frames = self.settings.frames(max(onset_ms, self.settings.frame_ms))
+        if frames == self._onset_frames:
+            return
+        self._onset_frames = frames
+        self._onset_window = frames + frames // 2
+        self._history = deque(self._history, maxlen=self._preroll_frames + self._onset_window)
+
     @property
     def position_s(self) -> float:
         """Stream time of the next sample to be pushed."""

@@ -415,3 +415,54 @@ def test_real_segmenter_pause_then_end_releases_the_early_start(
     held = [h for h in rec.holds.values() if h is not None]
     assert [h.state for h in held] == ["discarded", "released"]  # the mid-sentence pause, then the end
     assert len(rec.holds) == 2 and tt.state is S.THINKING
+
+
+# ---- barge-in: hands-free with the avatar's echo cancelled keeps listening while it speaks ----
+
+
+def test_barge_in_keeps_the_mic_open_and_speech_interrupts_the_reply(rec: Recorder) -> None:
+    tt = TurnTaking(rec, HANDS_FREE, loaded=True, barge_in=True)
+    job = tt.typed("tell me a long story")
+    tt.turn_started(job)
+    tt.segment_ready(segment(1, 0))
+    tt.playback_started(1)
+    assert tt.state is S.SPEAKING and tt.listening
+    assert rec.take() == [("cancel_turn", "new question"), ("stop_speech", "new question"),
+                          ("submit", 1, "tell me a long story", None, False), ("speak", 1, 0)]  # fmt: skip
+    tt.speech_started()  # the user talks over the avatar
+    assert rec.take() == [("cancel_turn", "new user speech"), ("stop_speech", "new user speech")]
+    assert tt.state is S.HEARING and tt.live_job is None
+    assert not tt.segment_ready(segment(1, 1))  # the rest of the reply is dropped
+    u = utterance(10.0, 11.0)
+    second = tt.utterance_ended(u, 200.0)
+    assert second == 2 and tt.state is S.THINKING and tt.live_job == 2
+    assert ("submit", 2, u, 200.0, False) in rec.take()
+
+
+def test_barge_in_off_restores_half_duplex(rec: Recorder) -> None:
+    tt = TurnTaking(rec, HANDS_FREE, loaded=True, barge_in=True)
+    tt.set_barge_in(False)
+    job = tt.typed("hello")
+    tt.turn_started(job)
+    tt.segment_ready(segment(1, 0))
+    tt.playback_started(1)
+    assert tt.state is S.SPEAKING and not tt.listening
+    assert rec.take()[-1] == ("listening", False)
+    tt.set_barge_in(True)  # turned on mid-reply: the microphone opens at once
+    assert tt.listening and rec.take() == [("listening", True)]
+    tt.set_barge_in(False)
+    assert not tt.listening and rec.take() == [("listening", False)]
+    tt.turn_done(done(1, segments=1))
+    tt.playback_drained(1, 0)
+    assert tt.state is S.LISTENING and rec.take() == [("listening", True)]
+
+
+def test_barge_in_does_not_open_a_muted_mic(rec: Recorder) -> None:
+    tt = TurnTaking(rec, HANDS_FREE, loaded=True, barge_in=True)
+    tt.set_muted(True)
+    assert not tt.listening
+    job = tt.typed("hello")
+    tt.turn_started(job)
+    tt.segment_ready(segment(1, 0))
+    tt.playback_started(1)
+    assert not tt.listening

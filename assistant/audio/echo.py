@@ -1,0 +1,253 @@
+"""Acoustic echo cancellation for hands-free barge-in: remove the avatar's own voice from the microphone.
+
+The avatar's stream hands every frame's audio to its sinks; `EchoReference` is one of them, so the canceller is
+fed the exact samples the player plays, stamped with time.monotonic() when the stream's clock released them.
+`EchoCanceller.process(chunk, captured_at)` runs on the microphone thread, at the microphone's rate, before
+voice-activity detection: it
+takes the reference that was released `delay_s` before the chunk was captured and hands both to WebRTC's AEC3
+(the `pywebrtc-audio` package), which removes the echo and estimates the rest of the delay itself.
+
+Alignment: what the stream releases is heard `player_delay_ms` later (the encoder, VLC's input buffer, the sound
+server: 250-420 ms measured by `assistant bench live`), then the room adds its own path. AEC3 only cancels echo
+that comes *after* its reference, and its delay estimator finds any lag from about 10 to 500 ms
+(`assistant bench echo` measures it), so the reference is taken `align_ms` = the configured delay minus a
+margin early: the echo then always trails it by a lag AEC3 can find, whatever the player's delay this session.
+
+Barge-in guard (`is_speech`): a frame counts as the user's speech only if webrtcvad hears speech in the
+*cancelled* signal and, while the avatar speaks, the cancelled level is within `residual_margin_db` of the raw
+microphone level (a user speaking dominates the microphone; residual echo is 20-40 dB below it) and above a floor.
+
+Needs numpy, soxr and webrtcvad; `pywebrtc-audio` is optional: without it `load_echo_canceller` says why and the
+app stays half-duplex.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import soxr
+import webrtcvad
+
+from assistant.audio.capture import SILENCE_DBFS, rms_dbfs
+
+log = logging.getLogger(__name__)
+
+AEC_RATE_HZ = 16000  # the microphone's default rate (audio.sample_rate_hz); AEC3 also runs at 32 and 48 kHz
+STREAM_RATE_HZ = 48000  # the live stream's audio rate
+REFERENCE_KEEP_S = 3.0  # reference history kept: the longest delay (player + room + margin) with room to spare
+ALIGN_MARGIN_MS = 60.0  # the reference leads the echo by at least this (AEC3 cancels little at 0 lead)
+RESYNC_MS = 30.0  # the reference is read continuously unless it is this far from where the clocks put it
+FAR_ACTIVE_DBFS = -50.0  # reference louder than this in the window around the aligned time: the avatar speaks
+FAR_WINDOW_S = 0.6  # window around the aligned time (covers the delay AEC3 has to find)
+INSTALL_HINT = "install it with: .venv/bin/pip install pywebrtc-audio"
+
+
+@dataclass(frozen=True)
+class EchoSettings:
+    sample_rate_hz: int = AEC_RATE_HZ
+    delay_ms: float = 250.0  # the stream's playback delay (stream clock -> heard), from `assistant bench live`
+    residual_margin_db: float = 12.0  # while the avatar speaks, a voiced frame must be this close to the raw level
+    floor_dbfs: float = -55.0  # and louder than this
+    vad_aggressiveness: int = 3
+
+    @property
+    def align_ms(self) -> float:
+        return max(0.0, self.delay_ms - ALIGN_MARGIN_MS)
+
+
+class EchoUnavailable(Exception):
+    """No echo canceller can run here; the message says why and what to do."""
+
+
+def _import_aec() -> Any:
+    try:
+        from pywebrtc_audio import EchoCanceller as Aec3
+    except ImportError as e:
+        raise EchoUnavailable(f"the pywebrtc-audio package is not installed ({e}); {INSTALL_HINT}") from e
+    return Aec3
+
+
+class EchoReference:
+    """A `FrameSink` of the live stream: keeps the last seconds of its audio at 16 kHz, on time.monotonic().
+
+    Each write is anchored at the time it arrives (the stream's clock releases one frame's audio per tick and
+    plays it in real time from there), so sample positions map to times through the nearest earlier anchor."""
+
+    def __init__(
+        self, rate_hz: int = AEC_RATE_HZ, clock: Callable[[], float] = time.monotonic, stream_rate_hz: int = STREAM_RATE_HZ
+    ) -> None:
+        self.rate_hz = rate_hz
+        self._clock = clock
+        self._resampler = soxr.ResampleStream(stream_rate_hz, rate_hz, 1, dtype="float32")
+        self._lock = threading.Lock()
+        keep = int(REFERENCE_KEEP_S * rate_hz)
+        self._buf = np.zeros(keep, np.float32)  # a ring: sample p lives at p % keep
+        self._written = 0  # samples written since the start
+        self._anchors: deque[tuple[float, int]] = deque(maxlen=50)  # (time.monotonic(), first sample): 2 s
+
+    def write(self, yuv_i420: np.ndarray, audio_s16: np.ndarray) -> None:
+        now = self._clock()
+        x = self._resampler.resample_chunk(audio_s16.astype(np.float32) / 32768.0)  # (n,) float32 at rate_hz
+        with self._lock:
+            self._anchors.append((now, self._written))
+            keep = len(self._buf)
+            for i in range(0, len(x), keep):
+                part = x[i : i + keep]
+                start = (self._written + i) % keep
+                end = start + len(part)
+                if end <= keep:
+                    self._buf[start:end] = part
+                else:
+                    self._buf[start:] = part[: keep - start]
+                    self._buf[: end - keep] = part[keep - start :]
+            self._written += len(x)
+
+    def close(self) -> None:
+        pass
+
+    def position_at(self, t: float) -> int | None:
+        """The sample position released at time.monotonic() `t`; None before the first write.
+
+        A write arrives when the clock thread gets to it, never before its audio is due, so the earliest of the
+        recent anchors (largest `first - rate * at`) is the best estimate of the stream's sample clock."""
+        with self._lock:
+            if not self._anchors:
+                return None
+            offset = max(first - at * self.rate_hz for at, first in self._anchors)
+        return int(round(offset + t * self.rate_hz))
+
+    def samples(self, start: int, n: int) -> np.ndarray:
+        """Samples [start, start + n): zeros for what is not (or no longer, or not yet) there."""
+        out = np.zeros(n, np.float32)
+        with self._lock:
+            keep = len(self._buf)
+            lo, hi = max(start, self._written - keep, 0), min(start + n, self._written)
+            if hi > lo:
+                idx = np.arange(lo, hi) % keep
+                out[lo - start : hi - start] = self._buf[idx]
+        return out
+
+
+class EchoCanceller:
+    """AEC3 between the microphone and the VAD. `process` on the microphone thread; `reference` on the stream."""
+
+    def __init__(self, settings: EchoSettings | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = s = settings or EchoSettings()
+        if s.sample_rate_hz not in (16000, 32000, 48000):
+            raise EchoUnavailable(f"AEC3 runs at 16, 32 or 48 kHz, not {s.sample_rate_hz} Hz")
+        Aec3 = _import_aec()
+        # At the microphone's own rate; stream delay 0: the reference is pre-aligned and AEC3 finds the rest.
+        self._aec = Aec3(s.sample_rate_hz, 1, 0)
+        self.reference = EchoReference(s.sample_rate_hz, clock)
+        self._vad = webrtcvad.Vad(s.vad_aggressiveness)
+        self._stream: Any = None
+        self._read_pos: int | None = None  # the next reference sample to hand to AEC3
+        # What the last processed chunk was like, for the guard (the listener pushes one chunk = one VAD frame).
+        self.far_active = False
+        self.raw_dbfs = SILENCE_DBFS
+        self.out_dbfs = SILENCE_DBFS
+        # Totals while the avatar spoke and the guard heard no user: echo power in and out (ERLE).
+        self.echo_in_energy = 0.0
+        self.echo_out_energy = 0.0
+
+    # ---- the stream side ----
+    def attach(self, stream: Any) -> None:
+        """Tap a LiveStream's audio (again after the window rebuilt its stream)."""
+        if stream is self._stream:
+            return
+        if self._stream is not None:
+            self._stream.remove_sink(self.reference)
+        self._stream = stream
+        if stream is not None:
+            stream.add_sink(self.reference)
+
+    # ---- the microphone side ----
+    def process(self, chunk: np.ndarray, captured_at: float) -> np.ndarray:
+        """Cancel the echo in int16 mono `chunk` at `settings.sample_rate_hz`, captured by `captured_at`."""
+        rate = self.settings.sample_rate_hz
+        x = chunk.astype(np.float32) / 32768.0
+        n = len(x)
+        if n == 0:
+            return chunk
+        start_t = captured_at - n / rate - self.settings.align_ms / 1000.0
+        target = self.reference.position_at(start_t)
+        # Read the reference continuously (AEC3 needs an unbroken signal); follow the clocks only when they
+        # drift apart by more than the scheduling jitter of the two threads.
+        if target is None:
+            pos = None
+        elif self._read_pos is None or abs(target - self._read_pos) > RESYNC_MS * rate / 1000:
+            pos = target
+        else:
+            pos = self._read_pos
+        self._read_pos = None if pos is None else pos + n
+        far = np.zeros(n, np.float32) if pos is None else self.reference.samples(pos, n)
+        window = int(FAR_WINDOW_S * rate)
+        around = (
+            np.zeros(1, np.float32) if pos is None else self.reference.samples(pos - window // 6, window)
+        )  # the aligned reference and the lag AEC3 may still find after it
+        self.far_active = rms_dbfs((around * 32767).astype(np.int16)) > FAR_ACTIVE_DBFS
+        y = self._aec.process(x, far)
+        self.raw_dbfs = rms_dbfs(chunk)
+        out = (np.clip(y, -1.0, 1.0) * 32767.0).round().astype(np.int16)
+        self.out_dbfs = rms_dbfs(out)
+        return out
+
+    def is_speech(self, frame: np.ndarray) -> bool:
+        """The VAD's frame classifier on the cancelled signal, with the residual-echo guard (see the docstring)."""
+        rate = self.settings.sample_rate_hz
+        voiced = self._vad.is_speech(frame.tobytes(), rate)
+        if not self.far_active:
+            return voiced
+        level = rms_dbfs(frame)
+        user = voiced and level >= self.settings.floor_dbfs and level >= self.raw_dbfs - self.settings.residual_margin_db
+        if not voiced:  # echo only, as far as the guard can tell: count it for ERLE
+            self.echo_in_energy += 10 ** (self.raw_dbfs / 10)
+            self.echo_out_energy += 10 ** (level / 10)
+        return user
+
+    @property
+    def erle_db(self) -> float | None:
+        """Echo return loss enhancement over this session's echo-only frames."""
+        if self.echo_out_energy <= 0 or self.echo_in_energy <= 0:
+            return None
+        return 10.0 * float(np.log10(self.echo_in_energy / self.echo_out_energy))
+
+
+def load_echo_canceller(
+    settings: EchoSettings | None = None, clock: Callable[[], float] = time.monotonic
+) -> tuple[EchoCanceller | None, str | None]:
+    """An echo canceller, or None and a notice saying why there is none (never raises)."""
+    try:
+        return EchoCanceller(settings, clock), None
+    except EchoUnavailable as e:
+        return None, f"No echo cancellation: {e}. Hands-free stays half-duplex (the microphone pauses while the avatar speaks)"
+    except Exception as e:  # noqa: BLE001 - a broken native module must not take the app down
+        log.exception("the echo canceller failed to start")
+        return None, f"No echo cancellation: the canceller failed to start ({e!r}). Hands-free stays half-duplex"
+
+
+@dataclass(frozen=True)
+class BargeInSetup:
+    """What the app runs for hands-free barge-in: the canceller (None: none), whether barge-in is on, and a
+    notice for the user when it was asked for and cannot run."""
+
+    echo: EchoCanceller | None
+    enabled: bool
+    notice: str | None
+
+
+def barge_in_setup(audio: Any, clock: Callable[[], float] = time.monotonic) -> BargeInSetup:
+    """From the config's `audio` section (assistant.config.AudioSettings): barge-in when it is on and a
+    canceller runs here; otherwise half-duplex, with a notice when barge-in was wanted. Never raises."""
+    if not audio.barge_in:
+        return BargeInSetup(None, False, None)
+    echo, notice = load_echo_canceller(EchoSettings(audio.sample_rate_hz, float(audio.echo_delay_ms)), clock)
+    return BargeInSetup(echo, echo is not None, notice)

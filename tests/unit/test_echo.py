@@ -1,0 +1,112 @@
+"""The echo canceller stage: a real AEC3 (pywebrtc-audio) on a synthetic room, the residual-echo guard, and the
+fallback to half-duplex when no canceller can run."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from assistant.audio.echo import EchoCanceller, EchoSettings, barge_in_setup
+from assistant.config import AudioSettings
+from assistant.turn_taking import HANDS_FREE, TurnState, TurnTaking
+from tests.unit.test_turn_taking import Recorder, segment
+
+RATE = 16000
+
+
+def _voice_like(seconds: float, seed: int) -> np.ndarray:
+    """Noise shaped like speech: bursts of 150-400 ms at syllable rate, band-limited by a short moving sum."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * 48000)
+    x = rng.normal(0, 1, n)
+    x = np.convolve(x, np.ones(6) / 6, mode="same")
+    env = np.zeros(n)
+    i = 0
+    while i < n:
+        length = int(rng.uniform(0.15, 0.4) * 48000)
+        env[i : i + length] = np.hanning(min(length, n - i))
+        i += length + int(rng.uniform(0.03, 0.12) * 48000)
+    return (0.3 * x * env).astype(np.float32)  # (n,) float32 at 48 kHz
+
+
+def _run_room(echo: EchoCanceller, far48: np.ndarray, delay_s: float, gain: float, near_extra=None):
+    """The stream writes one 40 ms frame per tick from t=100; the microphone hears it `delay_s` later."""
+    import soxr
+
+    t = [100.0]
+    echo.reference._clock = lambda: t[0]
+    far16 = soxr.resample(far48, 48000, RATE)
+    n = len(far16) // 480 * 480
+    mic = np.zeros(n, np.float32)
+    d = int(delay_s * RATE)
+    mic[d:] = gain * far16[: n - d]
+    if near_extra is not None:
+        mic[: len(near_extra)] += near_extra[:n]
+    mic += np.random.default_rng(1).normal(0, 3e-4, n).astype(np.float32)
+    mic16 = (np.clip(mic, -1, 1) * 32767).astype(np.int16)
+    frames = [(far48[i : i + 1920] * 32767).astype(np.int16) for i in range(0, len(far48) - 1919, 1920)]
+    out, voiced, fi = [], [], 0
+    for j in range(0, n, 480):
+        captured = 100.0 + (j + 480) / RATE
+        while fi < len(frames) and 100.0 + fi * 0.04 <= captured:
+            t[0] = 100.0 + fi * 0.04
+            echo.reference.write(np.zeros(0, np.uint8), frames[fi])
+            fi += 1
+        chunk = echo.process(mic16[j : j + 480], captured)
+        out.append(chunk)
+        voiced.append(echo.is_speech(chunk))
+    return mic16, np.concatenate(out), np.array(voiced)
+
+
+def test_aec3_removes_the_avatars_echo_and_the_guard_hears_no_user() -> None:
+    echo = EchoCanceller(EchoSettings(delay_ms=250))
+    far = _voice_like(12.0, 0)
+    mic, out, voiced = _run_room(echo, far, delay_s=0.33, gain=0.5)
+    half = len(mic) // 2  # after convergence
+    erle = 10 * np.log10(np.mean(mic[half:].astype(float) ** 2) / np.mean(out[half:].astype(float) ** 2))
+    assert erle >= 20.0
+    assert echo.far_active
+    # The residual echo never looks like a user: no run of voiced frames long enough to interrupt (180 ms).
+    runs, longest = 0, 0
+    for v in voiced[50:]:
+        runs = runs + 1 if v else 0
+        longest = max(longest, runs)
+    assert longest * 30 < 180
+
+
+def test_a_user_speaking_over_the_echo_passes_the_guard() -> None:
+    echo = EchoCanceller(EchoSettings(delay_ms=250))
+    far = _voice_like(10.0, 0)
+    user48 = _voice_like(1.5, 7)
+    import soxr
+
+    user = np.zeros(10 * RATE, np.float32)
+    user[8 * RATE : 8 * RATE + int(1.5 * RATE)] = soxr.resample(user48, 48000, RATE)[: int(1.5 * RATE)] * 2.0
+    _, _, voiced = _run_room(echo, far, delay_s=0.33, gain=0.5, near_extra=user)
+    before = voiced[int(4 * RATE / 480) : int(8 * RATE / 480)]
+    during = voiced[int(8 * RATE / 480) : int(9.5 * RATE / 480)]
+    assert during.mean() > 0.4  # most of the user's bursts count as speech
+    assert before.mean() < 0.1  # the avatar alone does not
+
+
+def test_no_canceller_gives_a_notice_and_half_duplex(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pywebrtc_audio", None)  # import fails as if the package were missing
+    setup = barge_in_setup(AudioSettings())
+    assert setup.echo is None and not setup.enabled
+    assert setup.notice is not None and "pip install pywebrtc-audio" in setup.notice and "half-duplex" in setup.notice
+
+    rec = Recorder()
+    tt = TurnTaking(rec, HANDS_FREE, loaded=True, barge_in=setup.enabled)
+    tt.turn_started(tt.typed("hello"))
+    tt.segment_ready(segment(7, 0))
+    tt.playback_started(7)
+    assert tt.state is TurnState.SPEAKING and not tt.listening  # the microphone pauses while the avatar speaks
+    assert rec.take()[-1] == ("listening", False)
+
+
+def test_barge_in_switched_off_needs_no_canceller() -> None:
+    setup = barge_in_setup(AudioSettings(barge_in=False))
+    assert (setup.echo, setup.enabled, setup.notice) == (None, False, None)
+    assert barge_in_setup(AudioSettings()).enabled  # the package is installed here
