@@ -41,6 +41,7 @@ from assistant.config import Settings
 from assistant.events import Notice, SegmentReady, StageFailed, TurnDone
 from assistant.live import StreamSpeechFinished, StreamSpeechStarted
 from assistant.live.spoken import SpokenLedger, SpokenVerdict
+from assistant.audio.echo import barge_in_setup
 from assistant.turn_taking import TurnState, TurnTaking
 from ui.bridge import EventBridge
 from ui.live_avatar import LiveAvatar, PlayerFactory
@@ -131,7 +132,8 @@ class MainWindow(QMainWindow):
                 return LivePlayer(widget, vlc_args, caching_ms=caching_ms)
 
         self.live = LiveAvatar(self.avatar, settings, player_factory, record)
-        self.turns = TurnTaking(self, mode=settings.audio.mode)
+        self._set_barge_in(settings)
+        self.turns = TurnTaking(self, mode=settings.audio.mode, barge_in=self.barge.enabled)
         self._connect()
         self.avatar.set_image(settings.project_path(settings.talking_head.avatar_image))
         self._set_stage("Loading models…")
@@ -418,6 +420,10 @@ class MainWindow(QMainWindow):
         self.worker.submit_reconfigure(settings)
         self.live.apply_settings(settings)
         if settings.audio != old.audio:
+            if settings.audio.barge_in != old.audio.barge_in or settings.audio.echo_delay_ms != old.audio.echo_delay_ms:
+                self._set_barge_in(settings)
+                self.turns.set_barge_in(self.barge.enabled)
+            self.mic.barge_in_onset_ms = settings.audio.barge_in_min_speech_ms
             self.mic.restart(settings)
             self.mode_combo.setCurrentIndex(self.mode_combo.findData(settings.audio.mode))
         if settings.talking_head.avatar_image != old.talking_head.avatar_image:
@@ -612,6 +618,8 @@ class MainWindow(QMainWindow):
     # ---- live avatar slots ----
     def _on_live_started(self, description: str) -> None:
         self.engines["talking_head"] = description
+        if self.barge.echo is not None:
+            self.barge.echo.attach(self.live.stream)  # the canceller's reference: what the stream plays
         session = self.worker.session
         if session is not None and hasattr(session, "live_engine"):
             session.live_engine = description
@@ -627,6 +635,17 @@ class MainWindow(QMainWindow):
             "stop button on screen: x=%d y=%d w=%d h=%d",
             stop.x(), stop.y(), self.stop_button.width(), self.stop_button.height(),
         )  # fmt: skip
+
+    def _set_barge_in(self, settings: Settings) -> None:
+        """Hands-free barge-in: an echo canceller between the microphone and the VAD, or half-duplex (notice)."""
+        self.barge = barge_in_setup(settings.audio)
+        self.mic.echo = self.barge.echo
+        self.mic.barge_in_onset_ms = settings.audio.barge_in_min_speech_ms
+        if self.barge.echo is not None and self.live.stream is not None:
+            self.barge.echo.attach(self.live.stream)
+        log.info("barge-in: %s", "on (AEC3 echo canceller)" if self.barge.enabled else "off (half-duplex)")
+        if self.barge.notice:
+            self._show_notice(self.barge.notice)
 
     def _on_live_failed(self, message: str) -> None:
         self._show_notice(message)

@@ -4,7 +4,8 @@ The capture itself (`assistant.audio.capture.LiveListener`) runs on its own thre
 bridge's `on_mic_*` callbacks. Push-to-talk reuses the same segmenter with the key as the speech detector:
 while the key (or button) is held every frame counts as speech, so the utterance starts with the usual
 pre-roll and ends a moment after release. Without echo cancellation the microphone would hear the avatar, so
-in hands-free mode listening pauses while a reply plays (`set_speaking`); push-to-talk is unaffected.
+in hands-free mode listening pauses while a reply plays (`set_speaking`); push-to-talk is unaffected. With an
+echo canceller (`echo`, barge-in) hands-free capture runs it before the VAD and stays open while the avatar speaks.
 
 Needs PySide6 and assistant.audio.
 """
@@ -15,7 +16,7 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
@@ -40,9 +41,8 @@ class ListenerLike(Protocol):
     def set_muted(self, muted: bool) -> None: ...
 
 
-ListenerFactory = Callable[
-    [Settings, VadSettings, EventBridge, "Callable[[np.ndarray], bool] | None"], ListenerLike
-]
+# (settings, vad, bridge, is_speech[, echo=, barge_in_onset_ms=]) -> listener; the keywords only with barge-in
+ListenerFactory = Callable[..., ListenerLike]
 
 
 def vad_settings_for(settings: Settings, mode: str) -> VadSettings:
@@ -57,7 +57,12 @@ def vad_settings_for(settings: Settings, mode: str) -> VadSettings:
 
 
 def default_listener_factory(
-    settings: Settings, vad: VadSettings, bridge: EventBridge, is_speech: Callable[[np.ndarray], bool] | None
+    settings: Settings,
+    vad: VadSettings,
+    bridge: EventBridge,
+    is_speech: Callable[[np.ndarray], bool] | None,
+    echo: Any = None,
+    barge_in_onset_ms: int | None = None,
 ) -> ListenerLike:
     from assistant.audio.capture import LiveListener
 
@@ -72,6 +77,8 @@ def default_listener_factory(
         on_error=bridge.on_mic_error,
         on_notice=bridge.on_mic_notice,
         is_speech=is_speech,
+        echo=echo,
+        barge_in_onset_ms=barge_in_onset_ms,
     )
 
 
@@ -90,6 +97,8 @@ class MicrophoneControl(QObject):
         self.user_muted = False
         self.speaking = False  # a reply is playing
         self._ptt_down = threading.Event()  # read by the listener thread for every frame
+        self.echo: Any = None  # an assistant.audio.echo.EchoCanceller when hands-free barge-in is on
+        self.barge_in_onset_ms: int | None = None
 
     @property
     def available(self) -> bool:
@@ -118,9 +127,11 @@ class MicrophoneControl(QObject):
             return
         is_speech = self._ptt_is_speech if self.mode == PUSH_TO_TALK else None
         try:
-            self.listener = self._factory(
-                self._settings, vad_settings_for(self._settings, self.mode), self._bridge, is_speech
-            )
+            args = (self._settings, vad_settings_for(self._settings, self.mode), self._bridge, is_speech)
+            if self.echo is not None and self.mode == HANDS_FREE:
+                self.listener = self._factory(*args, echo=self.echo, barge_in_onset_ms=self.barge_in_onset_ms)
+            else:
+                self.listener = self._factory(*args)
         except Exception as e:
             log.exception("cannot create the microphone listener")
             self._bridge.on_mic_error(e)

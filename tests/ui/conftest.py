@@ -211,7 +211,8 @@ def small_stream_settings(tmp_path: Path, **overrides: Any):
 
 @pytest.fixture
 def settings(tmp_path):
-    return small_stream_settings(tmp_path)
+    # Half-duplex, as most of these tests are written for; test_barge_in.py turns barge-in on.
+    return small_stream_settings(tmp_path, audio={"barge_in": False})
 
 
 @pytest.fixture
@@ -249,8 +250,9 @@ class FakeListener:
 
     instances: list[FakeListener] = []
 
-    def __init__(self, settings, vad, bridge, is_speech) -> None:
+    def __init__(self, settings, vad, bridge, is_speech, echo=None, barge_in_onset_ms=None) -> None:
         self.settings, self.vad, self.bridge, self.is_speech = settings, vad, bridge, is_speech
+        self.echo, self.barge_in_onset_ms = echo, barge_in_onset_ms
         self.started = self.stopped = False
         self.muted_history: list[bool] = []
         self.on_stop: Callable[[], None] | None = None
