@@ -9,6 +9,7 @@ _BENCH_MODULES = (
     "assistant.bench.lipsync",
     "assistant.bench.turn",
     "assistant.bench.live",
+    "assistant.bench.stream",
 )
 
 

@@ -101,7 +101,7 @@ class Livestreamer:
         if self.speaker is not None:
             self.speaker.close()
         self.stream.stop(close_sinks=True)
-        log.info("stream stopped: %s", self.summary())
+        log.info("stream stopped: %s", self.summary(), extra={"fields": {"event": "stopped", **self.summary()}})
 
     def summary(self) -> dict[str, Any]:
         st = self.stream.stats
@@ -111,7 +111,8 @@ class Livestreamer:
         }  # fmt: skip
         if self.publisher is not None:
             p = self.publisher.stats
-            out.update(rtmp_connects=p.connects, rtmp_failures=p.failures, frames_unpublished=p.frames_unpublished)
+            out.update(rtmp_connects=p.connects, rtmp_failures=p.failures, frames_unpublished=p.frames_unpublished,
+                       frames_published=p.frames_published, frames_dropped_encoder=p.frames_dropped_encoder)
         if self.consumer is not None:
             c = self.consumer.stats
             out.update(acked=c.acked, rejected=c.rejected, requeued=c.requeued, broker_losses=c.connection_losses)
