@@ -571,3 +571,29 @@ def stop_all(things: Sequence[_Stoppable]) -> None:
             first = first or e
     if first is not None:
         raise first
+
+
+# --- a virtual room (echo path) -------------------------------------------------------------------------------
+
+
+def build_room(pulse: PulseRig, delay_ms: float, echo_gain_db: float) -> int:
+    """Make the speaker audible to the microphone, as a laptop's own speakers are: module-loopback from the
+    speaker's monitor into the mic sink, `delay_ms` late and `echo_gain_db` loud (its sink input's volume).
+    Returns the loopback's module index. Room noise is played separately (`PulseRig.play_async`)."""
+    done = pulse.run(
+        "pactl", "load-module", "module-loopback", f"source={pulse.speaker_monitor}", f"sink={pulse.mic_sink}",
+        f"latency_msec={max(1, int(delay_ms))}", "source_dont_move=true", "sink_dont_move=true",
+        "adjust_time=0", "sink_input_properties=media.name=room-echo",
+    )  # fmt: skip
+    module = int(done.stdout.strip())
+    deadline = time.monotonic() + 5.0
+    while True:  # the loopback's sink input appears once its source delivers
+        listing = pulse.run("pactl", "list", "sink-inputs").stdout
+        inputs = re.findall(rf"Sink Input #(\d+)\n(?:\t.*\n)*?\tOwner Module: {module}\n", listing)
+        if inputs or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if not inputs:
+        raise RigError(f"the room's loopback (module {module}) has no sink input: {listing}")
+    pulse.run("pactl", "set-sink-input-volume", inputs[0], f"{echo_gain_db:+.1f}dB")
+    return module

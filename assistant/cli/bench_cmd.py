@@ -10,6 +10,7 @@ _BENCH_MODULES = (
     "assistant.bench.turn",
     "assistant.bench.live",
     "assistant.bench.stream",
+    "assistant.bench.echo",
 )
 
 
