@@ -355,8 +355,7 @@ def run_echo(runs: int, delay_ms: float, echo_gain_db: float, option: str, out_d
                     run.false_barge_in = any(isinstance(e, SpeechStarted) for _, e in events[mark:])
                     reply_windows.append((t0, t0 + reply_s))
                 for at, ev in events[mark:]:
-                    progress(f"  {at - t0:6.2f} s {type(ev).__name__}"
-                             + (f" far={echo.far_active} raw={echo.raw_dbfs:.0f} out={echo.out_dbfs:.0f}" if echo else ""))
+                    progress(f"  {at - t0:6.2f} s after the reply was queued: {type(ev).__name__}")
                 turns.turn_done(_done(turn_id))
                 turns.stop("next run")
                 time.sleep(0.5)
