@@ -28,6 +28,7 @@ from assistant.events import Notice, TurnEvent, Utterance
 from assistant.models import locate, state
 from assistant.pipeline import Hold, Stages, TurnResult, TurnRunner
 from assistant.profile import GPUInfo, ResolvedSettings, llama_gpu_offload, probe_cuda, resolve
+from assistant.storage import describe as describe_storage
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +246,12 @@ class Session:
         self._apply_amendment(result.turn_id)
         if not result.dropped and not result.discarded:
             source = utterance.source if utterance is not None else "typed"
-            self.conversation_log.append(result, started, source)
+            try:
+                self.conversation_log.append(result, started, source)
+            except OSError as e:  # a read-only or full data folder must not lose the reply already shown
+                message = f"Conversation log not written: {describe_storage(self.conversation_log.folder, e)}"
+                log.warning(message)
+                self._emit(Notice(result.turn_id, time.monotonic(), message, "warning"))
         return result
 
     def amend_spoken_reply(self, turn_id: int, spoken_text: str) -> None:

@@ -30,6 +30,10 @@ class TTSModelError(TTSError, ModelError):
     """A voice/model file is missing, corrupt or does not match the engine."""
 
 
+class TTSOutputError(TTSError):
+    """The speech file could not be written (read-only or full folder): not an engine failure, none is dropped."""
+
+
 class TTSImportError(TTSError, ImportError):
     """The Python package of an optional engine is not installed or does not import."""
 

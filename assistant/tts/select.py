@@ -1,6 +1,11 @@
 """The TTS fallback chain: coqui -> piper -> espeak. An engine that cannot load (missing model, import error,
-corrupt file) or that fails while speaking is dropped, the next one speaks, and the reason is logged, kept
-in `fallbacks` and written into `SpeechAudio.fallback_reason`.
+corrupt file) is dropped, the next one speaks, and the reason is logged, kept in `fallbacks` and written into
+`SpeechAudio.fallback_reason`; a dropped engine is tried again after `retry_load_after_s` (a model downloaded
+meanwhile, memory freed), unless its package is missing. An engine that fails while speaking one sentence is
+not dropped: the next engine speaks that sentence and the next sentence starts from the best engine again; only
+FAILURES_IN_A_ROW_TO_DROP failures in a row drop it like a load failure (and it is retried the same way). A
+speech file that cannot be written (read-only or full folder) is nobody's fault but the folder's: no engine is
+tried further and TTSOutputError names the folder and the fix.
 
 Needs only the engine modules, which import their heavy packages (torch, Coqui, onnxruntime) inside
 `load()`.
@@ -11,18 +16,30 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from assistant.errors import Cancelled, ConfigError, TTSError
 from assistant.events import SpeechAudio
-from assistant.tts.base import ENGINE_NAMES, EmptyTextError, TTSEngine, TTSOptions, check_text
+from assistant.storage import StorageError, check_writable
+from assistant.tts.base import (
+    ENGINE_NAMES,
+    EmptyTextError,
+    TTSEngine,
+    TTSImportError,
+    TTSOptions,
+    TTSOutputError,
+    check_text,
+)
 
 log = logging.getLogger(__name__)
 
 EngineFactory = Callable[[TTSOptions], TTSEngine]
 FallbackCallback = Callable[[str, str], None]  # (engine that failed, reason)
+RETRY_LOAD_AFTER_S = 60.0  # a model that failed to load is tried again this long after (about every few turns)
+FAILURES_IN_A_ROW_TO_DROP = 3  # sentences one engine failed in a row before it is treated as broken (a CUDA fault)
 
 
 @dataclass(frozen=True)
@@ -89,8 +106,9 @@ def _reason(error: BaseException) -> str:
 class FallbackTTS:
     """A TTSEngine made of several: speaks with the first that works, steps down on failure, reports why.
 
-    `name` is the engine speaking now. A dropped engine stays dropped (and closed) for the life of this
-    object, so a model that broke is not retried on every sentence.
+    `name` is the engine speaking now. An engine that failed to load is dropped (and closed) and tried again
+    once `retry_load_after_s` has passed; one that failed to speak a sentence stays, so a moment without a
+    writable folder or a sentence one voice cannot pronounce never mutes the session.
     """
 
     def __init__(
@@ -100,14 +118,22 @@ class FallbackTTS:
         on_fallback: FallbackCallback | None = None,
         preferred: str | None = None,
         failed: Sequence[FallbackStep] = (),
+        retry_load_after_s: float = RETRY_LOAD_AFTER_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`failed`: engines of the chain that could not even be built (reported like load failures)."""
         if not engines and not failed:
             raise ValueError("FallbackTTS needs at least one engine")
         self.preferred = preferred or (failed[0].engine if failed else engines[0].name)
         self._engines = list(engines)  # still candidates, best first
+        self._rank = {id(e): i for i, e in enumerate(engines)}
         self._on_fallback = on_fallback
         self._fallbacks: list[FallbackStep] = list(failed)
+        # Engines dropped at load: (when, engine, the step that reports it), retried after retry_load_after_s.
+        self._dropped: list[tuple[float, TTSEngine, FallbackStep]] = []
+        self._failures_in_a_row: dict[int, int] = {}  # id(engine) -> sentences it failed since it last spoke
+        self.retry_load_after_s = retry_load_after_s
+        self._clock = clock
         self._lock = threading.RLock()
 
     @property
@@ -123,7 +149,7 @@ class FallbackTTS:
 
     @property
     def fallbacks(self) -> list[FallbackStep]:
-        """Every step down so far, oldest first."""
+        """Every load failure still in effect, oldest first."""
         return list(self._fallbacks)
 
     @property
@@ -133,56 +159,97 @@ class FallbackTTS:
             return None
         return "; ".join(str(step) for step in self._fallbacks)
 
-    def _drop(self, engine: TTSEngine, stage: str, error: BaseException) -> None:
+    def _report(self, step: FallbackStep, nxt: str | None) -> None:
+        log.warning("TTS %s%s", step, f"; falling back to {nxt}" if nxt else "; no engine left")
+        if self._on_fallback is not None:
+            self._on_fallback(step.engine, str(step))
+
+    def _drop(self, engine: TTSEngine, error: BaseException, stage: str = "load") -> None:
+        """Out of the chain until retry_load_after_s has passed (for good if its package is not installed)."""
         step = FallbackStep(engine.name, stage, _reason(error))
+        self._failures_in_a_row.pop(id(engine), None)
         self._fallbacks.append(step)
         self._engines.remove(engine)
-        nxt = self._engines[0].name if self._engines else None
-        log.warning("TTS %s%s", step, f"; falling back to {nxt}" if nxt else "; no engine left")
         try:
             engine.close()
         except Exception:  # closing a half-loaded engine must not hide why it was dropped
             log.debug("closing %s after its failure raised", engine.name, exc_info=True)
-        if self._on_fallback is not None:
-            self._on_fallback(step.engine, str(step))
+        if not isinstance(error, TTSImportError):  # a missing package does not appear mid-session
+            self._dropped.append((self._clock(), engine, step))
+        self._report(step, self._engines[0].name if self._engines else None)
 
-    def _nothing_left_message(self) -> str:
-        lines = "\n  ".join(str(s) for s in self._fallbacks) or "no engine was configured"
+    def _retry_dropped(self) -> None:
+        """Put engines whose load failed long enough ago back in their place; load() tries them again."""
+        now = self._clock()
+        due = [d for d in self._dropped if now - d[0] >= self.retry_load_after_s]
+        for entry in due:
+            _, engine, step = entry
+            self._dropped.remove(entry)
+            if step in self._fallbacks:
+                self._fallbacks.remove(step)
+            self._engines.append(engine)
+            log.info("TTS: trying %s again (it failed to load %.0f s ago)", engine.name, now - entry[0])
+        if due:
+            self._engines.sort(key=lambda e: self._rank.get(id(e), len(self._rank)))
+
+    def _nothing_left_message(self, steps: Sequence[FallbackStep] = ()) -> str:
+        lines = "\n  ".join(str(s) for s in [*self._fallbacks, *steps]) or "no engine was configured"
         return (
             f"No TTS engine could speak:\n  {lines}\n"
             "Install espeak-ng (sudo apt-get install espeak-ng) as a last resort"
         )
 
+    def _load_engine(self, engine: TTSEngine) -> bool:
+        try:
+            engine.load()
+            return True
+        except (Cancelled, KeyboardInterrupt):
+            raise
+        except Exception as e:
+            self._drop(engine, e)
+            return False
+
     def load(self) -> None:
         """Load the first engine that loads; TTSError listing every reason when none does."""
         with self._lock:
+            self._retry_dropped()
             while self._engines:
-                engine = self._engines[0]
-                try:
-                    engine.load()
+                if self._load_engine(self._engines[0]):
                     return
-                except (Cancelled, KeyboardInterrupt):
-                    raise
-                except Exception as e:
-                    self._drop(engine, "load", e)
             raise TTSError(self._nothing_left_message())
 
     def synthesize(self, text: str, out_path: Path) -> SpeechAudio:
         check_text(text)  # empty text is the caller's mistake, not an engine failure: no fallback
         with self._lock:
-            while True:
-                self.load()
-                engine = self._engines[0]
+            self.load()
+            failed_now: list[FallbackStep] = []  # engines that could not speak this sentence
+            for engine in list(self._engines):
+                if not self._load_engine(engine):
+                    continue
                 try:
                     speech = engine.synthesize(text, out_path)
                 except (Cancelled, KeyboardInterrupt, EmptyTextError):
                     raise
                 except Exception as e:
-                    self._drop(engine, "synthesize", e)
+                    try:
+                        check_writable(Path(out_path).parent)
+                    except StorageError as storage:  # the folder, not the engine: the next would fail the same
+                        raise TTSOutputError(f"Speech not written: {storage}") from e
+                    in_a_row = self._failures_in_a_row.get(id(engine), 0) + 1
+                    self._failures_in_a_row[id(engine)] = in_a_row
+                    if in_a_row >= FAILURES_IN_A_ROW_TO_DROP:
+                        self._drop(engine, e, "synthesize")
+                        continue
+                    failed_now.append(FallbackStep(engine.name, "synthesize", _reason(e)))
+                    later = self._engines[self._engines.index(engine) + 1 :]
+                    self._report(failed_now[-1], later[0].name if later else None)
                     continue
-                if self._fallbacks:
-                    speech = dataclasses.replace(speech, fallback_reason=self.fallback_reason)
+                self._failures_in_a_row.pop(id(engine), None)
+                reasons = [*self._fallbacks, *failed_now]
+                if reasons:
+                    speech = dataclasses.replace(speech, fallback_reason="; ".join(str(s) for s in reasons))
                 return speech
+            raise TTSError(self._nothing_left_message(failed_now))
 
     def close(self) -> None:
         with self._lock:

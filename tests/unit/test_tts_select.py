@@ -28,7 +28,8 @@ from assistant.tts import (
     resolve_model,
     resolve_voice,
 )
-from assistant.tts.base import speech_from_wav
+from assistant.tts.base import TTSOutputError, speech_from_wav
+from assistant.tts.select import FAILURES_IN_A_ROW_TO_DROP
 from assistant.tts.coqui import _fix_side_file_paths
 
 RATE_HZ = 16000
@@ -129,7 +130,7 @@ def test_import_error_and_missing_voice_fall_through_to_espeak(tmp_path: Path) -
     assert "piper failed to load: FileNotFoundError: no voice.onnx" in speech.fallback_reason
 
 
-def test_synthesis_failure_moves_down_for_this_and_later_sentences(tmp_path: Path) -> None:
+def test_one_synthesis_failure_moves_down_for_that_sentence_only(tmp_path: Path) -> None:
     coqui = FakeEngine("coqui", synth_errors=[RuntimeError("CUDA error: device-side assert")])
     piper = FakeEngine("piper")
     tts = build_tts("coqui", factories=fakes(coqui=coqui, piper=piper, espeak=FakeEngine("espeak")))
@@ -138,12 +139,42 @@ def test_synthesis_failure_moves_down_for_this_and_later_sentences(tmp_path: Pat
     first = tts.synthesize("First.", tmp_path / "1.wav")
     second = tts.synthesize("Second.", tmp_path / "2.wav")
 
-    assert (first.engine, second.engine) == ("piper", "piper")
-    assert piper.spoken == ["First.", "Second."] and coqui.spoken == []
+    assert (first.engine, second.engine) == ("piper", "coqui")
+    assert piper.spoken == ["First."] and coqui.spoken == ["Second."]
     assert first.fallback_reason == "coqui failed to synthesize: RuntimeError: CUDA error: device-side assert"
-    assert second.fallback_reason == first.fallback_reason
-    assert [(s.engine, s.stage) for s in tts.fallbacks] == [("coqui", "synthesize")]
-    assert coqui.closed == 1
+    assert second.fallback_reason is None
+    assert tts.fallbacks == [] and coqui.closed == 0
+
+
+def test_failures_in_a_row_drop_the_engine_until_it_is_retried(tmp_path: Path) -> None:
+    now = [0.0]
+    broken = [RuntimeError("CUDA error: device-side assert")] * FAILURES_IN_A_ROW_TO_DROP
+    coqui, piper = FakeEngine("coqui", synth_errors=list(broken)), FakeEngine("piper")
+    tts = FallbackTTS([coqui, piper], retry_load_after_s=60.0, clock=lambda: now[0])
+    spoken = [tts.synthesize(f"S{i}.", tmp_path / f"{i}.wav").engine for i in range(FAILURES_IN_A_ROW_TO_DROP + 1)]
+    assert spoken == ["piper"] * (FAILURES_IN_A_ROW_TO_DROP + 1)
+    assert [(s.engine, s.stage) for s in tts.fallbacks] == [("coqui", "synthesize")] and coqui.closed == 1
+    assert len(coqui.spoken) == 0 and tts.name == "piper"
+
+    now[0] = 59.0  # not yet: piper goes on
+    assert tts.synthesize("Later.", tmp_path / "l.wav").engine == "piper"
+    now[0] = 61.0  # the broken engine has healed: it is the preferred one again
+    assert tts.synthesize("Healed.", tmp_path / "h.wav").engine == "coqui"
+    assert tts.fallbacks == [] and tts.name == "coqui"
+
+
+def test_a_load_failure_is_retried_after_a_while_but_a_missing_package_is_not(tmp_path: Path) -> None:
+    now = [0.0]
+    coqui = FakeEngine("coqui", load_error=TTSModelError("model not downloaded"))
+    piper = FakeEngine("piper", load_error=TTSImportError("piper-tts is not installed"))
+    espeak = FakeEngine("espeak")
+    tts = FallbackTTS([coqui, piper, espeak], retry_load_after_s=30.0, clock=lambda: now[0])
+    assert tts.synthesize("One.", tmp_path / "1.wav").engine == "espeak"
+    coqui.load_error = piper.load_error = None  # the model arrived; the package did not appear by itself
+    now[0] = 31.0
+    assert tts.synthesize("Two.", tmp_path / "2.wav").engine == "coqui"
+    assert coqui.spoken == ["Two."] and piper.loads == 1
+    assert [s.engine for s in tts.fallbacks] == ["piper"]
 
 
 def test_every_engine_failing_raises_with_every_reason(tmp_path: Path) -> None:
@@ -158,7 +189,8 @@ def test_every_engine_failing_raises_with_every_reason(tmp_path: Path) -> None:
     assert "piper failed to load: voice missing" in message
     assert "espeak failed to synthesize: espeak-ng failed (exit 1): bad voice" in message
     assert "apt-get install espeak-ng" in message
-    assert tts.name == "none"
+    # One sentence no engine could speak does not mute the session: the next one is spoken.
+    assert tts.synthesize("Again.", tmp_path / "b.wav").engine == "espeak"
 
 
 def test_nothing_loads_raises_at_build_time() -> None:
