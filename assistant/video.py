@@ -22,7 +22,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -635,3 +635,153 @@ class LiveEncoder:
             return _tail(self._stderr.read().decode("utf-8", "replace"))
         except (ValueError, OSError):
             return ""
+
+
+# ==== Re-encoding and presentation muxing (`assistant video encode`, `assistant present`) ====================
+# Quality presets of `video encode`: x264/x265 preset and constant rate factor (lower CRF: better, larger).
+ENCODE_PRESETS: dict[str, tuple[str, int]] = {
+    "high": ("slow", 18),
+    "medium": ("medium", 23),
+    "low": ("fast", 28),
+    "fast": ("veryfast", 23),
+}
+_CODEC_ALIASES = {"h264": "libx264", "x264": "libx264", "h265": "libx265", "hevc": "libx265", "x265": "libx265"}
+ENCODE_CODECS = ("libx264", "libx265")  # both take -preset/-crf with the same meaning
+_MP4_AUDIO_COPY = ("aac", "mp3", "alac", "ac3")  # audio an MP4 holds as it is; anything else becomes AAC
+
+
+@dataclass(frozen=True)
+class EncodeResult:
+    """What `encode_file` made, and with which settings."""
+
+    path: Path
+    codec: str
+    quality: str
+    preset: str
+    crf: int
+    audio: str  # "copy", "aac" or "none"
+    duration_s: float
+    size_bytes: int
+    input_size_bytes: int
+    elapsed_s: float
+
+
+def encode_file(
+    input_path: str | Path,
+    output_path: str | Path,
+    quality: str = "medium",
+    crf: int | None = None,
+    codec: str = "libx264",
+    audio_bitrate: str = "192k",
+    on_progress: Callable[[float], None] | None = None,
+) -> EncodeResult:
+    """Re-encode a video to an MP4 with a quality preset (ENCODE_PRESETS), keeping its audio and chapters.
+
+    `crf` overrides the preset's. `on_progress(fraction)` is called as ffmpeg reports its position. The output
+    appears only once complete (`.part` name, then renamed); a failure or Ctrl-C leaves nothing behind.
+    """
+    import time
+
+    input_path, output_path = Path(input_path), Path(output_path)
+    if quality not in ENCODE_PRESETS:
+        raise ValueError(f"Unknown quality {quality!r}; use one of {', '.join(ENCODE_PRESETS)}")
+    codec = _CODEC_ALIASES.get(codec, codec)
+    if codec not in ENCODE_CODECS:
+        raise ValueError(f"Unknown codec {codec!r}; use one of {', '.join(ENCODE_CODECS)} (or h264, h265)")
+    preset, preset_crf = ENCODE_PRESETS[quality]
+    crf = preset_crf if crf is None else int(crf)
+    if not 0 <= crf <= 51:
+        raise ValueError(f"CRF must be between 0 and 51, got {crf}")
+    info = probe(input_path)
+    if not info.has_video:
+        raise VideoEncodeError(f"{input_path} has no video stream to encode")
+    audio = "none"
+    if info.has_audio:
+        audio = "copy" if info.audio_codec in _MP4_AUDIO_COPY else "aac"
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    part = output_path.with_name(f".{output_path.name}.part")
+    args = [
+        _binary("ffmpeg"), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(input_path),
+        "-map", "0:v:0", "-c:v", codec, "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
+    ]  # fmt: skip
+    if codec == "libx265":
+        args += ["-tag:v", "hvc1", "-x265-params", "log-level=error"]  # hvc1: what Apple players want
+    if audio == "copy":
+        args += ["-map", "0:a:0", "-c:a", "copy"]
+    elif audio == "aac":
+        args += ["-map", "0:a:0", "-c:a", "aac", "-b:a", audio_bitrate]
+    args += [
+        "-map_chapters", "0", "-movflags", "+faststart", "-progress", "pipe:1", "-nostats", "-f", "mp4", str(part),
+    ]  # fmt: skip
+    log.debug("ffmpeg: %s", " ".join(args))
+    start = time.monotonic()
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL)
+        assert proc.stdout is not None
+        try:
+            for raw in proc.stdout:  # key=value lines, a block per progress report
+                key, _, value = raw.decode("ascii", "replace").strip().partition("=")
+                if key == "out_time_us" and on_progress is not None and info.duration_s > 0:
+                    try:
+                        on_progress(min(1.0, max(0.0, int(value) / 1e6 / info.duration_s)))
+                    except ValueError:
+                        pass  # "N/A" before the first frame
+            rc = proc.wait()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            part.unlink(missing_ok=True)
+            raise
+        if rc != 0:
+            part.unlink(missing_ok=True)
+            stderr.seek(0)
+            raise VideoEncodeError(
+                f"ffmpeg failed to encode {input_path} (exit {rc}): {_tail(stderr.read().decode('utf-8', 'replace'))}"
+            )
+    os.replace(part, output_path)
+    if on_progress is not None:
+        on_progress(1.0)
+    return EncodeResult(
+        path=output_path, codec=codec, quality=quality, preset=preset, crf=crf, audio=audio,
+        duration_s=info.duration_s, size_bytes=output_path.stat().st_size,
+        input_size_bytes=input_path.stat().st_size, elapsed_s=time.monotonic() - start,
+    )  # fmt: skip
+
+
+def mux_presentation(
+    video_path: str | Path,
+    output_path: str | Path,
+    chapters_path: str | Path | None = None,
+    subtitles_path: str | Path | None = None,
+    subtitle_language: str = "eng",
+) -> Path:
+    """Copy a finished video's streams into `output_path` adding chapters (an ffmetadata file) and a subtitle track
+    (an .srt, stored as MP4 text: mov_text), with the index up front (faststart). Nothing is re-encoded."""
+    video_path, output_path = Path(video_path), Path(output_path)
+    args = [_binary("ffmpeg"), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(video_path)]
+    n = 1
+    sub_input = meta_input = None
+    if subtitles_path is not None:
+        args += ["-f", "srt", "-i", str(subtitles_path)]
+        sub_input, n = n, n + 1
+    if chapters_path is not None:
+        args += ["-f", "ffmetadata", "-i", str(chapters_path)]
+        meta_input = n
+    args += ["-map", "0:v", "-map", "0:a?"]
+    if sub_input is not None:
+        args += ["-map", f"{sub_input}:s:0"]
+    if meta_input is not None:
+        args += ["-map_metadata", str(meta_input), "-map_chapters", str(meta_input)]
+    args += ["-c:v", "copy", "-c:a", "copy"]
+    if sub_input is not None:
+        args += ["-c:s", "mov_text", "-metadata:s:s:0", f"language={subtitle_language}"]
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    part = output_path.with_name(f".{output_path.name}.part")
+    args += ["-movflags", "+faststart", "-f", "mp4", str(part)]
+    try:
+        _run(args, f"ffmpeg adding chapters and subtitles to {video_path}")
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    os.replace(part, output_path)
+    return output_path
