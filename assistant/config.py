@@ -185,6 +185,24 @@ class LivestreamSettings(_Section):
     max_audio_s: float = Field(120.0, gt=0.0, le=3600.0, description="longer audio messages are rejected")
 
 
+class PresentationSettings(_Section):
+    layout: Literal["corner", "side", "full"] = Field("corner", description="where the avatar goes on the slides")
+    quality_mode: Literal["standard", "high"] | None = Field(
+        None, description="standard 720p or high 1080p (sizes from talking_head); null = talking_head's"
+    )
+    sentence_pause_s: float = Field(0.35, ge=0.0, le=5.0, description="silence between narration sentences")
+    silent_slide_s: float = Field(4.0, gt=0.0, le=600.0, description="how long a slide with no narration shows")
+    title_card_s: float = Field(3.0, gt=0.0, le=600.0, description="how long a title card without narration shows")
+    max_segment_s: float = Field(
+        300.0, ge=1.0, le=300.0, description="longest narration one lip-sync call gets; longer ones are split"
+    )
+    crf: int = Field(20, ge=0, le=51, description="x264 quality of the slides (lower: sharper text, larger file)")
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] = Field(
+        "veryfast", description="x264 speed preset of the slides"
+    )
+    jobs_dir: Path | None = Field(None, description="job folders; null = <data_dir>/presentations")
+
+
 class UISettings(_Section):
     window_width: int = Field(1100, ge=400, description="initial window width")
     window_height: int = Field(720, ge=300, description="initial window height")
@@ -212,6 +230,9 @@ class Settings(_Section):
     live: LiveSettings = Field(default_factory=LiveSettings, description="the live avatar stream")
     livestream: LivestreamSettings = Field(
         default_factory=LivestreamSettings, description="`assistant stream`: messages from RabbitMQ to RTMP"
+    )
+    presentation: PresentationSettings = Field(
+        default_factory=PresentationSettings, description="`assistant present`: script to presentation video"
     )
     ui: UISettings = Field(default_factory=UISettings, description="the desktop window")
     models: ModelsSettings = Field(default_factory=ModelsSettings, description="model downloads")

@@ -69,3 +69,7 @@ class VideoEncodeError(TalkingHeadError, RuntimeError):
 
 class Cancelled(AssistantError):
     """A turn was cancelled (new user speech, or the user stopped it)."""
+
+
+class PresentationError(AssistantError):
+    """A presentation script, its avatar or its output path cannot be used (`assistant present`)."""
