@@ -666,6 +666,16 @@ class EncodeResult:
     elapsed_s: float
 
 
+def _text_subtitles(path: Path) -> bool:
+    """Whether every subtitle stream of `path` is text (and there is at least one)."""
+    args = [
+        _binary("ffprobe"), "-v", "error", "-select_streams", "s", "-show_entries", "stream=codec_name",
+        "-of", "csv=p=0", str(path),
+    ]  # fmt: skip
+    codecs = _run(args, f"ffprobe {path}").stdout.decode("utf-8", "replace").split()
+    return bool(codecs) and all(c in ("mov_text", "subrip", "srt", "ass", "ssa", "webvtt", "text") for c in codecs)
+
+
 def encode_file(
     input_path: str | Path,
     output_path: str | Path,
@@ -710,6 +720,8 @@ def encode_file(
         args += ["-map", "0:a:0", "-c:a", "copy"]
     elif audio == "aac":
         args += ["-map", "0:a:0", "-c:a", "aac", "-b:a", audio_bitrate]
+    if _text_subtitles(input_path):  # a presentation's subtitle track goes along (bitmap subtitles cannot)
+        args += ["-map", "0:s", "-c:s", "mov_text"]
     args += [
         "-map_chapters", "0", "-movflags", "+faststart", "-progress", "pipe:1", "-nostats", "-f", "mp4", str(part),
     ]  # fmt: skip

@@ -9,12 +9,15 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("video", help="inspect video files")
+    parser = sub.add_parser("video", help="inspect and re-encode video files")
     vsub = parser.add_subparsers(dest="video_command", metavar="ACTION", required=True)
     info = vsub.add_parser("info", help="duration, resolution, fps, codecs and audio rate of a file")
     info.add_argument("file", help="video (or audio) file")
     info.add_argument("--json", action="store_true", help="one JSON object")
     info.set_defaults(func=_info)
+    from assistant.cli.encode_cmd import register_encode
+
+    register_encode(vsub)
 
 
 def _info(args: argparse.Namespace) -> int:
