@@ -44,6 +44,9 @@ GGUF_MAGIC = b"GGUF"
 # Template tokens around each message (ChatML: "<|im_start|>", role, "\n", ..., "<|im_end|>", "\n").
 MESSAGE_OVERHEAD_TOKENS = 5
 REPLY_PRIMING_TOKENS = 3  # "<|im_start|>assistant\n" that opens the reply
+# A full history is trimmed to this share of its budget at once, so the cached prompt prefix survives the next
+# turns: with 1024 tokens and ~60-token exchanges, one re-evaluation every ~8 turns instead of every turn.
+TRIM_TO_FRACTION = 0.5
 LOCK_WAIT_S = 30.0  # a new turn waits this long for an abandoned one to let go of the model
 
 # ---- degenerate replies (kept out of history) ----
@@ -318,10 +321,17 @@ class DialogueManager:
     def prompt_messages(self, user_text: str) -> list[dict[str, str]]:
         """The messages sent for `user_text`: system prompt, the newest turns that fit, the question.
 
-        Turns that no longer fit are dropped from history for good (oldest first).
+        Turns that no longer fit are dropped from history for good, oldest first, down to TRIM_TO_FRACTION of the
+        budget at once (see there).
         """
         if self._system_tokens is None:
             self._system_tokens = self._message_tokens(self.system_prompt) if self.system_prompt else 0
+        if self._system_tokens + REPLY_PRIMING_TOKENS + self.max_tokens > self.n_ctx:
+            raise DialogueError(
+                f"The system prompt (dialogue.system_prompt) is too long for the language model: "
+                f"{self._system_tokens} tokens + {self.max_tokens} for the reply exceed its context of "
+                f"{self.n_ctx}; shorten the system prompt or raise dialogue.context_tokens"
+            )
         fixed = self._system_tokens + self._message_tokens(user_text) + REPLY_PRIMING_TOKENS
         if fixed + self.max_tokens > self.n_ctx:
             raise DialogueError(
@@ -330,14 +340,21 @@ class DialogueManager:
                 "dialogue.context_tokens"
             )
         with self._history_lock:
-            used = fixed
-            keep = 0
-            for turn in reversed(self._history):
-                if used + turn.tokens > self.history_budget_tokens:
-                    break
-                used += turn.tokens
-                keep += 1
-            del self._history[: len(self._history) - keep]
+            if fixed + sum(turn.tokens for turn in self._history) > self.history_budget_tokens:
+                # Over budget: drop the oldest turns down to TRIM_TO_FRACTION of the room in one step. Any drop
+                # changes the prompt right after the system prompt, and llama.cpp re-evaluates everything after
+                # the first changed token (seconds for a full history); dropping one turn at a time did that on
+                # every turn once the budget filled. One large step keeps the prompt a pure extension of the
+                # last one (only the new exchange is evaluated) for the next several turns.
+                target = fixed + TRIM_TO_FRACTION * max(0, self.history_budget_tokens - fixed)
+                used, keep = fixed, 0
+                for turn in reversed(self._history):
+                    if used + turn.tokens > target:
+                        break
+                    used += turn.tokens
+                    keep += 1
+                log.debug("history: over budget, kept the newest %d of %d turns", keep, len(self._history))
+                del self._history[: len(self._history) - keep]
             kept = list(self._history)
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         for turn in kept:

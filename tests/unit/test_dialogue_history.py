@@ -5,6 +5,7 @@ The llama.cpp model is outside the unit: FakeLLM counts one token per word and s
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -160,11 +161,36 @@ def test_oldest_turns_are_trimmed_to_stay_within_the_budget() -> None:
     sent = llm.calls[-1]
     assert sent[0] == {"role": "system", "content": SYSTEM}  # always kept
     users = [m["content"] for m in sent if m["role"] == "user"]
-    assert users == ["question number 2", "question number 3", "question number 4", "question number 5"]
+    # At question 4 four past turns overflowed: trimmed to half the room (37 tokens: one turn) in one step.
+    assert users == ["question number 3", "question number 4", "question number 5"]
     total = sum(cost(m["content"]) for m in sent) + REPLY_PRIMING_TOKENS
     assert total <= budget
     # Dropped turns are gone from history too; the last reply was added after the prompt was built.
-    assert [t.user_text for t in dm.history] == [f"question number {i}" for i in (2, 3, 4, 5)]
+    assert [t.user_text for t in dm.history] == [f"question number {i}" for i in (3, 4, 5)]
+
+
+def test_trimming_keeps_the_cached_prefix_for_several_turns() -> None:
+    """Each prompt extends the one before (llama.cpp evaluates only the new tokens), except at a trim, which comes
+    at most once every few turns; and no prompt exceeds the budget."""
+    turn_cost = cost("question number x") + cost(TEN_WORD_REPLIES[0])
+    fixed = cost(SYSTEM) + cost("question number x") + REPLY_PRIMING_TOKENS
+    budget = fixed + 8 * turn_cost  # room for eight past turns
+    dm, llm = manager([], history_budget_tokens=budget, max_tokens=100)
+    syllables = [a + b for a in ("ba", "ke", "ti", "mo", "su", "ra", "lo", "ni") for b in ("dan", "per", "vix", "gol")]
+    rng = random.Random(7)
+    for i in range(60):  # ten-word replies that differ enough not to be kept out as repeats
+        llm.script = tokens_of(" ".join(rng.sample(syllables, 10)).capitalize() + ".")
+        dm.reply(f"question number {i}")
+    assert len(dm.history) >= 4  # the replies were remembered (not kept out as repeats)
+    prefix_changes = []
+    for i in range(1, len(llm.calls)):
+        before, now = llm.calls[i - 1][:-1], llm.calls[i]  # the previous prompt without its question
+        if now[: len(before)] != before:
+            prefix_changes.append(i)
+        assert sum(cost(m["content"]) for m in now) + REPLY_PRIMING_TOKENS <= budget
+    gaps = [b - a for a, b in zip(prefix_changes, prefix_changes[1:])]
+    assert prefix_changes and min(gaps) >= 4, prefix_changes  # one-turn trimming changed it on every turn
+    assert len(prefix_changes) <= 60 // 4
 
 
 def test_system_prompt_and_question_are_kept_even_when_no_history_fits() -> None:
