@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     "assistant.cli.bench_cmd",
     "assistant.cli.shortcut_cmd",
     "assistant.cli.stream_cmd",
+    "assistant.cli.present_cmd",
 )
 
 

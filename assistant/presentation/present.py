@@ -1,0 +1,436 @@
+"""From a script to a finished presentation video: plan, speak, animate, compose, assemble, per slide, resumable.
+
+`render_presentation` checks everything it can before any work (script, avatar face, output folder), then for each
+slide not already finished in the job folder: synthesizes the narration sentence by sentence (`narrate.py`), renders
+the talking head for each piece of at most `max_segment_s` through the engine chain, and composes it with the slide
+(`compose.py`). Each finished slide is recorded at once, so Ctrl-C or a crash loses at most the slide in progress.
+Then the slides are joined (no re-encode), and chapters (one per slide) and a subtitle track (the narration, timed to
+the speech) are added; the result is copied to the output path only when complete, with an `.srt` beside it.
+
+Progress goes to a callback as `PresentProgress` events, with an estimate of the time left from this machine's
+measured speed (kept in `<jobs dir>/speed.json`). Needs the TTS chain, the talking-head chain and ffmpeg.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assistant.errors import NoFaceError, PresentationError
+from assistant.presentation.compose import compose_slide
+from assistant.presentation.job import Job, SlideRecord, file_sha256, slide_key
+from assistant.presentation.narrate import NarrationTiming, Speaker, synthesize_slide
+from assistant.presentation.script import Deck, Slide, read_script
+from assistant.presentation.slides import THEME_VERSION, Geometry, geometry, render_slide
+from assistant.presentation.timing import (
+    Chapter,
+    SentenceSpan,
+    reveal_times,
+    sentence_cues,
+    to_ffmetadata,
+    to_srt,
+)
+
+log = logging.getLogger(__name__)
+
+WORDS_PER_S = 2.9  # the bundled Piper voice speaks about 2.9-3.2 words a second: used only for estimates
+DEFAULT_SPEED = 1.5  # seconds of work per second of video before this machine has measured its own
+
+
+@dataclass(frozen=True)
+class PresentOptions:
+    """Everything that shapes the video; the fields in `fingerprint` are part of every slide's key."""
+
+    avatar: Path
+    width: int = 1280
+    height: int = 720
+    fps: float = 25.0
+    quality_mode: str = "standard"
+    layout: str = "corner"
+    engine: str = "light"  # the first talking-head engine tried
+    voice: str = "piper:piper-joe"  # the TTS engine and voice, for the key
+    timing: NarrationTiming = NarrationTiming()
+    title_card_s: float = 3.0
+    crf: int = 20
+    preset: str = "veryfast"
+    audio_bitrate: str = "192k"
+
+    def fingerprint(self, avatar_sha: str) -> dict[str, Any]:
+        return {
+            "size": [self.width, self.height], "fps": self.fps, "layout": self.layout, "engine": self.engine,
+            "voice": self.voice, "timing": dataclasses.asdict(self.timing), "title_card_s": self.title_card_s,
+            "crf": self.crf, "preset": self.preset, "audio_bitrate": self.audio_bitrate, "avatar": avatar_sha,
+            "theme": THEME_VERSION,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PresentProgress:
+    """One progress report. `slide` counts from 1; `eta_s` is None until there is something to estimate from."""
+
+    stage: str  # "plan", "speech", "avatar", "compose", "slide_done", "assemble", "done"
+    slide: int
+    slides: int
+    title: str
+    slide_fraction: float
+    overall_fraction: float
+    eta_s: float | None
+    reused: bool = False
+
+
+@dataclass(frozen=True)
+class SlidePlan:
+    index: int  # from 1
+    slide: Slide
+    key: str
+    reused: SlideRecord | None
+    estimate_s: float  # of video
+
+
+@dataclass(frozen=True)
+class SlideResult:
+    title: str
+    kind: str
+    start_s: float
+    duration_s: float
+    reused: bool
+    tts_engine: str
+    avatar_engine: str
+    bullets_at_s: tuple[float, ...]  # when each bullet appears, on the whole video's clock
+    segments: int  # lip-sync calls (more than one when the narration was longer than max_segment_s)
+    fallback_reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PresentationResult:
+    """What a run made, and how (the options are recorded with it)."""
+
+    output: Path | None  # None for a dry run
+    srt: Path | None
+    job_dir: Path
+    duration_s: float  # of video (estimated for a dry run)
+    elapsed_s: float
+    estimate_s: float  # the render time estimated before starting
+    slides: tuple[SlideResult, ...]
+    plan: tuple[SlidePlan, ...]
+    warnings: tuple[str, ...]
+    options: PresentOptions
+    dry_run: bool = False
+    rendered: int = 0
+    reused: int = 0
+    seconds_per_video_s: float | None = None  # this run's speed over the slides it rendered
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ---- checks before any work ----
+def check_output(output: Path) -> None:
+    if output.suffix.lower() != ".mp4":
+        raise PresentationError(f"Output {output} must be an .mp4 file (e.g. -o talk.mp4)")
+    if output.is_dir():
+        raise PresentationError(f"Output {output} is a folder; give a file name (e.g. {output / 'talk.mp4'})")
+    parent = output.parent if str(output.parent) else Path(".")
+    if not parent.is_dir():
+        raise PresentationError(f"Cannot write {output}: the folder {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK | os.X_OK) or (output.exists() and not os.access(output, os.W_OK)):
+        raise PresentationError(f"Cannot write {output}: no permission to write in {parent}")
+
+
+def check_avatar(avatar: Path, engine: str) -> None:
+    from assistant.talking_head.base import load_avatar
+    from assistant.talking_head.face import detect_faces
+
+    if not avatar.is_file():
+        raise PresentationError(f"Avatar image not found: {avatar}")
+    try:
+        image = load_avatar(avatar)
+    except Exception as e:  # noqa: BLE001 - unreadable in any way: one message
+        raise PresentationError(f"Cannot read the avatar image {avatar}: {e}") from e
+    if engine != "static" and not detect_faces(image):
+        raise NoFaceError(
+            f"No face found in the avatar image {avatar}; use a photo with one clear, front-facing, well-lit face "
+            "(or --engine static to show the photo without lip sync)"
+        )
+
+
+def _aspect(avatar: Path) -> float:
+    from PIL import Image
+
+    with Image.open(avatar) as im:
+        return im.width / im.height
+
+
+# ---- the speed of this machine ----
+class SpeedBook:
+    """Seconds of work per second of video, per kind of render, averaged over the runs of this machine."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.data: dict[str, float] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            self.data = {}
+
+    @staticmethod
+    def kind(options: PresentOptions) -> str:
+        return f"{options.engine}-{options.width}x{options.height}-{options.layout}"
+
+    def get(self, options: PresentOptions) -> float:
+        return float(self.data.get(self.kind(options), DEFAULT_SPEED))
+
+    def update(self, options: PresentOptions, seconds_per_s: float) -> None:
+        k = self.kind(options)
+        old = self.data.get(k)
+        self.data[k] = seconds_per_s if old is None else 0.5 * old + 0.5 * seconds_per_s
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.data, indent=1), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError as e:
+            log.debug("could not save %s: %s", self.path, e)
+
+
+def estimate_video_s(slide: Slide, options: PresentOptions) -> float:
+    t = options.timing
+    if not slide.narration:
+        return options.title_card_s if slide.kind == "title" else t.silent_s
+    n = max(1, len(slide.sentences))
+    return slide.words / WORDS_PER_S + (n - 1) * t.pause_s + t.lead_s + t.tail_s
+
+
+def plan_deck(deck: Deck, options: PresentOptions, job: Job | None, avatar_sha: str) -> list[SlidePlan]:
+    fp = options.fingerprint(avatar_sha)
+    plans = []
+    for i, slide in enumerate(deck.slides, start=1):
+        key = slide_key(slide.content_key(), fp)
+        record = job.finished(key) if job is not None else None
+        plans.append(SlidePlan(i, slide, key, record, record.duration_s if record else estimate_video_s(slide, options)))
+    return plans
+
+
+# ---- the run ----
+ProgressCallback = Callable[[PresentProgress], None]
+SpeakerFactory = Callable[[], Speaker]
+# (geometry, avatar photo) -> something with render(audio, out) -> AvatarVideo, and close()
+ChainFactory = Callable[[Geometry, Path], Any]
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    part = dst.with_name(f".{dst.name}.part")
+    try:
+        shutil.copyfile(src, part)
+        os.replace(part, dst)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+
+
+def render_presentation(
+    script: Path,
+    output: Path,
+    options: PresentOptions,
+    jobs_dir: Path,
+    speaker_factory: SpeakerFactory,
+    chain_factory: ChainFactory,
+    on_progress: ProgressCallback | None = None,
+    dry_run: bool = False,
+) -> PresentationResult:
+    """Make `output` from `script` (see the module docstring). Raises PresentationError (or NoFaceError) for bad
+    input before any work; KeyboardInterrupt leaves the finished slides in the job for the next run."""
+    from assistant.video import concat_segments, mux_presentation
+
+    start = time.monotonic()
+    script, output = Path(script), Path(output)
+    deck = read_script(script)
+    check_output(output)
+    check_avatar(options.avatar, options.engine)
+    geo = geometry(options.width, options.height, options.layout, _aspect(options.avatar))
+    avatar_sha = file_sha256(options.avatar)
+    speed = SpeedBook(jobs_dir / "speed.json")
+    warnings = list(deck.warnings)
+    report = on_progress or (lambda p: None)
+    n = len(deck.slides)
+
+    job = Job(jobs_dir, script)
+    if dry_run:
+        job_for_plan = job if job.state_path.is_file() else None
+        if job_for_plan is not None:
+            job._load_state()
+        plans = plan_deck(deck, options, job_for_plan, avatar_sha)
+        todo_s = sum(p.estimate_s for p in plans if p.reused is None)
+        return PresentationResult(
+            output=None, srt=None, job_dir=job.dir, duration_s=sum(p.estimate_s for p in plans),
+            elapsed_s=time.monotonic() - start, estimate_s=todo_s * speed.get(options), slides=(),
+            plan=tuple(plans), warnings=tuple(warnings), options=options, dry_run=True,
+        )  # fmt: skip
+
+    with job:
+        script_text = script.read_text(encoding="utf-8-sig")
+        avatar = job.keep_inputs(script_text, options.avatar)
+        plans = plan_deck(deck, options, job, avatar_sha)
+        total_s = sum(p.estimate_s for p in plans) or 1.0
+        todo_s = sum(p.estimate_s for p in plans if p.reused is None)
+        rate = speed.get(options)
+        estimate = todo_s * rate
+        log.info(
+            "Presenting %s -> %s: %d slides, %d to render (about %.0f s of video, %.0f s of work), %d reused",
+            script, output, n, sum(1 for p in plans if p.reused is None), todo_s, estimate,
+            sum(1 for p in plans if p.reused),
+        )  # fmt: skip
+        for w in warnings:
+            log.warning("%s", w)
+        done_s = 0.0  # estimated video seconds behind us
+        left_work_s = estimate
+        rendered_video_s = rendered_work_s = 0.0
+        speaker: Speaker | None = None
+        chain: Any = None
+        records: list[SlideRecord] = []
+        try:
+            for plan in plans:
+                slide = plan.slide
+                base = dict(slide=plan.index, slides=n, title=slide.title)
+
+                def emit(stage: str, frac: float, reused: bool = False, _plan: SlidePlan = plan, _base=base) -> None:
+                    overall = (done_s + frac * _plan.estimate_s) / total_s
+                    eta = None if reused else max(0.0, left_work_s - frac * _plan.estimate_s * rate)
+                    report(PresentProgress(stage, slide_fraction=frac, overall_fraction=min(1.0, overall),
+                                           eta_s=eta, reused=reused, **_base))  # fmt: skip
+
+                again = plan.reused or job.finished(plan.key)  # or the same slide twice in one script
+                if again is not None:
+                    records.append(again)
+                    log.info("Slide %d/%d %r: unchanged, reused", plan.index, n, slide.title)
+                    emit("slide_done", 1.0, reused=True)
+                    done_s += plan.estimate_s
+                    continue
+                t0 = time.monotonic()
+                folder = job.slide_dir(plan.key)
+                if folder.exists():
+                    shutil.rmtree(folder)  # leftovers of an interrupted try
+                emit("speech", 0.0)
+                if slide.sentences and speaker is None:
+                    speaker = speaker_factory()
+                timing = options.timing
+                if slide.kind == "title":
+                    timing = dataclasses.replace(timing, silent_s=options.title_card_s)
+                sound = synthesize_slide(
+                    slide.sentences, folder, speaker, options.fps, timing,
+                    on_sentence=lambda i, k: emit("speech", 0.1 * i / k),
+                )  # fmt: skip
+                pictures = render_slide(slide, deck.title, geo)
+                for w in pictures.warnings:
+                    if w not in warnings:
+                        warnings.append(w)
+                        log.warning("%s", w)
+                reveals = reveal_times(slide.bullets[: pictures.shown_bullets], list(sound.spans), sound.duration_s)
+                emit("avatar", 0.1)
+                if chain is None:
+                    chain = chain_factory(geo, avatar)
+                avatar_paths, engines, reasons = [], [], []
+                for k, piece in enumerate(sound.piece_paths):
+                    video = chain.render(piece, folder / f"avatar-{k:02d}.mp4")
+                    avatar_paths.append(video.mp4_path)
+                    engines.append(video.engine)
+                    reasons.extend(r for r in video.fallback_reasons if r not in reasons)
+                    emit("avatar", 0.1 + 0.5 * (k + 1) / len(sound.piece_paths))
+                composed = compose_slide(
+                    pictures, reveals, avatar_paths, sound.wav_path, folder / "slide.mp4", options.fps,
+                    crf=options.crf, preset=options.preset, audio_bitrate=options.audio_bitrate,
+                    on_progress=lambda f: emit("compose", 0.6 + 0.4 * f),
+                )  # fmt: skip
+                for p in avatar_paths:  # the composed slide holds them; keep the job folder small
+                    Path(p).unlink(missing_ok=True)
+                render_s = time.monotonic() - t0
+                record = SlideRecord(
+                    key=plan.key, title=slide.title, mp4=job.rel(composed.mp4_path), wav=job.rel(sound.wav_path),
+                    frames=composed.frames, fps=composed.fps, duration_s=composed.duration_s,
+                    spans=[[s.text, s.start_s, s.end_s] for s in sound.spans], reveals=reveals,
+                    pieces=len(sound.piece_paths), tts_engine=sound.engine,
+                    avatar_engine=engines[-1] if engines else "none", fallback_reasons=reasons,
+                    render_s=round(render_s, 3), finished_at=time.time(),
+                )  # fmt: skip
+                job.record(record)
+                records.append(record)
+                rendered_video_s += composed.duration_s
+                rendered_work_s += render_s
+                rate = rendered_work_s / rendered_video_s
+                left_work_s = sum(p.estimate_s for p in plans[plan.index :] if p.reused is None) * rate
+                log.info(
+                    "Slide %d/%d %r: %.2f s of video in %.2f s (%s, %s, %d piece(s))", plan.index, n, slide.title,
+                    composed.duration_s, render_s, sound.engine, record.avatar_engine, record.pieces,
+                )  # fmt: skip
+                emit("slide_done", 1.0)
+                done_s += plan.estimate_s
+        except KeyboardInterrupt:
+            log.warning(
+                "Interrupted: %d of %d slides finished and kept in %s; run the same command again to go on",
+                len(records), n, job.dir,
+            )  # fmt: skip
+            raise
+        finally:
+            if chain is not None:
+                chain.close()
+            if speaker is not None and hasattr(speaker, "close"):
+                speaker.close()  # type: ignore[union-attr]
+            if rendered_video_s > 0:
+                speed.update(options, rendered_work_s / rendered_video_s)
+
+        # ---- assemble ----
+        report(PresentProgress("assemble", n, n, "", 1.0, 1.0, 0.0))
+        chapters: list[Chapter] = []
+        cues = []
+        slide_results: list[SlideResult] = []
+        t = 0.0
+        for plan, rec in zip(plans, records, strict=True):
+            spans = [SentenceSpan(str(a), float(b), float(c)) for a, b, c in rec.spans]
+            chapters.append(Chapter(rec.title or f"Slide {plan.index}", t, t + rec.duration_s))
+            cues.extend(sentence_cues(spans, t))
+            slide_results.append(
+                SlideResult(
+                    title=rec.title, kind=plan.slide.kind, start_s=round(t, 3), duration_s=rec.duration_s,
+                    reused=plan.reused is not None, tts_engine=rec.tts_engine, avatar_engine=rec.avatar_engine,
+                    bullets_at_s=tuple(round(t + r, 3) for r in rec.reveals), segments=rec.pieces,
+                    fallback_reasons=tuple(rec.fallback_reasons),
+                )
+            )
+            t += rec.duration_s
+        name = output.stem
+        srt_path = job.output_dir / f"{name}.srt"
+        srt_path.write_text(to_srt(cues), encoding="utf-8")
+        meta_path = job.output_dir / "chapters.txt"
+        meta_path.write_text(to_ffmetadata(chapters, deck.title), encoding="utf-8")
+        joined_wav, joined_mp4 = job.processing_dir / "joined.wav", job.processing_dir / "joined.mp4"
+        concat_segments(
+            [job.dir / r.wav for r in records], [job.dir / r.mp4 for r in records], joined_wav, joined_mp4,
+            audio_bitrate=options.audio_bitrate,
+        )  # fmt: skip
+        final = job.output_dir / f"{name}.mp4"
+        mux_presentation(joined_mp4, final, meta_path, srt_path if cues else None)
+        joined_wav.unlink(missing_ok=True)
+        joined_mp4.unlink(missing_ok=True)
+        _copy_atomic(final, output)
+        srt_out = output.with_suffix(".srt")
+        _copy_atomic(srt_path, srt_out)
+        gone = job.forget_others({p.key for p in plans})
+        if gone:
+            log.info("Removed %d slide(s) no longer in the script from the job", len(gone))
+        elapsed = time.monotonic() - start
+        job.note_run(output=str(output), elapsed_s=round(elapsed, 3), duration_s=round(t, 3),
+                     rendered=sum(1 for p in plans if p.reused is None), reused=sum(1 for p in plans if p.reused))
+        report(PresentProgress("done", n, n, "", 1.0, 1.0, 0.0))
+        log.info("Wrote %s (%.1f s of video) in %.1f s", output, t, elapsed)
+        return PresentationResult(
+            output=output, srt=srt_out, job_dir=job.dir, duration_s=round(t, 3), elapsed_s=elapsed,
+            estimate_s=estimate, slides=tuple(slide_results), plan=tuple(plans), warnings=tuple(warnings),
+            options=options, rendered=sum(1 for p in plans if p.reused is None),
+            reused=sum(1 for p in plans if p.reused), seconds_per_video_s=(
+                rendered_work_s / rendered_video_s if rendered_video_s else None),
+        )  # fmt: skip
