@@ -87,6 +87,7 @@ APT_PACKAGES=(
   ffmpeg espeak-ng sox vlc-bin vlc-plugin-base vlc-plugin-video-output libportaudio2
   pulseaudio pulseaudio-utils libasound2-plugins xvfb libxcb-icccm4 libxcb-cursor0 imagemagick xdotool desktop-file-utils
   rabbitmq-server  # the livestream tests start a private broker in user space
+  fonts-dejavu-core  # the slides of `assistant present`
   strace  # tests/integration/test_privacy.py watches a whole turn for network use
   # what PySide6's xcb platform plugin loads
   libxkbcommon-x11-0 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-randr0 libxcb-shape0
