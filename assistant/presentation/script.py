@@ -105,7 +105,7 @@ def parse_script(text: str, source: Path = Path("<script>")) -> Deck:
     """Parse script text. See the module docstring for the format."""
     if not text.strip():
         raise PresentationError(
-            f"Script {source} is empty; write at least one slide: a '## Title' line, '- bullet' lines and "
+            f"Script {source} is empty; write at least one slide: a '## Slide title' line, '- bullet' lines and "
             "a paragraph of narration"
         )
     warnings: list[str] = []
