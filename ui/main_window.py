@@ -113,6 +113,7 @@ class MainWindow(QMainWindow):
         self.ready = False
         self.engines: dict[str, str] = {}
         self.notices: list[str] = []  # every warning shown, newest last (the banner shows the latest)
+        self.offered_model: str | None = None  # the better dialogue model offered at start, if any
         self._user_entry_of_job: dict[int, ChatEntry] = {}
         self.spoken = SpokenLedger()  # what the avatar really said of each reply, for the history after a cut
         # "New conversation": turns up to this id belong to the forgotten one (their late reports stay off the
@@ -464,6 +465,25 @@ class MainWindow(QMainWindow):
         self._set_ready(engines)
         log.info("ready: models loaded; engines: %s", format_engines(self.engines))
         self.conversation.add(ChatEntry("system", "Ready: the models are loaded."))
+        self._offer_better_model()
+
+    def _offer_better_model(self) -> None:
+        """First start with the profile's dialogue model not downloaded: say which one, and where to get it."""
+        from ui.model_offer import describe, offered_dialogue_model
+
+        session = self.worker.session
+        spec = offered_dialogue_model(
+            getattr(session, "resolved", None), self.settings.dialogue.model, self.settings.models_dir
+        )
+        if spec is not None:
+            self.offered_model = spec.name
+            self.conversation.add(
+                ChatEntry(
+                    "system",
+                    f"A better language model is available for this machine: {describe(spec)}. "
+                    "Assistant → Settings downloads it (cancel and resume any time); the bundled one answers meanwhile.",
+                )
+            )
 
     def _on_load_failed(self, message: str) -> None:
         self.load_progress.hide()

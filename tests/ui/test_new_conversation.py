@@ -91,3 +91,27 @@ def test_a_reply_in_flight_is_stopped_and_stays_forgotten(qtbot, window, make_se
     assert [e.role for e in window.conversation.entries] == ["system"]
     assert REPLY[0] not in window.conversation.plain_text()
     gate.set()
+
+
+def test_first_start_offers_the_profiles_better_model_when_it_is_not_downloaded(qtbot, window, make_session):
+    import dataclasses
+
+    gate = threading.Event()
+    make_session.options["load_gate"] = gate
+    window.show()
+    window.start()
+    qtbot.waitUntil(lambda: bool(make_session.made), timeout=WAIT_MS)
+    session = make_session.made[-1]
+    # The profile of a machine with a GPU picks a bigger model; this machine's models folder does not have it.
+    session.resolved = dataclasses.replace(session.resolved, dialogue_model="llama-3.2-1b")
+    gate.set()
+    qtbot.waitUntil(lambda: window.ready, timeout=WAIT_MS)
+    assert window.offered_model == "llama-3.2-1b"
+    text = window.conversation.plain_text()
+    assert "A better language model is available" in text and "Assistant → Settings" in text
+
+
+def test_nothing_is_offered_when_the_profiles_model_is_the_bundled_one(qtbot, window):
+    start(qtbot, window)
+    assert window.offered_model is None  # profile low (no GPU): the bundled SmolLM2 is the profile's model
+    assert "A better language model" not in window.conversation.plain_text()
