@@ -7,6 +7,7 @@ the value and what is allowed; unknown keys are errors too, so a typo is never s
 from __future__ import annotations
 
 import copy
+import logging
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +22,8 @@ APP_NAME = "avatar-assistant"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "config.yaml"
 MIRROR_ENV = "ASSISTANT_MODEL_MIRROR"
+
+log = logging.getLogger(__name__)
 
 
 class _Section(BaseModel):
@@ -267,11 +270,25 @@ def user_config_path() -> Path:
     return Path(platformdirs.user_config_dir(APP_NAME)) / "config.yaml"
 
 
+class ConfigEncodingError(ConfigError):
+    """A config file is not UTF-8 text."""
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raw = path.read_bytes()
+        line = raw.count(b"\n", 0, e.start) + 1
+        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ConfigEncodingError(
+            f"{path} is not UTF-8 text: byte 0x{raw[e.start]:02x} at line {line}, column {column} (byte offset "
+            f"{e.start}); save it as UTF-8 (iconv -f latin1 -t utf-8) or delete it to use the defaults"
+        ) from e
     except FileNotFoundError as e:
         raise ConfigError(f"Config file not found: {path}") from e
+    except IsADirectoryError as e:
+        raise ConfigError(f"Config file {path} is a folder; name a YAML file") from e
     except OSError as e:
         raise ConfigError(f"Cannot read config file {path}: {e}") from e
     try:
@@ -362,7 +379,11 @@ def load_settings(
     user_file = Path(user_path) if user_path is not None else user_config_path()
     user: dict[str, Any] = {}
     if path is None and user_file.is_file():
-        user = _read_yaml(user_file)
+        try:
+            user = _read_yaml(user_file)
+        except ConfigEncodingError as e:  # unreadable as text: start on the defaults rather than not at all
+            log.warning("%s; starting on the defaults", e)
+            user = {}
         data = _merge(data, user)
     source = f"{base_path}" + (f" + {user_file}" if user else "")
     settings = validate_dict(data, source)

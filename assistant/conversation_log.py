@@ -4,6 +4,7 @@ loses no finished turn."""
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import os
 import threading
@@ -36,13 +37,20 @@ class ConversationLog:
             "engines": result.engines,
             "timings_s": {k: round(v, 4) for k, v in result.timings_s.items()},
         }
-        line = json.dumps(record, ensure_ascii=False) + "\n"
+        data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
         with self._lock:
             self.folder.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(line)
-                f.flush()
-                os.fsync(f.fileno())
+            # Several processes may append at once (two `assistant ask`): O_APPEND puts each write at the end, and
+            # the lock keeps a line that takes more than one write() whole.
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)  # releases the lock
         return record
 
     def read(self) -> list[dict[str, Any]]:

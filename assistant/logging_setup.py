@@ -14,6 +14,21 @@ LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 MAX_LOG_BYTES = 2 * 1024 * 1024  # 2 MiB a file, 3 backups
 
 
+class _OneLineFormatter(logging.Formatter):
+    """The console without -v: one line a record; the traceback goes to the log file only."""
+
+    def __init__(self) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
 def log_file_path() -> Path:
     return Path(platformdirs.user_log_dir(APP_NAME)) / "assistant.log"
 
@@ -30,7 +45,9 @@ def setup_logging(verbose: bool = False, log_file: Path | None = None) -> Path:
             handler.close()
     console = logging.StreamHandler()
     console.setLevel(level if verbose else logging.WARNING)
-    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    console.setFormatter(
+        logging.Formatter("%(levelname)s %(name)s: %(message)s") if verbose else _OneLineFormatter()
+    )
     console._assistant = True  # type: ignore[attr-defined]
     root.addHandler(console)
     try:

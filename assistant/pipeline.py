@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import queue
 import threading
 import time
@@ -261,7 +262,8 @@ class TurnRunner:
             "tts": getattr(self.stages.tts, "name", "?"),
             "talking_head": getattr(self.stages.talking_head, "name", "none") if self.stages.talking_head else "none",
         }
-        turn_dir = self.out_dir / f"turn-{time.strftime('%Y%m%d-%H%M%S')}-{turn_id:04d}"
+        # The process id keeps two runs started in the same second (two `assistant ask`) out of each other's folder.
+        turn_dir = self.out_dir / f"turn-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{turn_id:04d}"
         try:
             user_text = self._recognize(turn_id, utterance, text, result, t0)
             if user_text is None:

@@ -13,13 +13,14 @@ from pathlib import Path
 
 from assistant.doctor import FAIL, Check, format_report, run_doctor
 from assistant.errors import ConfigError
+from assistant.inputs import folder_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("doctor", help="check tools, packages, devices and models; say how to fix")
     parser.add_argument("--json", action="store_true", help="one JSON object")
     parser.add_argument("--verify", action="store_true", help="also check model sha256 sums")
-    parser.add_argument("--models-dir", metavar="DIR", help="instead of paths.models_dir from the config")
+    parser.add_argument("--models-dir", metavar="DIR", type=folder_arg, help="instead of paths.models_dir from the config")
     parser.set_defaults(func=_doctor)
 
 

@@ -13,7 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-from assistant.errors import AudioError, TalkingHeadError
+import cv2
+
+from assistant.errors import TalkingHeadError
+from assistant.inputs import MAX_LIPSYNC_AUDIO_S, check_audio_file, check_input_file, check_output_file
 from assistant.talking_head.base import ENGINE_NAMES
 
 
@@ -44,11 +47,12 @@ def _lipsync(args: argparse.Namespace) -> int:
     from assistant.config import load_settings
     from assistant.talking_head.chain import TalkingHeadChain, default_factories, render_settings_from_config
 
-    image, audio, output = Path(args.image), Path(args.audio), Path(args.output)
-    if not image.is_file():
-        raise TalkingHeadError(f"Image not found: {image}")
-    if not audio.is_file():
-        raise AudioError(f"Audio file not found: {audio}")
+    image = check_input_file(args.image, "Image", TalkingHeadError)
+    check_audio_file(args.audio, MAX_LIPSYNC_AUDIO_S)  # a bad input stops here, before any engine is tried
+    audio = Path(args.audio)
+    output = check_output_file(args.output, {"image": image, "audio": audio})
+    if cv2.imread(str(image)) is None:
+        raise TalkingHeadError(f"Cannot decode image {image}: use a JPG or PNG photo of a face")
     if args.fps is not None and not 1 <= args.fps <= 120:
         raise TalkingHeadError(f"--fps must be between 1 and 120, got {args.fps}")
 
@@ -97,6 +101,7 @@ def _lipsync(args: argparse.Namespace) -> int:
         video = chain.render(audio, output)
     finally:
         chain.close()
+        output.with_name(f".{output.name}.part").unlink(missing_ok=True)  # a failed encode leaves nothing behind
     elapsed = time.monotonic() - start
     if args.json:
         print(

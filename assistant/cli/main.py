@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 from assistant.errors import AssistantError
@@ -57,8 +58,29 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except (AssistantError, FileNotFoundError) as e:
+    except (AssistantError, OSError) as e:  # OSError: a path the user gave (missing, a folder, no permission)
+        _to_log_file(e)
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as e:
+        if args.verbose:
+            raise
+        path = _to_log_file(e)
+        print(f"error: {type(e).__name__}: {e} (details in {path}; -v shows them here)", file=sys.stderr)
+        return 1
+
+
+def _to_log_file(error: BaseException) -> str:
+    """Keep the traceback in the log file, not on the console: a user sees one line, a bug report has it all."""
+    record = logging.getLogger("assistant.cli").makeRecord(
+        "assistant.cli", logging.ERROR, __file__, 0, "command failed: %s", (error,),
+        (type(error), error, error.__traceback__),
+    )  # fmt: skip
+    paths = []
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+            paths.append(handler.baseFilename)
+    return paths[0] if paths else "the log file"

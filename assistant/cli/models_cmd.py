@@ -16,6 +16,7 @@ from typing import TextIO
 
 from assistant.download import DownloadProgress, download_model
 from assistant.errors import DownloadError, ModelError
+from assistant.inputs import folder_arg
 from assistant.models import REGISTRY, ModelSpec, ModelStatus, get_spec, locate, state_text, states
 
 
@@ -26,19 +27,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls = msub.add_parser("list", help="every model with its state, size and licence")
     ls.add_argument("--json", action="store_true", help="one JSON array")
     ls.add_argument("--verify", action="store_true", help="also check sha256 sums (slow once, then cached)")
-    ls.add_argument("--models-dir", metavar="DIR", help="instead of paths.models_dir from the config")
+    ls.add_argument("--models-dir", metavar="DIR", type=folder_arg, help="instead of paths.models_dir from the config")
     ls.set_defaults(func=_list)
 
     dl = msub.add_parser("download", help="download models (resumes a partial download)")
     dl.add_argument("names", nargs="+", metavar="NAME", help="model names, see `assistant models list`")
     dl.add_argument("--force", action="store_true", help="download again even when present")
-    dl.add_argument("--models-dir", metavar="DIR", help="instead of paths.models_dir from the config")
+    dl.add_argument("--models-dir", metavar="DIR", type=folder_arg, help="instead of paths.models_dir from the config")
     dl.add_argument("--mirror", metavar="URL", help="base URL replacing the hosts (config models.mirror_url)")
     dl.set_defaults(func=_download)
 
     path = msub.add_parser("path", help="print where a model is (exit 1 when it is not usable)")
     path.add_argument("name", metavar="NAME")
-    path.add_argument("--models-dir", metavar="DIR", help="instead of paths.models_dir from the config")
+    path.add_argument("--models-dir", metavar="DIR", type=folder_arg, help="instead of paths.models_dir from the config")
     path.set_defaults(func=_path)
 
 
@@ -65,7 +66,22 @@ def _download(args: argparse.Namespace) -> int:
         settings = _settings(args)
         models_dir = models_dir or settings.models_dir
         mirror = mirror or settings.models.mirror_url
-    return download_models(args.names, models_dir, base_url=mirror, force=args.force)
+    if mirror and mirror.lower().startswith("http://"):
+        print(
+            f"warning: the mirror {mirror} is plain HTTP: a file can be altered on the way; only files with a "
+            "registry sha256 are checked (`assistant models list` marks the others unverified). Prefer https://",
+            file=sys.stderr,
+        )
+    try:
+        return download_models(args.names, models_dir, base_url=mirror, force=args.force)
+    except KeyboardInterrupt:
+        names = " ".join(args.names)
+        print(
+            f"\nDownload interrupted: the partial file (*.part) in {models_dir} is kept; run "
+            f"`assistant models download {names}` again to resume where it stopped",
+            file=sys.stderr,
+        )
+        return 130
 
 
 def _path(args: argparse.Namespace) -> int:

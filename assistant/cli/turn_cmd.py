@@ -13,6 +13,7 @@ import numpy as np
 
 from assistant.errors import AudioError
 from assistant.events import Notice, ReplySentenceReady, StageFailed, TranscriptReady, TurnEvent, Utterance
+from assistant.inputs import InputError, check_audio_file
 
 LISTEN_MAX_S = 300.0  # a recorded question longer than 5 minutes is refused, not silently cut
 
@@ -90,6 +91,10 @@ def _run(args: argparse.Namespace, text: str | None, audio: Path | None) -> int:
 
     t_start = time.monotonic()
     session = _session(args, quiet=args.json)
+    if text is not None and not text.strip():
+        raise InputError('Nothing to ask: the question is empty; type some words, e.g. assistant ask "Hello?"')
+    if audio is not None:
+        check_audio_file(audio, LISTEN_MAX_S)  # its own message for a folder, FIFO, no permission, a cut WAV
     utterance = _utterance_from_file(audio, session.settings) if audio else None
     session.load()
     load_s = time.monotonic() - t_start
