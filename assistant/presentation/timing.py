@@ -63,8 +63,12 @@ def _stems(text: str) -> list[tuple[str, int]]:
     return out
 
 
-def _match(bullet: str, sentence: str) -> tuple[float, float]:
-    """(share of the bullet's content words found in the sentence, where in the sentence the first one is, 0..1)."""
+def _match(bullet: str, sentence: str, shared: frozenset[str] = frozenset()) -> tuple[float, float]:
+    """(share of the bullet's content words found in the sentence, where in the sentence it starts, 0..1).
+
+    Where it starts: the first word found that no other bullet has (`shared`), else the first word found; so two
+    bullets said in one sentence ("a voice speaks, and a face moves with the voice") appear one after the other.
+    """
     wanted = {stem for stem, _ in _stems(bullet)}
     if not wanted:
         return 0.0, 0.0
@@ -72,7 +76,8 @@ def _match(bullet: str, sentence: str) -> tuple[float, float]:
     if not found:
         return 0.0, 0.0
     share = len({stem for stem, _ in found}) / len(wanted)
-    return share, found[0][1] / max(1, len(sentence))
+    own = [at for stem, at in found if stem not in shared]
+    return share, (own[0] if own else found[0][1]) / max(1, len(sentence))
 
 
 def reveal_times(bullets: list[str] | tuple[str, ...], spans: list[SentenceSpan], end_s: float) -> list[float]:
@@ -90,7 +95,9 @@ def reveal_times(bullets: list[str] | tuple[str, ...], spans: list[SentenceSpan]
     if not spans:
         return [end_s * 0.5 * i / n for i in range(n)]
     m = len(spans)
-    scores = [[_match(b, s.text) for s in spans] for b in bullets]
+    stems = [{stem for stem, _ in _stems(b)} for b in bullets]
+    others = [frozenset().union(*(stems[k] for k in range(n) if k != i)) for i in range(n)]
+    scores = [[_match(b, s.text, others[i]) for s in spans] for i, b in enumerate(bullets)]
     # best[i][j]: best total share for bullets 0..i with bullet i on sentence j (assignments non-decreasing in j)
     best = [[0.0] * m for _ in range(n)]
     back = [[0] * m for _ in range(n)]

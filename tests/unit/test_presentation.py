@@ -95,6 +95,12 @@ def test_bullets_appear_when_their_sentence_says_them_in_order() -> None:
     assert times[2] > 5.85 + 0.2
 
 
+def test_two_bullets_said_in_one_sentence_appear_one_after_the_other() -> None:
+    spans = [SentenceSpan("A voice speaks the answer, and a face moves its lips with the voice.", 0.4, 4.4)]
+    first, second = reveal_times(["A voice speaks the answer", "A face moves its lips with the voice"], spans, 5.0)
+    assert first < 1.0 and second > first + 1.0
+
+
 def test_unmatched_bullets_are_spread_between_their_neighbours_and_never_go_back() -> None:
     times = reveal_times(["Speech to text", "xyzzy plugh", "A voice and a face"], _spans(), 9.3)
     assert times[0] < times[1] < times[2]
