@@ -101,12 +101,20 @@ class ModelState:
         return self.status in (ModelStatus.BUNDLED, ModelStatus.PRESENT)
 
 
+def unverifiable_files(spec: ModelSpec) -> list[str]:
+    """Files of `spec` with no published sha256: a download of them is checked by size at most."""
+    return [rel for f in spec.files for rel, _, sha in f.installed if not sha]
+
+
 def state_text(st: ModelState, spec: ModelSpec) -> str:
     """The state in words for a person: an optional model nobody downloaded is not "missing".
 
     A model the offline default needs reads "missing"; an optional one with some files there reads
     "partly downloaded (optional)".
     """
+    if st.status is ModelStatus.PRESENT and not spec.bundled and unverifiable_files(spec):
+        # Nothing the publisher stated can vouch for these files: say so rather than "present" alone.
+        return f"present, unverified ({len(unverifiable_files(spec))} file(s) without a published sha256)"
     if st.status is not ModelStatus.MISSING or not spec.optional or spec.bundled:
         return st.status.value
     if st.on_disk_bytes or st.partial_bytes:
