@@ -11,6 +11,7 @@ _BENCH_MODULES = (
     "assistant.bench.live",
     "assistant.bench.stream",
     "assistant.bench.echo",
+    "assistant.bench.soak",
 )
 
 
