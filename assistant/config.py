@@ -220,6 +220,12 @@ class ModelsSettings(_Section):
 class PathsSettings(_Section):
     models_dir: Path = Field(Path("models"), description="downloaded weights")
     data_dir: Path | None = Field(None, description="conversation log, replies, logs")
+    keep_media_turns: int = Field(
+        50, ge=0, description="reply audio/video of the newest N turns is kept, older is deleted (0 = keep all)"
+    )
+    keep_media_mb: float = Field(
+        500.0, ge=0.0, description="and at most this many MB of it (0 = no size limit); the log is always kept"
+    )
     cache_dir: Path | None = Field(None, description="face cache")
 
 

@@ -28,6 +28,7 @@ from assistant.events import Notice, TurnEvent, Utterance
 from assistant.models import locate, state
 from assistant.pipeline import Hold, Stages, TurnResult, TurnRunner
 from assistant.profile import GPUInfo, ResolvedSettings, llama_gpu_offload, probe_cuda, resolve
+from assistant.retention import prune_media
 from assistant.storage import describe as describe_storage
 
 log = logging.getLogger(__name__)
@@ -252,6 +253,11 @@ class Session:
                 message = f"Conversation log not written: {describe_storage(self.conversation_log.folder, e)}"
                 log.warning(message)
                 self._emit(Notice(result.turn_id, time.monotonic(), message, "warning"))
+            paths = self.settings.paths
+            try:
+                prune_media(self.out_dir, paths.keep_media_turns, paths.keep_media_mb)
+            except OSError as e:  # retention is housekeeping: it never fails a turn
+                log.warning("media retention skipped: %s", e)
         return result
 
     def amend_spoken_reply(self, turn_id: int, spoken_text: str) -> None:
