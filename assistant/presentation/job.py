@@ -60,6 +60,7 @@ class SlideRecord:
     """A finished slide as the state file keeps it."""
 
     key: str
+    content: str  # the slide's content key (what it shows and says, without the options)
     title: str
     mp4: str  # relative to the job folder
     wav: str
@@ -169,11 +170,13 @@ class Job:
         self.state["slides"][record.key] = record.__dict__
         self.save()
 
-    def forget_others(self, keep: set[str]) -> list[str]:
-        """Remove slides no longer in the script (or rendered with other options); returns their keys."""
-        gone = [k for k in self.state["slides"] if k not in keep]
+    def forget_others(self, contents: set[str]) -> list[str]:
+        """Remove slides whose content is no longer in the script; returns their keys. The same content rendered with
+        other options (another layout or quality) stays, so switching back and forth re-renders nothing."""
+        gone = [k for k, v in self.state["slides"].items() if v.get("content") not in contents]
         for k in gone:
             del self.state["slides"][k]
+        keep = set(self.state["slides"])
         for folder in self.processing_dir.glob("slide-*"):
             if folder.name.removeprefix("slide-") not in keep:
                 shutil.rmtree(folder, ignore_errors=True)

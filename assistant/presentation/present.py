@@ -350,7 +350,8 @@ def render_presentation(
                     Path(p).unlink(missing_ok=True)
                 render_s = time.monotonic() - t0
                 record = SlideRecord(
-                    key=plan.key, title=slide.title, mp4=job.rel(composed.mp4_path), wav=job.rel(sound.wav_path),
+                    key=plan.key, content=slide.content_key(), title=slide.title,
+                    mp4=job.rel(composed.mp4_path), wav=job.rel(sound.wav_path),
                     frames=composed.frames, fps=composed.fps, duration_s=composed.duration_s,
                     spans=[[s.text, s.start_s, s.end_s] for s in sound.spans], reveals=reveals,
                     pieces=len(sound.piece_paths), tts_engine=sound.engine,
@@ -419,7 +420,7 @@ def render_presentation(
         _copy_atomic(final, output)
         srt_out = output.with_suffix(".srt")
         _copy_atomic(srt_path, srt_out)
-        gone = job.forget_others({p.key for p in plans})
+        gone = job.forget_others({p.slide.content_key() for p in plans})
         if gone:
             log.info("Removed %d slide(s) no longer in the script from the job", len(gone))
         elapsed = time.monotonic() - start

@@ -271,3 +271,10 @@ def test_an_interrupted_job_resumes_reusing_finished_slides_and_redoes_only_chan
     now = {s["title"]: (job / s["mp4"]).stat().st_mtime_ns for s in state["slides"].values()}
     assert now["One"] == mtimes["One"] and now["Two"] == mtimes["Two"] and now["Three"] != mtimes["Three"]
     assert len(list((job / "processing").glob("slide-*"))) == 3  # the old "Three" was removed
+
+    # Another layout is another video of each slide; going back to the first one re-renders nothing.
+    import dataclasses
+
+    side = dataclasses.replace(options, layout="side")
+    assert render_presentation(script, out, side, jobs, speaker, chain).rendered == 3
+    assert render_presentation(script, out, options, jobs, speaker, chain).reused == 3
