@@ -45,7 +45,18 @@ STREAM_RATE_HZ = 48000  # the live stream's audio rate
 REFERENCE_KEEP_S = 3.0  # reference history kept: the longest delay (player + room + margin) with room to spare
 ALIGN_MARGIN_MS = 150.0  # the reference leads the echo by at least this: AEC3 cancels nothing of an echo that
 # comes before its reference (bench echo at 40 ms with a 60 ms margin: ERLE 2.5 dB), and finds leads up to ~500 ms
-RESYNC_MS = 30.0  # the reference is read continuously unless it is this far from where the clocks put it
+MIN_ALIGN_MS = 80.0  # the reference is read at least this long after it was due: the stream writes it one 40 ms
+# frame per tick, a tick may start late, and a read past what was written hands AEC3 zeros in the middle of the
+# avatar's voice (bench echo with the reference read at capture time: 43% of the voiced chunks had such holes,
+# ERLE 16 dB and 4 false barge-ins in 6 replies on a loaded machine)
+DRIFT_MS = 60.0  # the microphone's and the stream's clocks drift apart (100 ppm in bench echo: 14 ms in 140 s);
+# the read follows them only once this far off, and only in a pause of the avatar's voice: every jump of the
+# reference makes AEC3 re-converge (a 30 ms jump mid-speech left it cancelling nothing for a minute in bench echo,
+# 6 false barge-ins; a 7 ms jump in a pause still let residual echo through on a synthetic room)
+RESYNC_MS = 150.0  # this far off (a restarted stream, a long stall), the read jumps whatever is playing
+QUIET = 1e-3  # -60 dBFS: a reference this quiet (a pause, the idle stream) is where the read follows the clocks
+MIC_CLOCK_WINDOW_S = 5.0  # the microphone's sample clock is fitted to the earliest stamps of this long
+MIC_GAP_S = 0.5  # stamps this much later than the sample clock: chunks were not handed over (muted); start again
 FAR_ACTIVE_DBFS = -50.0  # reference louder than this in the window around the aligned time: the avatar speaks
 FAR_WINDOW_S = 0.6  # window around the aligned time (covers the delay AEC3 has to find)
 INSTALL_HINT = "install it with: .venv/bin/pip install pywebrtc-audio"
@@ -61,7 +72,7 @@ class EchoSettings:
 
     @property
     def align_ms(self) -> float:
-        return max(0.0, self.delay_ms - ALIGN_MARGIN_MS)
+        return max(MIN_ALIGN_MS, self.delay_ms - ALIGN_MARGIN_MS)
 
 
 class EchoUnavailable(Exception):
@@ -114,6 +125,12 @@ class EchoReference:
     def close(self) -> None:
         pass
 
+    @property
+    def written(self) -> int:
+        """Samples written since the start."""
+        with self._lock:
+            return self._written
+
     def position_at(self, t: float) -> int | None:
         """The sample position released at time.monotonic() `t`; None before the first write.
 
@@ -151,8 +168,13 @@ class EchoCanceller:
         self._vad = webrtcvad.Vad(s.vad_aggressiveness)
         self._stream: Any = None
         self._read_pos: int | None = None  # the next reference sample to hand to AEC3
+        self._mic_samples = 0  # microphone samples processed
+        self._mic_bounds: deque[tuple[float, float]] = deque()  # (stamp, latest capture time of sample 0)
         # What the last processed chunk was like, for the guard (the listener pushes one chunk = one VAD frame).
         self.far_active = False
+        self.far_dbfs = SILENCE_DBFS
+        self.last_far = np.zeros(0, np.float32)
+        self.reference_late_chunks = 0  # chunks whose aligned reference was not written yet (read earlier)
         self.raw_dbfs = SILENCE_DBFS
         self.out_dbfs = SILENCE_DBFS
         # Totals while the avatar spoke and the guard heard no user: echo power in and out (ERLE).
@@ -178,28 +200,70 @@ class EchoCanceller:
         n = len(x)
         if n == 0:
             return chunk
-        start_t = captured_at - n / rate - self.settings.align_ms / 1000.0
+        start_t = self._mic_time(n, captured_at) - n / rate - self.settings.align_ms / 1000.0
         target = self.reference.position_at(start_t)
-        # Read the reference continuously (AEC3 needs an unbroken signal); follow the clocks only when they
-        # drift apart by more than the scheduling jitter of the two threads.
+        # Read the reference continuously while the avatar speaks (AEC3 needs an unbroken signal); follow the
+        # clocks' drift in its pauses, and jump only when they are far apart (RESYNC_MS).
+        if target is not None:
+            # Never past what the stream has written (a tick later than MIN_ALIGN_MS): an earlier reference is
+            # only a longer lead, which AEC3 finds; a missing one is echo it cannot cancel.
+            written = self.reference.written
+            if target + n > written:
+                target = written - n
+                self.reference_late_chunks += 1
         if target is None:
             pos = None
-        elif self._read_pos is None or abs(target - self._read_pos) > RESYNC_MS * rate / 1000:
+        elif (
+            self._read_pos is None
+            or abs(target - self._read_pos) > RESYNC_MS * rate / 1000
+            or self._read_pos + n > written
+        ):
             pos = target
+        elif (
+            abs(target - self._read_pos) > DRIFT_MS * rate / 1000
+            and self._quiet(self._read_pos, n)
+            and self._quiet(target, n)
+        ):
+            pos = target  # follow the drift where the jump is silence on both sides: AEC3 hears nothing of it
         else:
             pos = self._read_pos
         self._read_pos = None if pos is None else pos + n
+        self.last_read = (target, pos, self.reference.written)  # for the benchmark's tap
         far = np.zeros(n, np.float32) if pos is None else self.reference.samples(pos, n)
         window = int(FAR_WINDOW_S * rate)
         around = (
             np.zeros(1, np.float32) if pos is None else self.reference.samples(pos - window // 6, window)
         )  # the aligned reference and the lag AEC3 may still find after it
-        self.far_active = rms_dbfs((around * 32767).astype(np.int16)) > FAR_ACTIVE_DBFS
+        self.far_dbfs = rms_dbfs((around * 32767).astype(np.int16))
+        self.far_active = self.far_dbfs > FAR_ACTIVE_DBFS
+        self.last_far = far  # the aligned reference handed to AEC3 with this chunk (float32 in [-1, 1])
         y = self._aec.process(x, far)
         self.raw_dbfs = rms_dbfs(chunk)
         out = (np.clip(y, -1.0, 1.0) * 32767.0).round().astype(np.int16)
         self.out_dbfs = rms_dbfs(out)
         return out
+
+    def _quiet(self, pos: int, n: int) -> bool:
+        return float(np.max(np.abs(self.reference.samples(pos, n)))) < QUIET
+
+    def _mic_time(self, n: int, captured_at: float) -> float:
+        """When the chunk that ends now was really captured, on time.monotonic().
+
+        A stamp is never early but is late when the microphone thread was held up (a loaded machine: it then
+        catches up with several chunks stamped at once); sample k was captured no later than `stamp - (samples
+        after it) / rate`, so the earliest such bound of the last seconds, plus k / rate, is the capture time.
+        Following every late stamp instead made the reference jump back and forth, and AEC3 re-adapt each time
+        (a false barge-in in bench echo after a 130 ms stall)."""
+        rate = self.settings.sample_rate_hz
+        self._mic_samples += n
+        bound = captured_at - self._mic_samples / rate  # the capture time of sample 0, at the latest
+        bounds = self._mic_bounds
+        if bounds and bound - min(b for _, b in bounds) > MIC_GAP_S:
+            bounds.clear()  # chunks between were not handed to us (muted): the count no longer maps
+        bounds.append((captured_at, bound))
+        while captured_at - bounds[0][0] > MIC_CLOCK_WINDOW_S:
+            bounds.popleft()
+        return min(b for _, b in bounds) + self._mic_samples / rate
 
     def is_speech(self, frame: np.ndarray) -> bool:
         """The VAD's frame classifier on the cancelled signal, with the residual-echo guard (see the docstring)."""

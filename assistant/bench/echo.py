@@ -23,6 +23,10 @@ canceller: what barge-in would do without one).
 - `transcript_ok`: fraction of interrupting questions whose utterance (the processed signal, pre-roll included)
   Whisper transcribes with their key words.
 
+With `aec3` the recordings folder also holds `tap.npz`: every microphone chunk raw and cancelled, the reference
+AEC3 got with it, the reference positions and the runs' times, so a false barge-in can be traced (and AEC3 and the
+guard replayed) offline.
+
 Needs PulseAudio (pulseaudio, pulseaudio-utils), espeak-ng, the bundled Whisper model; pywebrtc-audio for aec3.
 """
 
@@ -252,6 +256,8 @@ def run_echo(runs: int, delay_ms: float, echo_gain_db: float, option: str, out_d
 
         segmenter = VadSegmenter.from_settings(vad, is_speech=echo.is_speech if echo else plain_is_speech)
         processed: list[tuple[float, np.ndarray, bool]] = []  # (captured_at, processed chunk, far active)
+        tap: list[tuple[np.ndarray, np.ndarray, float, tuple]] = []  # (raw chunk, aligned reference, its window's
+        # level dBFS, (target, read, written) reference positions): tap.npz, to replay the canceller offline
         events: list[tuple[float, Any]] = []
         cond = threading.Condition()
 
@@ -300,6 +306,8 @@ def run_echo(runs: int, delay_ms: float, echo_gain_db: float, option: str, out_d
             far = echo.far_active if echo is not None else stream.speaking
             segmenter.set_onset_ms(min_speech_ms if far else vad.onset_ms)
             processed.append((at, out, far))
+            if echo is not None:
+                tap.append((chunk, (echo.last_far * 32767).astype(np.int16), echo.far_dbfs, echo.last_read))
             for ev in segmenter.push(out, at=at):
                 with cond:
                     events.append((at, ev))
@@ -317,6 +325,7 @@ def run_echo(runs: int, delay_ms: float, echo_gain_db: float, option: str, out_d
         time.sleep(1.0)
         reply_s = len(load_audio(reply_wav, STREAM_RATE)) / STREAM_RATE
         reply_windows: list[tuple[float, float]] = []
+        run_marks: list[tuple[float, bool, float]] = []  # (reply queued at, interrupted, question played at)
         turn_id = 0
         for i in range(runs):
             for interrupted in (False, True):
@@ -337,6 +346,7 @@ def run_echo(runs: int, delay_ms: float, echo_gain_db: float, option: str, out_d
                     played = time.monotonic()
                     pulse.play(question_wavs[i])
                     onset = played + q_lead[i]
+                    run_marks.append((t0, True, onset))
                     deadline = time.monotonic() + 4.0
                     with cond:
                         cond.wait_for(lambda: any(isinstance(e, Utterance) for _, e in events[mark:])
@@ -354,6 +364,7 @@ def run_echo(runs: int, delay_ms: float, echo_gain_db: float, option: str, out_d
                     time.sleep(reply_s + PLAYER_LATENCY_MS / 1000 + delay_ms / 1000 + 0.8)
                     run.false_barge_in = any(isinstance(e, SpeechStarted) for _, e in events[mark:])
                     reply_windows.append((t0, t0 + reply_s))
+                    run_marks.append((t0, False, 0.0))
                 for at, ev in events[mark:]:
                     progress(f"  {at - t0:6.2f} s after the reply was queued: {type(ev).__name__}")
                 turns.turn_done(_done(turn_id))
@@ -363,6 +374,13 @@ def run_echo(runs: int, delay_ms: float, echo_gain_db: float, option: str, out_d
         mic.stop()
         stream.stop()
         stop_all([raw_rec, speaker])
+        if tap:  # for replaying the canceller and the guard offline (why a barge-in fired)
+            np.savez_compressed(
+                root / "tap.npz", at=np.array([p[0] for p in processed]), raw=np.stack([t[0] for t in tap]),
+                far=np.stack([t[1] for t in tap]), far_dbfs=np.array([t[2] for t in tap]),
+                read=np.array([[-1 if v is None else v for v in t[3]] for t in tap], np.int64),
+                out=np.stack([p[1] for p in processed]), marks=np.array(run_marks), reply_s=reply_s,
+            )  # fmt: skip
         report.erle_db = _erle(processed, raw_rec, reply_windows, delay_ms)
         _resolve_latency(report, speaker)
         _transcribe(report)

@@ -110,3 +110,79 @@ def test_barge_in_switched_off_needs_no_canceller() -> None:
     setup = barge_in_setup(AudioSettings(barge_in=False))
     assert (setup.echo, setup.enabled, setup.notice) == (None, False, None)
     assert barge_in_setup(AudioSettings()).enabled  # the package is installed here
+
+
+def _fed_reference(echo: EchoCanceller, seconds: float) -> list[float]:
+    """The stream writes `seconds` of loud noise, one 40 ms frame per tick from t=100; returns the tick times."""
+    t = [100.0]
+    echo.reference._clock = lambda: t[0]
+    rng = np.random.default_rng(5)
+    ticks = []
+    for k in range(int(seconds / 0.04)):
+        t[0] = 100.0 + k * 0.04
+        echo.reference.write(np.zeros(0, np.uint8), (rng.normal(0, 3000, 1920)).astype(np.int16))
+        ticks.append(t[0])
+    return ticks
+
+
+def test_the_reference_is_never_read_past_what_the_stream_wrote() -> None:
+    # A tick that comes late must not leave holes (zeros) in the reference AEC3 gets: they are echo it cannot
+    # cancel, in the middle of the avatar's voice.
+    echo = EchoCanceller(EchoSettings(delay_ms=0))  # the shortest alignment (MIN_ALIGN_MS)
+    ticks = _fed_reference(echo, 2.0)
+    silent = np.zeros(480, np.int16)
+    captured = np.arange(ticks[-1] - 0.5, ticks[-1] + 0.04, 0.03)  # up to the last tick, on time
+    for at in captured:
+        echo.process(silent, float(at))
+        assert np.count_nonzero(echo.last_far == 0) == 0
+    assert echo.reference_late_chunks == 0
+    for at in captured[-1] + np.arange(1, 8) * 0.03:  # the next ticks are 210 ms late: nothing new written
+        echo.process(silent, float(at))
+        assert np.count_nonzero(echo.last_far == 0) == 0  # an older reference (a longer lead), never zeros
+    assert echo.reference_late_chunks > 0
+
+
+def test_late_microphone_stamps_do_not_move_the_reference() -> None:
+    # A loaded machine holds up the microphone thread; it then catches up with several chunks stamped at once.
+    # The reference must still be read as one unbroken signal (AEC3 re-adapts after every jump).
+    echo = EchoCanceller(EchoSettings(delay_ms=250))
+    _fed_reference(echo, 3.0)
+    silent = np.zeros(480, np.int16)
+    positions = []
+    for j in range(60):
+        captured = 100.5 + (j + 1) * 0.03
+        if 20 <= j < 26:
+            captured = 100.5 + 27 * 0.03  # six chunks held up, then delivered together up to 180 ms late
+        echo.process(silent, captured)
+        positions.append(echo._read_pos)
+    assert set(np.diff(positions)) == {480}
+
+
+
+def test_clock_drift_is_followed_in_pauses_not_mid_speech() -> None:
+    # The microphone's clock runs 2000 ppm fast against the stream's (real sound cards drift by tens of ppm): the
+    # reference read must not jump while the avatar speaks (AEC3 loses the echo after a jump) and must catch up
+    # with the clocks in the pauses, so the lead AEC3 has found stays put.
+    echo = EchoCanceller(EchoSettings(delay_ms=250))
+    t = [0.0]
+    echo.reference._clock = lambda: t[0]
+    rng = np.random.default_rng(5)
+    silent = np.zeros(480, np.int16)
+    ticks = [(100.0 + k * 0.04, "tick", k) for k in range(int(60 / 0.04))]  # 2 s of speech, 1 s of pause
+    chunks = [(100.5 + (j + 1) * 0.03 / (1 + 2000e-6), "mic", j) for j in range(int(59 / 0.03))]
+    off, jumps_in_speech, last = [], 0, None
+    for at, kind, k in sorted(ticks + chunks):
+        if kind == "tick":
+            t[0] = at
+            speaking = (k * 0.04) % 3.0 < 2.0
+            audio = rng.normal(0, 3000, 1920) if speaking else np.zeros(1920)
+            echo.reference.write(np.zeros(0, np.uint8), audio.astype(np.int16))
+            continue
+        echo.process(silent, at)
+        target, pos, _ = echo.last_read
+        if last is not None and pos != last + 480 and np.abs(echo.last_far).max() > 1e-3:
+            jumps_in_speech += 1
+        last = pos
+        off.append(abs(target - pos))
+    assert jumps_in_speech == 0
+    assert max(off) < 0.07 * RATE  # 120 ms of drift in the minute, made up in the pauses (to within DRIFT_MS)
