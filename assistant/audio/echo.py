@@ -11,7 +11,12 @@ Alignment: what the stream releases is heard `player_delay_ms` later (the encode
 server: 250-420 ms measured by `assistant bench live`), then the room adds its own path. AEC3 only cancels echo
 that comes *after* its reference, and its delay estimator finds any lag from about 10 to 500 ms
 (`assistant bench echo` measures it), so the reference is taken `align_ms` = the configured delay minus a
-margin early: the echo then always trails it by a lag AEC3 can find, whatever the player's delay this session.
+margin early (but never less than MIN_ALIGN_MS after it was due, so the stream's tick has written it): the echo
+then always trails it by a lag AEC3 can find, whatever the player's delay this session. The reference is read as
+one unbroken signal, each chunk at the microphone's own sample clock (fitted to its earliest stamps, so a held-up
+microphone thread does not move it) and never re-aimed for a drift of the clocks (the echo drifts with the
+microphone). Every jump of the reference costs AEC3 a re-convergence, and that is where the residual echo that
+interrupted the avatar came from.
 
 Barge-in guard (`is_speech`): a frame counts as the user's speech only if webrtcvad hears speech in the
 *cancelled* signal and, while the avatar speaks, the cancelled level is within `residual_margin_db` of the raw
@@ -23,7 +28,6 @@ app stays half-duplex.
 
 from __future__ import annotations
 
-import bisect
 import logging
 import threading
 import time
@@ -49,12 +53,12 @@ MIN_ALIGN_MS = 80.0  # the reference is read at least this long after it was due
 # frame per tick, a tick may start late, and a read past what was written hands AEC3 zeros in the middle of the
 # avatar's voice (bench echo with the reference read at capture time: 43% of the voiced chunks had such holes,
 # ERLE 16 dB and 4 false barge-ins in 6 replies on a loaded machine)
-DRIFT_MS = 60.0  # the microphone's and the stream's clocks drift apart (100 ppm in bench echo: 14 ms in 140 s);
-# the read follows them only once this far off, and only in a pause of the avatar's voice: every jump of the
-# reference makes AEC3 re-converge (a 30 ms jump mid-speech left it cancelling nothing for a minute in bench echo,
-# 6 false barge-ins; a 7 ms jump in a pause still let residual echo through on a synthetic room)
-RESYNC_MS = 150.0  # this far off (a restarted stream, a long stall), the read jumps whatever is playing
-QUIET = 1e-3  # -60 dBFS: a reference this quiet (a pause, the idle stream) is where the read follows the clocks
+RESYNC_MS = 500.0  # the reference is read as one unbroken signal unless the clocks put it this far off (a
+# restarted stream, a long stall). Not less: the clocks do drift apart (the microphone's sample clock ran 100 ppm
+# fast against time.monotonic() in bench echo), but the echo drifts with the microphone (speaker and microphone
+# share the sound server's clock), so the continuous read kept the echo at the same lag for 8 minutes while the
+# clock estimate wandered 58 ms; following that estimate (a 30 ms jump mid-speech, a 58 ms one in a pause, or
+# one-sample slips) each time made AEC3 lose the echo and interrupt the avatar
 MIC_CLOCK_WINDOW_S = 5.0  # the microphone's sample clock is fitted to the earliest stamps of this long
 MIC_GAP_S = 0.5  # stamps this much later than the sample clock: chunks were not handed over (muted); start again
 FAR_ACTIVE_DBFS = -50.0  # reference louder than this in the window around the aligned time: the avatar speaks
@@ -202,8 +206,8 @@ class EchoCanceller:
             return chunk
         start_t = self._mic_time(n, captured_at) - n / rate - self.settings.align_ms / 1000.0
         target = self.reference.position_at(start_t)
-        # Read the reference continuously while the avatar speaks (AEC3 needs an unbroken signal); follow the
-        # clocks' drift in its pauses, and jump only when they are far apart (RESYNC_MS).
+        # Read the reference as one unbroken signal (AEC3 re-converges after every jump); jump only when the
+        # clocks put it far off (RESYNC_MS) or the stream has not written it yet.
         if target is not None:
             # Never past what the stream has written (a tick later than MIN_ALIGN_MS): an earlier reference is
             # only a longer lead, which AEC3 finds; a missing one is echo it cannot cancel.
@@ -219,12 +223,6 @@ class EchoCanceller:
             or self._read_pos + n > written
         ):
             pos = target
-        elif (
-            abs(target - self._read_pos) > DRIFT_MS * rate / 1000
-            and self._quiet(self._read_pos, n)
-            and self._quiet(target, n)
-        ):
-            pos = target  # follow the drift where the jump is silence on both sides: AEC3 hears nothing of it
         else:
             pos = self._read_pos
         self._read_pos = None if pos is None else pos + n
@@ -242,9 +240,6 @@ class EchoCanceller:
         out = (np.clip(y, -1.0, 1.0) * 32767.0).round().astype(np.int16)
         self.out_dbfs = rms_dbfs(out)
         return out
-
-    def _quiet(self, pos: int, n: int) -> bool:
-        return float(np.max(np.abs(self.reference.samples(pos, n)))) < QUIET
 
     def _mic_time(self, n: int, captured_at: float) -> float:
         """When the chunk that ends now was really captured, on time.monotonic().

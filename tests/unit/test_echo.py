@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+import assistant.audio.echo as echo_mod
 from assistant.audio.echo import EchoCanceller, EchoSettings, barge_in_setup
 from assistant.config import AudioSettings
 from assistant.turn_taking import HANDS_FREE, TurnState, TurnTaking
@@ -159,18 +160,19 @@ def test_late_microphone_stamps_do_not_move_the_reference() -> None:
 
 
 
-def test_clock_drift_is_followed_in_pauses_not_mid_speech() -> None:
-    # The microphone's clock runs 2000 ppm fast against the stream's (real sound cards drift by tens of ppm): the
-    # reference read must not jump while the avatar speaks (AEC3 loses the echo after a jump) and must catch up
-    # with the clocks in the pauses, so the lead AEC3 has found stays put.
+def test_a_drift_of_the_clocks_never_makes_the_reference_jump() -> None:
+    # The microphone's sample clock runs 500 ppm fast against time.monotonic() (bench echo saw 100 ppm: the sound
+    # server's clock): the echo drifts with the microphone, so the reference must stay one unbroken signal (AEC3
+    # lost the echo after every jump, slip or re-aim) until the clocks are RESYNC_MS apart.
     echo = EchoCanceller(EchoSettings(delay_ms=250))
     t = [0.0]
     echo.reference._clock = lambda: t[0]
     rng = np.random.default_rng(5)
     silent = np.zeros(480, np.int16)
     ticks = [(100.0 + k * 0.04, "tick", k) for k in range(int(60 / 0.04))]  # 2 s of speech, 1 s of pause
-    chunks = [(100.5 + (j + 1) * 0.03 / (1 + 2000e-6), "mic", j) for j in range(int(59 / 0.03))]
-    off, jumps_in_speech, last = [], 0, None
+    chunks = [(100.5 + (j + 1) * 0.03 / (1 + 500e-6), "mic", j) for j in range(int(59 / 0.03))]
+    steps, off = [], []
+    last = None
     for at, kind, k in sorted(ticks + chunks):
         if kind == "tick":
             t[0] = at
@@ -180,9 +182,9 @@ def test_clock_drift_is_followed_in_pauses_not_mid_speech() -> None:
             continue
         echo.process(silent, at)
         target, pos, _ = echo.last_read
-        if last is not None and pos != last + 480 and np.abs(echo.last_far).max() > 1e-3:
-            jumps_in_speech += 1
+        if last is not None:
+            steps.append(pos - last - 480)
         last = pos
         off.append(abs(target - pos))
-    assert jumps_in_speech == 0
-    assert max(off) < 0.07 * RATE  # 120 ms of drift in the minute, made up in the pauses (to within DRIFT_MS)
+    assert max(off) > 0.025 * RATE  # the clocks did drift apart (30 ms in the minute) ...
+    assert set(steps) == {0}  # ... and the reference was read without a jump
