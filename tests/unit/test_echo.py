@@ -8,7 +8,6 @@ import sys
 import numpy as np
 import pytest
 
-import assistant.audio.echo as echo_mod
 from assistant.audio.echo import EchoCanceller, EchoSettings, barge_in_setup
 from assistant.config import AudioSettings
 from assistant.turn_taking import HANDS_FREE, TurnState, TurnTaking
@@ -94,7 +93,7 @@ def test_a_user_speaking_over_the_echo_passes_the_guard() -> None:
 
 def test_no_canceller_gives_a_notice_and_half_duplex(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pywebrtc_audio", None)  # import fails as if the package were missing
-    setup = barge_in_setup(AudioSettings())
+    setup = barge_in_setup(AudioSettings(barge_in=True))
     assert setup.echo is None and not setup.enabled
     assert setup.notice is not None and "pip install pywebrtc-audio" in setup.notice and "half-duplex" in setup.notice
 
@@ -110,7 +109,7 @@ def test_no_canceller_gives_a_notice_and_half_duplex(monkeypatch: pytest.MonkeyP
 def test_barge_in_switched_off_needs_no_canceller() -> None:
     setup = barge_in_setup(AudioSettings(barge_in=False))
     assert (setup.echo, setup.enabled, setup.notice) == (None, False, None)
-    assert barge_in_setup(AudioSettings()).enabled  # the package is installed here
+    assert barge_in_setup(AudioSettings(barge_in=True)).enabled  # the package is installed here
 
 
 def _fed_reference(echo: EchoCanceller, seconds: float) -> list[float]:
