@@ -210,7 +210,7 @@ def _match(runs: list[tuple[int, int]], r: int, length: int, tol: int, win: int)
 
 
 def _walk(
-    w: _Walk, offset: int, from_idx: int, ref_stop: int, tol: int, win: int, look: int
+    w: _Walk, offset: int, from_idx: int, ref_stop: int, tol: int, win: int, look: int, anchor_offset: int | None = None
 ) -> tuple[list[tuple[int, int, int, int]], int]:
     """Follow the recording's silences from `from_idx` until the mapped reference position reaches `ref_stop`.
 
@@ -232,6 +232,20 @@ def _walk(
         best, expected = _match(w.ref_silent, r, length, tol, win)
         if best is None:
             best, expected = _match(w.ref_quiet, r, length, tol, win)
+        if length - expected > tol and anchor_offset is not None and anchor_offset != offset:
+            # The running offset can be misled by a local re-alignment. When the recording matches the reference at
+            # the anchor's offset on both sides of this silence (so nothing was inserted or lost here), the
+            # reference's own pause at that offset is what the silence should be.
+            end = i1 - 1 + win
+            ra = i0 - anchor_offset
+            both_sides = (
+                i0 - look >= 0 and ra - look >= 0
+                and _ncc_at(w.rec_env, w.ref_env, i0 - look, ra - look, look) > 0.9
+                and _ncc_at(w.rec_env, w.ref_env, end, end - anchor_offset, look) > 0.9
+            )  # fmt: skip
+            if both_sides:
+                _, expected_anchor = _match(w.ref_silent, ra, length, tol, win)
+                expected = max(expected, expected_anchor)
         if length - expected > tol:
             found.append((i0, length, r, expected))
         resume_at = i1 - 1 + win  # where sound comes back in the recording
@@ -318,14 +332,14 @@ def speaker_gaps(
             _runs(ref_db < ref_threshold + 6.0),
         )  # fmt: skip
 
-    forward, fwd_offset = _walk(walk_of(rec, ref), offset, anchor + offset, r1, tol, win, look)
+    forward, fwd_offset = _walk(walk_of(rec, ref), offset, anchor + offset, r1, tol, win, look, offset)
     # Backwards: the same walk on the reversed signals. Times flip as t -> T - t (T: the signal's length in ms), so
     # the offset becomes T_rec - T_ref - offset and the reply's start r0 becomes the reversed reference's end.
     t_rec, t_ref = len(rec) / rate_hz / hop_s, len(ref) / ref_rate / hop_s
     rev_offset = round(t_rec - t_ref - offset)
     backward, bwd_rev_offset = _walk(
         walk_of(rec[::-1], ref[::-1]), rev_offset, round(t_rec - anchor - offset), round(t_ref - r0),
-        tol, win, look,
+        tol, win, look, rev_offset,
     )  # fmt: skip
     start_offset = t_rec - t_ref - bwd_rev_offset
 
