@@ -168,15 +168,9 @@ class Session:
         return manager
 
     def _build_tts(self) -> Any:
-        from assistant.tts.base import TTSOptions
-        from assistant.tts.select import build_tts
+        from assistant.tts.select import build_tts, options_from_settings
 
-        cfg = self.settings.tts
-        options = TTSOptions(
-            models_dir=self.settings.models_dir, coqui_model=self.resolved.coqui_model, speaker=cfg.speaker,
-            language=cfg.language, device=self.resolved.tts_device, piper_voice=cfg.piper_voice,
-            espeak_voice=cfg.espeak_voice,
-        )  # fmt: skip
+        options = options_from_settings(self.settings, self.resolved)
         return build_tts(
             self.resolved.tts_engine, options,
             on_fallback=lambda name, why: self._notice(f"Speech: {why}", stage="tts"),

@@ -75,6 +75,15 @@ def _tail(text: str) -> str:
     return text if len(text) <= _MAX_STDERR_CHARS else "..." + text[-_MAX_STDERR_CHARS:]
 
 
+def _read_tail(stderr: IO[bytes]) -> str:
+    """The tail of what an ffmpeg process wrote to its stderr file ("" once the file is closed)."""
+    try:
+        stderr.seek(0)
+        return _tail(stderr.read().decode("utf-8", "replace"))
+    except (ValueError, OSError):
+        return ""
+
+
 def _run(args: list[str], what: str) -> subprocess.CompletedProcess[bytes]:
     """Run ffmpeg/ffprobe to completion; a non-zero exit becomes VideoEncodeError with its stderr."""
     try:
@@ -263,11 +272,7 @@ class FrameWriter:
         return self.frames_written / self.fps
 
     def _read_stderr(self) -> str:
-        try:
-            self._stderr.seek(0)
-            return _tail(self._stderr.read().decode("utf-8", "replace"))
-        except (ValueError, OSError):
-            return ""
+        return _read_tail(self._stderr)
 
 
 # ---- reading ----
@@ -630,11 +635,7 @@ class LiveEncoder:
         self._stderr.close()
 
     def _read_stderr(self) -> str:
-        try:
-            self._stderr.seek(0)
-            return _tail(self._stderr.read().decode("utf-8", "replace"))
-        except (ValueError, OSError):
-            return ""
+        return _read_tail(self._stderr)
 
 
 # ==== Re-encoding and presentation muxing (`assistant video encode`, `assistant present`) ====================

@@ -39,15 +39,9 @@ import yaml
 from assistant.audio.io import load_audio
 from assistant.bench import measure
 from assistant.bench.rig import ScreenRecorder, SpeakerRecorder, start_pulse, start_xvfb, stop_all
+from assistant.bench.turn import QUESTIONS  # the same questions as `bench turn`, so the two compare
 from assistant.errors import AssistantError
 
-QUESTIONS = (
-    "What is the capital of France?",
-    "How far away is the moon?",
-    "What color is the sky?",
-    "Tell me a fun fact about cats.",
-    "What is the tallest mountain on Earth?",
-)
 SCREEN = (1280, 800)
 RATE = 48000
 APP_START_S = 300.0

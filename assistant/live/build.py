@@ -21,7 +21,7 @@ from assistant.live.renderer import RenderRate, RigRenderer, measure_rate
 from assistant.live.stream import StreamSettings
 from assistant.profile import ResolvedSettings
 from assistant.talking_head.base import load_avatar
-from assistant.talking_head.chain import render_settings_from_config
+from assistant.talking_head.chain import render_settings_from_config, wav2lip_config
 from assistant.talking_head.face import FaceCache
 
 log = logging.getLogger(__name__)
@@ -81,8 +81,8 @@ def build_live(settings: Settings, resolved: ResolvedSettings) -> LiveSetup:
 
 def _wav2lip_renderer(settings, resolved, engine_name, avatar, rig, s, notices):
     """Wav2Lip's mouth on the rig, when its weights are there and it is fast enough; else None with a notice."""
-    th = settings.talking_head
-    checkpoint = settings.project_path(getattr(th.models, engine_name))
+    checkpoints, options = wav2lip_config(settings, resolved.quality_mode)
+    checkpoint = checkpoints[engine_name]
     if not Path(checkpoint).is_file():
         notices.append(
             f"{engine_name} weights are not downloaded ({checkpoint}); the light engine animates the avatar "
@@ -93,11 +93,9 @@ def _wav2lip_renderer(settings, resolved, engine_name, avatar, rig, s, notices):
         from assistant.live.wav2lip_live import Wav2LipLiveRenderer
         from assistant.talking_head.wav2lip_engine import Wav2LipTalkingHead
 
-        profile = th.high if resolved.quality_mode == "high" else th.standard
         engine = Wav2LipTalkingHead(
             avatar, device=resolved.talking_head_device, quality_mode=resolved.quality_mode, model_path=checkpoint,
-            wav2lip_batch_size=profile.wav2lip_batch_size, resolution=(s.width, s.height), fps=s.fps,
-            use_half_precision=th.use_half_precision, blend=th.blend, cache_dir=settings.cache_dir / "faces",
+            resolution=(s.width, s.height), fps=s.fps, **options,
         )  # fmt: skip
         live = Wav2LipLiveRenderer(engine, rig, s.fps)
         fps = live.measure()

@@ -182,7 +182,6 @@ class SpeechQueue:
                 if b >= start + length:
                     self._fade = None
             self._clips = [c for c in self._clips if not c.finished]
+            # Targets are only ever added for frames >= the one being taken, so popping frame n leaves none behind.
             level, wide = self._targets.pop(n, (0.0, 0.0))
-            for f in [f for f in self._targets if f < n]:
-                del self._targets[f]
             return FrameSpeech(audio, level, wide, tuple(events), speaking, clip)

@@ -23,15 +23,10 @@ BUNDLED_LLM = "smollm2-135m"
 
 
 def build_tts(settings: Settings, resolved: ResolvedSettings) -> Any:
-    from assistant.tts.base import TTSOptions
     from assistant.tts.select import build_tts as build_chain
+    from assistant.tts.select import options_from_settings
 
-    cfg = settings.tts
-    options = TTSOptions(
-        models_dir=settings.models_dir, coqui_model=resolved.coqui_model, speaker=cfg.speaker,
-        language=cfg.language, device=resolved.tts_device, piper_voice=cfg.piper_voice,
-        espeak_voice=cfg.espeak_voice,
-    )  # fmt: skip
+    options = options_from_settings(settings, resolved)
     return build_chain(resolved.tts_engine, options, on_fallback=lambda name, why: log.warning("Speech: %s", why))
 
 

@@ -54,16 +54,9 @@ def present_options(
 
 def speaker_factory(settings: Settings, resolved: ResolvedSettings) -> SpeakerFactory:
     def build() -> Any:
-        from assistant.tts.base import TTSOptions
-        from assistant.tts.select import build_tts
+        from assistant.tts.select import build_tts, options_from_settings
 
-        cfg = settings.tts
-        options = TTSOptions(
-            models_dir=settings.models_dir, coqui_model=resolved.coqui_model, speaker=cfg.speaker,
-            language=cfg.language, device=resolved.tts_device, piper_voice=cfg.piper_voice,
-            espeak_voice=cfg.espeak_voice,
-        )  # fmt: skip
-        return build_tts(resolved.tts_engine, options)
+        return build_tts(resolved.tts_engine, options_from_settings(settings, resolved))
 
     return build
 
@@ -71,27 +64,16 @@ def speaker_factory(settings: Settings, resolved: ResolvedSettings) -> SpeakerFa
 def chain_factory(settings: Settings, resolved: ResolvedSettings, options: PresentOptions) -> ChainFactory:
     def build(geo: Geometry, avatar: Path) -> Any:
         from assistant.talking_head.base import RenderSettings
-        from assistant.talking_head.chain import TalkingHeadChain, default_factories
+        from assistant.talking_head.chain import TalkingHeadChain, default_factories, wav2lip_config
 
-        th = settings.talking_head
-        profile = th.high if options.quality_mode == "high" else th.standard
         size = dataclasses.replace(
             RenderSettings.for_quality(options.quality_mode, options.fps),
             width=geo.avatar.w, height=geo.avatar.h, audio_bitrate=options.audio_bitrate,
         )  # fmt: skip
+        checkpoints, wav2lip_options = wav2lip_config(settings, options.quality_mode)
         factories = default_factories(
-            avatar, size, device=resolved.talking_head_device,
-            checkpoints={
-                "wav2lip": settings.project_path(th.models.wav2lip),
-                "wav2lip_gan": settings.project_path(th.models.wav2lip_gan),
-            },
-            wav2lip_options={
-                "face_det_batch_size": profile.face_det_batch_size,
-                "wav2lip_batch_size": profile.wav2lip_batch_size,
-                "use_half_precision": th.use_half_precision,
-                "blend": th.blend,
-                "cache_dir": settings.cache_dir / "faces",
-            },
+            avatar, size, device=resolved.talking_head_device, checkpoints=checkpoints,
+            wav2lip_options={**wav2lip_options, "enhance_face": False},  # a small corner face: no GFPGAN pass
         )  # fmt: skip
         return TalkingHeadChain(options.engine, factories, on_oom="fallback")
 

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from assistant.cancel import CancelToken
 from assistant.errors import Cancelled, TalkingHeadError, VideoOutOfMemoryError
@@ -236,28 +236,37 @@ def render_settings_from_config(settings: Settings, quality_mode: str, engine: s
     )
 
 
+def wav2lip_config(settings: Settings, quality_mode: str) -> tuple[dict[str, Path], dict[str, Any]]:
+    """The Wav2Lip checkpoints by engine name, and the engine's keyword options for a quality mode, from the config
+    (the reply files, the live stream and presentations all build Wav2Lip from these)."""
+    th = settings.talking_head
+    profile = th.high if quality_mode == "high" else th.standard
+    checkpoints = {
+        "wav2lip": settings.project_path(th.models.wav2lip),
+        "wav2lip_gan": settings.project_path(th.models.wav2lip_gan),
+    }
+    options = {
+        "face_det_batch_size": profile.face_det_batch_size,
+        "wav2lip_batch_size": profile.wav2lip_batch_size,
+        "use_half_precision": th.use_half_precision,
+        "blend": th.blend,
+        "enhance_face": profile.enhance_face,
+        "cache_dir": settings.cache_dir / "faces",
+        "gfpgan_model_path": settings.project_path(th.models.gfpgan),
+    }
+    return checkpoints, options
+
+
 def build_chain(settings: Settings, resolved: ResolvedSettings, on_oom: OnOOM = "raise") -> TalkingHeadChain:
     """The app's chain from the loaded config and the resolved gpu_profile choices."""
-    th = settings.talking_head
     quality = resolved.quality_mode
-    profile = th.high if quality == "high" else th.standard
+    checkpoints, wav2lip_options = wav2lip_config(settings, quality)
     factories = default_factories(
-        settings.project_path(th.avatar_image),
+        settings.project_path(settings.talking_head.avatar_image),
         render_settings_from_config(settings, quality, "wav2lip"),
         device=resolved.talking_head_device,
-        checkpoints={
-            "wav2lip": settings.project_path(th.models.wav2lip),
-            "wav2lip_gan": settings.project_path(th.models.wav2lip_gan),
-        },
-        wav2lip_options={
-            "face_det_batch_size": profile.face_det_batch_size,
-            "wav2lip_batch_size": profile.wav2lip_batch_size,
-            "use_half_precision": th.use_half_precision,
-            "blend": th.blend,
-            "enhance_face": profile.enhance_face,
-            "cache_dir": settings.cache_dir / "faces",
-            "gfpgan_model_path": settings.project_path(th.models.gfpgan),
-        },
+        checkpoints=checkpoints,
+        wav2lip_options=wav2lip_options,
         light_settings=render_settings_from_config(settings, quality, "light"),
     )
     return TalkingHeadChain(resolved.talking_head_engine, factories, on_oom=on_oom)

@@ -20,10 +20,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from assistant.errors import Cancelled, ConfigError, TTSError
 from assistant.events import SpeechAudio
 from assistant.storage import StorageError, check_writable
+if TYPE_CHECKING:
+    from assistant.config import Settings
+    from assistant.profile import ResolvedSettings
+
 from assistant.tts.base import (
     ENGINE_NAMES,
     EmptyTextError,
@@ -86,6 +91,16 @@ def _espeak(options: TTSOptions) -> TTSEngine:
 
 
 DEFAULT_FACTORIES: Mapping[str, EngineFactory] = {"coqui": _coqui, "piper": _piper, "espeak": _espeak}
+
+
+def options_from_settings(settings: Settings, resolved: ResolvedSettings) -> TTSOptions:
+    """The engines' options from the config and the resolved profile (the app, the livestream, presentations)."""
+    cfg = settings.tts
+    return TTSOptions(
+        models_dir=settings.models_dir, coqui_model=resolved.coqui_model, speaker=cfg.speaker,
+        language=cfg.language, device=resolved.tts_device, piper_voice=cfg.piper_voice,
+        espeak_voice=cfg.espeak_voice,
+    )  # fmt: skip
 
 
 def chain_for(preferred: str) -> tuple[str, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -41,11 +42,14 @@ def test_pipe_and_recording_from_one_encode(tmp_path: Path):
     reader.start()
     stream = LiveStream(RigRenderer(AVATAR, W, H), StreamSettings(W, H, FPS, RATE))
     stream.add_sink(encoder)
-    for _ in range(25):  # 1 s idle
-        stream.tick()
+    def ticks(n: int) -> None:  # at the frame rate, as the stream's clock does: a live encoder drops frames
+        for _ in range(n):       # (with their audio) when fed faster than it can encode, by design
+            stream.tick()
+            time.sleep(1 / FPS)
+
+    ticks(25)  # 1 s idle
     stream.say(tone(1.0), RATE, key="a")
-    for _ in range(50):  # 1 s of speech, 1 s idle
-        stream.tick()
+    ticks(50)  # 1 s of speech, 1 s idle
     stream.stop()  # closes the encoder: the MP4 gets its index
     reader.join(10)
     assert encoder.frames_written == 75 and encoder.frames_dropped == 0 and encoder.failed is None
