@@ -89,6 +89,7 @@ APT_PACKAGES=(
   rabbitmq-server  # the livestream tests start a private broker in user space
   fonts-dejavu-core  # the slides of `assistant present`
   strace  # tests/integration/test_privacy.py watches a whole turn for network use
+  x11-xserver-utils  # xsetroot: tests/integration/test_rig.py changes the screen it records
   # what PySide6's xcb platform plugin loads
   libxkbcommon-x11-0 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-randr0 libxcb-shape0
   libxcb-xinerama0 libegl1 libgl1 libfontconfig1 libdbus-1-3 libglib2.0-0
