@@ -1,0 +1,125 @@
+"""Contact sheets of the weightless (light) talking head, and the test faces they are drawn on.
+
+Run by a developer; what it writes is committed:
+
+    .venv/bin/python scripts/contact_sheet.py faces          # tests/data/faces/*.jpg (needs scikit-image, matplotlib)
+    .venv/bin/python scripts/contact_sheet.py sheet docs/light_engine_contact_sheet.png
+
+`sheet` draws, for every test face, the lower face at mouth openings 0, 0.25, 0.5, 0.75 and 1 (neutral shape),
+then a rounded ("oo") and a spread ("ee") mouth at 0.6, exactly as `FaceRig.render` draws them into a 1280x720
+frame (no sway, no blink). Run it on the code before a change and after it to compare the two.
+
+The faces (all public domain, all offline):
+- `astronaut_open_smile`: the shipped avatar (`assets/avatars/astronaut.png`, skimage.data.astronaut(), Eileen
+  Collins, NASA): front lit, a smile with the upper teeth showing.
+- `hopper_closed_smile`: Grace Hopper (US Navy photo, shipped with matplotlib as sample_data/grace_hopper.jpg),
+  cropped to head and shoulders: a closed-lip smile, glasses, wrinkled skin, a larger face in the frame.
+- `astronaut_small_tilted_dim`: the astronaut photo shrunk to 55 %, rotated 6 degrees, relit darker from the
+  left (a horizontal gain ramp 0.45 -> 1.0, gamma 1.25) and cooled, on a padded canvas: a small, tilted,
+  unevenly lit face.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FACES_DIR = REPO_ROOT / "tests" / "data" / "faces"
+AVATAR = REPO_ROOT / "assets" / "avatars" / "astronaut.png"
+FACE_NAMES = ("astronaut_open_smile", "hopper_closed_smile", "astronaut_small_tilted_dim")
+OPENINGS = (0.0, 0.25, 0.5, 0.75, 1.0)
+SHAPES = ((0.6, -1.0, "oo 0.6"), (0.6, 1.0, "ee 0.6"))
+TILE_H = 220  # px per tile in the sheet
+
+
+def face_paths() -> dict[str, Path]:
+    return {
+        "astronaut_open_smile": AVATAR,
+        "hopper_closed_smile": FACES_DIR / "hopper_closed_smile.jpg",
+        "astronaut_small_tilted_dim": FACES_DIR / "astronaut_small_tilted_dim.jpg",
+    }
+
+
+def make_faces() -> None:
+    import matplotlib.cbook
+    from skimage import data
+
+    FACES_DIR.mkdir(parents=True, exist_ok=True)
+    # Grace Hopper: 512x600; head and shoulders, 5:6, the face in the upper half.
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
+        hopper = cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_COLOR)
+    hopper = cv2.resize(hopper[20:560, 30:480], (500, 600), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(FACES_DIR / "hopper_closed_smile.jpg"), hopper, [cv2.IMWRITE_JPEG_QUALITY, 92])
+
+    astro = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)  # (512, 512, 3)
+    small = cv2.resize(astro, None, fx=0.55, fy=0.55, interpolation=cv2.INTER_AREA)  # (282, 282)
+    canvas = cv2.copyMakeBorder(small, 60, 120, 90, 90, cv2.BORDER_REFLECT)  # (462, 462): the face is small
+    h, w = canvas.shape[:2]
+    rot = cv2.getRotationMatrix2D((w / 2, h / 2), 6.0, 1.0)
+    canvas = cv2.warpAffine(canvas, rot, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    gain = np.linspace(0.45, 1.0, w, dtype=np.float32)[None, :, None]  # light from the right, shadow left
+    lit = ((canvas.astype(np.float32) / 255.0) ** 1.25) * gain * np.array([1.08, 1.0, 0.9], np.float32)
+    out = np.clip(lit * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    cv2.imwrite(str(FACES_DIR / "astronaut_small_tilted_dim.jpg"), out, [cv2.IMWRITE_JPEG_QUALITY, 92])
+
+
+def _label(tile: np.ndarray, text: str) -> None:
+    cv2.putText(tile, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(tile, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def face_row(path: Path, name: str) -> np.ndarray:
+    from assistant.talking_head.base import RenderSettings
+    from assistant.talking_head.light import LightTalkingHead
+
+    head = LightTalkingHead(path, RenderSettings(1280, 720, 25.0), blinks=False, sway=False)
+    rig = head.rig
+    y0, _, x0, _ = rig.roi
+    # The lower face: from the nose to below the chin, a face width and a bit across.
+    box = head.face_box
+    top, bottom = int(box.y1 + 0.45 * rig.fh) - y0, int(box.y1 + 1.30 * rig.fh) - y0
+    left, right = int(rig.cx - 0.62 * rig.fw) - x0, int(rig.cx + 0.62 * rig.fw) - x0
+    tiles = []
+    for opening, wide, text in [(o, 0.0, f"open {o:.2f}") for o in OPENINGS] + list(SHAPES):
+        roi = rig.render(opening, wide, 0.0, (0.0, 0.0, 0.0)).copy()
+        crop = roi[max(0, top) : bottom, max(0, left) : right]
+        scale = TILE_H / crop.shape[0]
+        tile = cv2.resize(crop, (round(crop.shape[1] * scale), TILE_H), interpolation=cv2.INTER_AREA)
+        _label(tile, text if tiles else f"{name}: {text}")
+        tiles.append(tile)
+    return np.hstack(tiles)
+
+
+def make_sheet(out: Path, title: str) -> None:
+    rows = [face_row(path, name) for name, path in face_paths().items()]
+    width = max(r.shape[1] for r in rows)
+    rows = [cv2.copyMakeBorder(r, 0, 4, 0, width - r.shape[1], cv2.BORDER_CONSTANT, value=(255,) * 3) for r in rows]
+    header = np.full((30, width, 3), 255, np.uint8)
+    cv2.putText(header, title, (8, 21), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out), np.vstack([header] + rows), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    print(f"wrote {out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("faces", help="write the test faces into tests/data/faces")
+    sheet = sub.add_parser("sheet", help="draw the contact sheet")
+    sheet.add_argument("out", type=Path, nargs="?", default=REPO_ROOT / "docs" / "light_engine_contact_sheet.png")
+    sheet.add_argument("--title", default="light engine: mouth opening 0 -> 1, then rounded and spread at 0.6")
+    args = parser.parse_args(argv)
+    if args.cmd == "faces":
+        make_faces()
+    else:
+        make_sheet(args.out, args.title)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
