@@ -2,7 +2,7 @@
 
 Run by a developer; what it writes is committed:
 
-    .venv/bin/python scripts/contact_sheet.py faces          # tests/data/faces/*.jpg (needs scikit-image, matplotlib)
+    .venv/bin/python scripts/contact_sheet.py faces   # tests/data/faces/*.jpg; needs scikit-image, matplotlib
     .venv/bin/python scripts/contact_sheet.py sheet docs/light_engine_contact_sheet.png
 
 `sheet` draws, for every test face, the lower face at mouth openings 0, 0.25, 0.5, 0.75 and 1 (neutral shape),
@@ -12,8 +12,9 @@ frame (no sway, no blink). Run it on the code before a change and after it to co
 The faces (all public domain, all offline):
 - `astronaut_open_smile`: the shipped avatar (`assets/avatars/astronaut.png`, skimage.data.astronaut(), Eileen
   Collins, NASA): front lit, a smile with the upper teeth showing.
-- `hopper_closed_smile`: Grace Hopper (US Navy photo, shipped with matplotlib as sample_data/grace_hopper.jpg),
-  cropped to head and shoulders: a closed-lip smile, glasses, wrinkled skin, a larger face in the frame.
+- `hopper_closed_smile`: Grace Hopper (US Navy photo, shipped with matplotlib as
+  sample_data/grace_hopper.jpg), cropped to head and shoulders: a closed-lip smile, glasses, wrinkled skin, a
+  larger face in the frame.
 - `astronaut_small_tilted_dim`: the astronaut photo shrunk to 55 %, rotated 6 degrees, relit darker from the
   left (a horizontal gain ramp 0.45 -> 1.0, gamma 1.25) and cooled, on a padded canvas: a small, tilted,
   unevenly lit face.
@@ -98,7 +99,10 @@ def face_row(path: Path, name: str) -> np.ndarray:
 def make_sheet(out: Path, title: str) -> None:
     rows = [face_row(path, name) for name, path in face_paths().items()]
     width = max(r.shape[1] for r in rows)
-    rows = [cv2.copyMakeBorder(r, 0, 4, 0, width - r.shape[1], cv2.BORDER_CONSTANT, value=(255,) * 3) for r in rows]
+    white = (255, 255, 255)
+    rows = [
+        cv2.copyMakeBorder(r, 0, 4, 0, width - r.shape[1], cv2.BORDER_CONSTANT, value=white) for r in rows
+    ]
     header = np.full((30, width, 3), 255, np.uint8)
     cv2.putText(header, title, (8, 21), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -111,8 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("faces", help="write the test faces into tests/data/faces")
     sheet = sub.add_parser("sheet", help="draw the contact sheet")
-    sheet.add_argument("out", type=Path, nargs="?", default=REPO_ROOT / "docs" / "light_engine_contact_sheet.png")
-    sheet.add_argument("--title", default="light engine: mouth opening 0 -> 1, then rounded and spread at 0.6")
+    default_out = REPO_ROOT / "docs" / "light_engine_contact_sheet.png"
+    sheet.add_argument("out", type=Path, nargs="?", default=default_out)
+    title = "light engine: mouth opening 0 -> 1, then rounded and spread at 0.6"
+    sheet.add_argument("--title", default=title)
     args = parser.parse_args(argv)
     if args.cmd == "faces":
         make_faces()

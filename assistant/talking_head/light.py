@@ -2,11 +2,19 @@
 
 Per video frame the audio gives a mouth opening (RMS energy, compressed, gated, eased with a fast attack and a
 slower release) and a mouth shape (spectral centroid: bright sounds like "ee"/"s" spread the lips, dark ones
-like "oo" round them). The photo is then warped: the jaw and lower lip drop (a smooth displacement field that fades
-out over the cheeks and the neck), the upper lip lifts a little, the lip corners move in or out, and the gap between
-the lips is painted as a mouth interior (dark, with teeth and a tongue tint). Eyes blink now and then and the head
-sways slightly. Everything that depends only on the avatar (fitted frame, face box, landmarks, pixel grids) is
-computed once in the constructor; a frame costs a few small array operations and two `cv2.remap` of the head region.
+like "oo" round them). The photo is then warped, never painted over: the jaw, the lower lip and the chin drop
+together (a smooth displacement field that fades out over the cheeks and the neck, with the cheek skin stretching
+past the mouth corners), the upper lip lifts a little, the corners move in or out and the opening narrows or widens
+with the shape. Only the gap that opens between the lips is drawn: a mouth interior lit from the front (dark
+with depth, a tongue, upper teeth unless the photo shows its own, lower teeth as the jaw drops), in the photo's own
+light and with a fixed grain. At rest (opening 0) the photo is shown untouched. Eyes blink now and then and the
+head sways slightly.
+
+Landmarks come from the photo itself, no model: OpenCV's Haar face box (bundled with opencv-python-headless), the
+lips' parting line (the darkest line, or the bottom edge of the teeth in a smile) fitted with a parabola, and the
+mouth's width along that line (where the line, or the row of teeth, ends). Everything that depends only on the
+avatar is computed once in the constructor; a frame costs a few small array operations and two `cv2.remap` of the
+head region.
 
 Needs numpy, OpenCV, the face detector (`assistant.talking_head.face`) and ffmpeg (through `assistant.video`).
 """
@@ -41,6 +49,18 @@ SHAPE_SMOOTH_S = 0.06
 GATE_DB = -22.0  # below the loud speech level by this much the mouth stays shut (breath, room noise)
 COMPRESS = 0.7  # opening = level ** 0.7: quiet syllables still open the mouth visibly
 FFT_SIZE = 512  # 32 ms at 16 kHz for the spectral centroid
+
+# The face warp, in fractions of the Haar face box (fh: its height, hw: half the mouth's width).
+JAW_DROP = 0.12  # the chin and lower lip drop this much of fh at full opening (~15 mm on an adult face)
+LIP_LIFT = 0.02  # the upper lip rises this much of fh at full opening
+SPREAD = 0.16  # lip corners move in ("oo") or out ("ee") by this much of hw at full shape and opening
+ROUND_WIDTH = 0.15  # the opening's width shrinks ("oo") or grows ("ee") by this fraction of hw
+# The mouth interior (BGR), before lighting: a dark red cavity, a pink tongue, teeth in shadow.
+CAVITY_BGR = (34.0, 30.0, 78.0)
+TONGUE_BGR = (92.0, 96.0, 182.0)
+TEETH_TINT_BGR = (0.86, 0.96, 1.04)  # teeth: the face's own light, a little warmer than neutral grey
+UPPER_TEETH = 0.032  # height of the upper teeth showing, of fh (~7 mm of incisor seen below the lip)
+LOWER_TEETH = 0.018  # lower incisors' visible edge at full opening, of fh
 
 
 @dataclass(frozen=True)
@@ -241,6 +261,59 @@ def find_mouth_seam(frame: np.ndarray, box: FaceBox) -> Seam:
     return Seam(cx, r1 + y0, slope, curve, photo_teeth)
 
 
+def find_mouth_half_width(frame: np.ndarray, box: FaceBox, seam: Seam) -> float:
+    """Half the width of the lips' parting line, px: where, going out from the middle along the seam, the line
+    stops being darker than the lips around it (closed lips), or the row of teeth ends (a smile with teeth).
+    Falls back to a third of the face box when the cue is too weak to follow; clipped to plausible sizes."""
+    fw, fh = float(box.width), float(box.height)
+    default, lo, hi = 0.17 * fw, 0.12 * fw, 0.24 * fw
+    grey = cv2.GaussianBlur(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), (3, 3), 0).astype(np.float32)
+    H, W = grey.shape
+    offsets = np.arange(-int(0.32 * fw), int(0.32 * fw) + 1)
+    cols = np.clip((seam.x0 + offsets).astype(int), 0, W - 1)
+    rows = seam.at(cols.astype(np.float64))
+    line, near, far = max(1, int(0.015 * fh)), int(0.035 * fh), max(int(0.035 * fh) + 2, int(0.06 * fh))
+
+    def band(a: int, b: int) -> np.ndarray:  # (len(cols), b - a) grey values at those row offsets
+        r = np.clip((rows[:, None] + np.arange(a, b)[None, :]).astype(int), 0, H - 1)
+        return grey[r, cols[:, None]]
+
+    if seam.photo_teeth:
+        hsv = cv2.cvtColor(frame, cv2.COLOR_BGR2HSV).astype(np.float32)
+        r = np.clip((rows[:, None] + np.arange(-2 * near, line + 1)[None, :]).astype(int), 0, H - 1)
+        face = hsv[box.y1 : box.y2, box.x1 : box.x2].reshape(-1, 3)
+        sat, val = hsv[r, cols[:, None], 1], hsv[r, cols[:, None], 2]
+        cue = ((sat < 0.75 * np.median(face[:, 1])) & (val > 0.85 * np.median(face[:, 2]))).mean(1)
+        # Teeth in shadow or yellowed drop out of the cue for a stretch: bridge gaps of up to an eighth of the
+        # face. The lips reach a little past the last tooth.
+        keep, scale, gap = cue > 0.15, 1.1, max(3, int(0.12 * fw))
+    else:
+        dark = band(-line, line + 1).min(1)
+        around = np.concatenate([band(-far, -near), band(near, far)], 1).mean(1)
+        cue = around - dark
+        centre = float(np.median(cue[np.abs(offsets) < 0.05 * fw]))
+        if centre < 6.0:  # no visible lip line to follow
+            return default
+        keep, scale, gap = cue > 0.35 * centre, 1.0, max(3, int(0.03 * fw))
+    mid = len(offsets) // 2
+    if not keep[mid]:
+        return default
+
+    def reach(step: int) -> int:  # columns from the middle until the cue is lost for `gap` in a row
+        miss, k, last = 0, mid, mid
+        while 0 <= k + step < len(offsets) and miss < gap:
+            k += step
+            if keep[k]:
+                miss, last = 0, k
+            else:
+                miss += 1
+        return abs(last - mid)
+
+    left, right = reach(-1), reach(1)
+    log.debug("mouth half width: %d px left, %d px right of the middle", left, right)
+    return float(np.clip(scale * (left + right) / 2, lo, hi))
+
+
 def find_eyes(frame: np.ndarray, box: FaceBox) -> tuple[Eye, Eye]:
     """Both eyes from face proportions, moved onto OpenCV's eye detections when it finds them."""
     fw, fh = box.width, box.height
@@ -275,9 +348,25 @@ class FaceRig:
         self.cx = (box.x1 + box.x2) / 2
         self.seam_line = find_mouth_seam(frame, box)
         self.seam, self.photo_teeth = self.seam_line.y0, self.seam_line.photo_teeth
-        self.mouth_hw = 0.17 * fw  # half the parting lips width: about a third of a Haar face box
-        self.chin = max(box.y1 + 1.12 * fh, self.seam + 0.2 * fh)
+        self.mouth_hw = find_mouth_half_width(frame, box, self.seam_line)  # about a third of the box
+        self.chin = max(box.y1 + 1.15 * fh, self.seam + 0.27 * fh)  # the chin's tip: a Haar box ends above it
         self.eyes = find_eyes(frame, box)
+        # The photo's light: teeth and the mouth's interior follow the skin's brightness (a dim photo gets dim
+        # teeth, not white ones). A photo that shows its teeth lends their colour to the lower row.
+        skin = frame[
+            int(box.y1 + 0.50 * fh) : int(box.y1 + 0.62 * fh),
+            int(self.cx - 0.25 * fw) : int(self.cx + 0.25 * fw),
+        ].reshape(-1, 3)
+        skin_l = float(np.median(skin.mean(1))) if skin.size else 160.0
+        self.teeth_bgr = np.array(TEETH_TINT_BGR, np.float32) * min(235.0, 1.1 * skin_l + 25.0)
+        if self.photo_teeth:
+            rows, cols = slice(int(self.seam - 0.025 * fh), int(self.seam)), slice(
+                int(self.cx - 0.06 * fw), int(self.cx + 0.06 * fw)
+            )
+            t = frame[rows, cols]
+            if t.size:
+                self.teeth_bgr = np.median(t.reshape(-1, 3), 0).astype(np.float32) * 0.95
+        self.cavity_gain = float(np.clip(skin_l / 170.0, 0.6, 1.2))
         H, W = frame.shape[:2]
         # The head region: everything the warp may move (hair to upper neck), clipped to the frame.
         y1, y2 = max(0, int(box.y1 - 0.6 * fh)), min(H, int(self.chin + 0.4 * fh))
@@ -304,16 +393,22 @@ class FaceRig:
         self.jaw_g = np.where(np.abs(dx) < 0.55 * fw, np.cos(np.pi / 2 * dx / (0.55 * fw)) ** 2, 0).astype(
             np.float32
         )
-        s_rise = _smoothstep(self.seam - 0.10 * fh, self.seam + 0.06 * fh, ys)
-        s_fall = 1.0 - _smoothstep(self.chin, self.chin + 0.35 * fh, ys)
-        self.jaw_s = (s_rise * s_fall).astype(np.float32)  # (h, 1)
-        jr, jc = np.flatnonzero(self.jaw_s[:, 0] > 0), np.flatnonzero(self.jaw_g[0] > 0)
+        # Where the drop begins, per column: between the lips right at the seam (the lips part there, the
+        # skull above holds still); past the corners the cheek skin stretches instead, from above the seam's
+        # level to below the lower lip, a span long enough that the skin never folds. The seam follows the
+        # photo's lip line (a smile's corners sit higher), clipped so the parabola cannot run off.
+        m = self.mouth_hw
+        rest = np.clip(1 - (dx / m) ** 2, 0, 1) ** 0.9  # (1, w): 1 mid-mouth, 0 at and past the corners
+        seam_x = np.clip(self.seam_line.at(xs), self.seam - 0.06 * fh, self.seam + 0.06 * fh)
+        s_rise = _smoothstep(seam_x - 0.15 * fh * (1 - rest), seam_x + (0.10 + 0.08 * (1 - rest)) * fh, ys)
+        s_fall = 1.0 - _smoothstep(self.chin, self.chin + 0.35 * fh, ys)  # (h, 1)
+        self.jaw_s = (s_rise * s_fall).astype(np.float32)  # (h, w)
+        jr, jc = np.flatnonzero(self.jaw_s.max(1) > 0), np.flatnonzero(self.jaw_g[0] > 0)
         self.jbox = (jr[0], jr[-1] + 1, jc[0], jc[-1] + 1) if len(jr) and len(jc) else (0, 0, 0, 0)
         self.jaw_field = (self.jaw_s * self.jaw_g)[
             self.jbox[0] : self.jbox[1], self.jbox[2] : self.jbox[3]
         ].copy()
         # The mouth box: where the lip corners move in or out; inside it, the gap box where the lips part.
-        m = self.mouth_hw
         my1, my2 = max(y1, int(self.seam - 0.24 * fh)), min(y2, int(self.seam + 0.16 * fh))
         mx1, mx2 = max(x1, int(self.cx - 2.2 * m)), min(x2, int(self.cx + 2.2 * m))
         self.mbox = (my1 - y1, my2 - y1, mx1 - x1, mx2 - x1)  # in region coordinates
@@ -323,13 +418,29 @@ class FaceRig:
         gx1, gx2 = max(mx1, int(self.cx - 1.2 * m)), min(mx2, int(self.cx + 1.2 * m) + 1)
         self.gcols = (gx1 - mx1, gx2 - mx1)  # in mouth-box coordinates
         gys, seam_x = ys[my1 - y1 : my2 - y1], self.seam_line.at(xs[:, gx1 - x1 : gx2 - x1])  # (h, 1), (1, w)
-        self.jaw_full = ((gys >= seam_x) * s_fall[my1 - y1 : my2 - y1]).astype(
-            np.float32
-        )  # lower lip: full drop
+        # The lower lip drops by the full jaw wherever the lips part. A drop the same for every row (not a
+        # step at the seam) keeps the lower map monotonic, so the opening tapers smoothly into the corners.
+        full = s_fall[my1 - y1 : my2 - y1]  # (h, 1)
+        self.jaw_full = np.broadcast_to(full, (len(gys), seam_x.shape[1])).astype(np.float32)
         self.lip_u = _smoothstep(seam_x - 0.10 * fh, seam_x, gys).astype(
             np.float32
         )  # how much the upper lip lifts
-        self.gap_g, self.gap_s = self.jaw_g[:, gx1 - x1 : gx2 - x1], self.jaw_s[my1 - y1 : my2 - y1]
+        self.gap_g = self.jaw_g[:, gx1 - x1 : gx2 - x1]
+        self.gap_s = self.jaw_s[my1 - y1 : my2 - y1, gx1 - x1 : gx2 - x1]
+        # Fixed detail for the interior, in gap-box pixels: band-limited noise (the wet, uneven surface of the
+        # cavity and tongue; zero mean, unit std) and the dark gaps between teeth as a function of the column.
+        gshape = (my2 - my1, gx2 - gx1)
+        noise = np.random.default_rng(7).standard_normal(gshape).astype(np.float32)
+        # Streaks longer across than down (the ridges of the palate, the tongue's surface): ~2 x 1 mm.
+        noise = cv2.GaussianBlur(noise, (0, 0), sigmaX=max(1.0, 0.009 * fh), sigmaY=max(0.6, 0.004 * fh))
+        self.grain = noise / max(float(noise.std()), 1e-6)
+        u = (xs[:, gx1 - x1 : gx2 - x1] - self.cx) / self.mouth_hw  # (1, w): -1 .. 1 across the mouth
+        self.gap_u = u.astype(np.float32)
+        line = max(0.04, 1.2 / self.mouth_hw)  # a gap line about 1.2 px wide whatever the face size
+        # Incisors are wide, the teeth towards the corners are seen edge on (narrower): gaps at these |u|.
+        upper_gaps, lower_gaps = (0.0, 0.30, 0.56, 0.78), (0.0, 0.19, 0.37, 0.54)
+        self.upper_gaps = np.max([np.exp(-(((np.abs(u) - g) / line) ** 2)) for g in upper_gaps], 0)
+        self.lower_gaps = np.max([np.exp(-(((np.abs(u) - g) / line) ** 2)) for g in lower_gaps], 0)
         self._gaze: list[tuple[int, int, int, int, np.ndarray, float, float]] | None = None
 
     def _blink(self, map_y: np.ndarray, closure: float) -> list[tuple[int, int, int, int, np.ndarray]]:
@@ -403,20 +514,22 @@ class FaceRig:
             for r1, r2, c1, c2, mask, ew, eh in self._gaze_masks():
                 map_x[r1:r2, c1:c2] -= (0.30 * ew * gaze[0]) * mask
                 map_y[r1:r2, c1:c2] -= (0.25 * eh * gaze[1]) * mask
-        jaw = opening * 0.10 * fh  # px the chin drops at full opening
-        lift = opening * 0.02 * fh  # px the upper lip rises
+        jaw = opening * JAW_DROP * fh  # px the chin drops
+        lift = opening * LIP_LIFT * fh  # px the upper lip rises
         if jaw > 0.05:
             j1, j2, k1, k2 = self.jbox
             map_y[j1:j2, k1:k2] -= jaw * self.jaw_field
         lashes = self._blink(map_y, blink) if blink > 0.01 else []
         r1, r2, c1, c2 = self.mbox
-        map_x[r1:r2, c1:c2] -= (0.10 * self.mouth_hw * wide * (0.5 + 0.5 * opening)) * self.spread
+        map_x[r1:r2, c1:c2] -= (SPREAD * self.mouth_hw * wide * (0.5 + 0.5 * opening)) * self.spread
         g1, g2 = c1 + self.gcols[0], c1 + self.gcols[1]
         gx, gy = map_x[r1:r2, g1:g2], map_y[r1:r2, g1:g2]
         if jaw > 0.05:
-            # Lower lip: the full jaw drop right from the seam; upper lip: lifted; they part inside the mouth.
+            # Lower lip: the full jaw drop right from the seam; upper lip: lifted; they part inside the mouth,
+            # over a width that rounding narrows and spreading widens.
             gy_up = gy.copy()
-            cut = np.clip(1 - ((gx - self.cx) / self.mouth_hw) ** 2, 0, 1) ** 0.9
+            hw = self.mouth_hw * (1.0 + ROUND_WIDTH * wide)
+            cut = np.clip(1 - ((gx - self.cx) / hw) ** 2, 0, 1) ** 0.9
             jaw_cut = jaw * self.gap_g * cut
             gy -= jaw_cut * (self.jaw_full - self.gap_s)
             gy_up += jaw_cut * self.gap_s + lift * cut * self.lip_u
@@ -425,7 +538,7 @@ class FaceRig:
         for lr1, lr2, lc1, lc2, dark in lashes:
             out[lr1:lr2, lc1:lc2] = (out[lr1:lr2, lc1:lc2] * (1 - 0.5 * dark[..., None])).astype(np.uint8)
         if jaw > 0.05:
-            out[r1:r2, g1:g2] = self._mouth(out[r1:r2, g1:g2], gx, gy, gy_up, cut, opening)
+            out[r1:r2, g1:g2] = self._mouth(out[r1:r2, g1:g2], gx, gy, gy_up, cut, opening, image)
         return out
 
     def _mouth(
@@ -436,10 +549,17 @@ class FaceRig:
         my_up: np.ndarray,
         cut: np.ndarray,
         opening: float,
+        image: np.ndarray,
     ) -> np.ndarray:
-        """Composite lower face, upper lip and the painted mouth interior in the mouth box."""
+        """Composite the lower lip (already warped), the lifted upper lip and the mouth interior (gap box).
+
+        The interior is lit from the front: light enters through the opening, so the cavity is brightest just
+        inside the lips and darkest deep in the middle and in the corners; the upper teeth cast a shadow under
+        them; the tongue's dome catches light low in the mouth; the lower incisors' edges show above the lower
+        lip as the jaw drops. Each surface carries a fixed grain and the teeth their gaps: nothing is flat.
+        """
         upper = cv2.remap(
-            self.frame, np.ascontiguousarray(mx), my_up, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            image, np.ascontiguousarray(mx), my_up, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
         seam = self.seam_line.at(mx)
         d_low = my - seam  # >= 0: this pixel shows the lower lip/chin
@@ -449,23 +569,47 @@ class FaceRig:
         a_in = np.clip(1 - a_low - a_up, 0, 1)
         if not a_in.any():
             return lower
-        depth_top, depth_bot = np.maximum(-d_up, 0), np.maximum(-d_low, 0)  # px from the upper / lower lip
-        gap = depth_top + depth_bot + 1e-3
+        fh = self.fh
+        depth_top = np.maximum(-d_up, 0)  # px below the upper lip
+        depth_bot = np.maximum(-d_low, 0)  # px above the lower lip
+        gap = depth_top + depth_bot + 1e-3  # the opening's height at this column, px
         f = depth_top / gap  # 0 at the upper lip, 1 at the lower lip
-        side = np.clip(np.abs(mx - self.cx) / self.mouth_hw, 0, 1)
-        # Darkest in the shadow under the upper teeth and at the corners; the tongue shows low in a wide mouth.
-        shade = (0.45 + 0.55 * f) * (1 - 0.5 * side**2)
-        tongue = _smoothstep(0.45, 0.95, f) * min(1.0, opening * 1.3) * (1 - side**2) * 0.8
+        side = np.clip(np.abs(self.gap_u), 0, 1) * np.ones_like(f)  # 0 mid-mouth, 1 at a corner
+        grain = self.grain
+        # Cavity: dark, lit near the lips, darkest in the middle and the corners (light falls off with depth).
+        near_lip = np.exp(-np.minimum(depth_top, depth_bot) / (0.18 * gap + 1.0))
+        light = (0.30 + 0.40 * near_lip + 0.30 * f) * (1 - 0.65 * side**2)
+        # Tongue: a dome low in the mouth (higher mid-mouth), brighter along its top, shown as the jaw drops.
+        top = 0.60 + 0.30 * side**2 - 0.10 * opening
+        tongue = _smoothstep(top, top + 0.12, f) * _smoothstep(0.2, 0.5, opening) * (1 - side**2)
+        ridge = np.exp(-(((f - top - 0.10) / 0.10) ** 2))
+        groove = 1 - 0.35 * np.exp(-((self.gap_u / 0.07) ** 2))  # the tongue's middle furrow
+        t_light = (0.55 + 0.35 * ridge) * (1 - 0.5 * side**2) * groove
         interior = np.empty(mx.shape + (3,), np.float32)
-        for ch, (mouth, tng) in enumerate(zip((30.0, 24.0, 72.0), (88.0, 92.0, 178.0))):  # BGR
-            interior[..., ch] = (mouth + (tng - mouth) * tongue) * shade
-        teeth_h = min(0.035 * self.fh, 0.3 * float(gap.max()))
-        in_width = np.clip((0.8 - side) * 8, 0, 1)
-        t_up = 0.0 if self.photo_teeth else np.clip(teeth_h - depth_top, 0, 1.5) / 1.5 * in_width
-        low_width = np.clip((0.55 - side) * 8, 0, 1) * max(0.0, opening - 0.4)  # lower teeth: only wide open
-        t_low = np.clip(0.35 * teeth_h - depth_bot, 0, 1.5) / 1.5 * low_width
-        teeth = np.clip(t_up + t_low, 0, 1)[..., None] * (1 - 0.35 * side[..., None] ** 2)
-        interior = interior * (1 - teeth) + np.array([200.0, 212.0, 222.0], np.float32) * teeth
+        for ch in range(3):
+            cav = CAVITY_BGR[ch] * light
+            interior[..., ch] = cav + (TONGUE_BGR[ch] * t_light - cav) * tongue
+        interior *= (self.cavity_gain * (1 + 0.30 * grain))[..., None]
+        # Teeth: the upper row hangs from the upper lip (unless the photo shows its own), the lower row stands
+        # on the lower lip; both in the lips' shadow where they go under them, and darker to the sides.
+        ut_h = min(UPPER_TEETH * fh, 0.40 * float(gap.max()))
+        t_up = np.zeros_like(f)
+        if not self.photo_teeth:
+            # The incisors hang lower than the teeth towards the corners.
+            t_up = np.clip((ut_h * (1 - 0.35 * side**2) - depth_top) / 1.5, 0, 1)
+            t_up = t_up * np.clip((0.85 - side) * 8, 0, 1)
+        lt_h = LOWER_TEETH * fh * _smoothstep(0.15, 0.6, np.float32(opening))
+        lt_h = min(float(lt_h), 0.30 * float(gap.max()))
+        t_low = np.clip((lt_h - depth_bot) / 1.5, 0, 1) * np.clip((0.62 - side) * 8, 0, 1)
+        teeth = np.clip(t_up + t_low, 0, 1)[..., None]
+        up_shade = 0.72 + 0.28 * _smoothstep(0.0, 0.6 * ut_h + 1, depth_top)
+        low_shade = 0.55 + 0.30 * _smoothstep(0.0, lt_h + 1, lt_h - depth_bot + 1)
+        tooth_light = np.where(
+            t_up >= t_low, up_shade * (1 - 0.22 * self.upper_gaps), low_shade * (1 - 0.18 * self.lower_gaps)
+        )
+        tooth_light = tooth_light * (1 - 0.45 * side**2) * (1 + 0.04 * grain)
+        tooth = self.teeth_bgr * tooth_light[..., None]
+        interior = interior * (1 - teeth) + tooth * teeth
         # The inner edges of the lips darken where they turn into the mouth.
         rim = min(1.0, opening * 4) * 0.35 * cut
         lower_f = lower * (1 - rim * np.exp(-np.maximum(d_low, 0) / 2.0))[..., None]
