@@ -12,6 +12,7 @@ _BENCH_MODULES = (
     "assistant.bench.stream",
     "assistant.bench.echo",
     "assistant.bench.soak",
+    "assistant.bench.asr",
 )
 
 

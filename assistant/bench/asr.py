@@ -1,0 +1,465 @@
+"""`assistant bench asr`: the guard rails of a faster reply (issue 12): word accuracy, false end-of-turn cut-offs
+and speculative early starts, on a fixed set of spoken questions.
+
+Each question in QUESTIONS is spoken by espeak-ng (en-us; en-gb+f3 for every other question) and by the bundled
+Piper voice; those marked with "|" get `pause_ms` of silence there (the two halves are spoken separately, the
+first ending in a comma so it keeps its continuation rise). The audio is fed to the app's VAD segmenter
+(`VadSegmenter` with the config's VadSettings) in frame-sized chunks, after 0.5 s and before 1.5 s of silence, as a
+microphone delivers it but as fast as the CPU allows: the segmenter counts pushed samples and reads no clock
+unless a chunk comes with a capture time, which is not given here, so pacing changes nothing. Every utterance it
+cuts is recognised by Whisper with the app's settings (`WhisperASR`, model from the profile), and:
+
+- `wer`: word error rate of the joined transcripts of each question against its text, over all words (jiwer), after
+  `normalise()`: lower case, common contractions expanded, numbers as words ("81" -> "eighty one"), punctuation and
+  apostrophes dropped;
+- `false_cutoffs`: questions cut into more than one utterance (the end of the turn declared inside the question);
+- `early_starts`: SpeechPaused events (`early_start_ms` of silence) per question, and the wasted ones, after which
+  speech resumed: the app threw a speculative turn away;
+- ASR time per question (all its utterances; one warm-up transcription first, not counted), the audio length, RSS.
+
+Needs espeak-ng, the bundled Whisper and Piper models (`make setup`), and jiwer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from assistant.audio.vad import (
+    FrameClassifier,
+    SegmenterEvent,
+    SpeechDiscarded,
+    SpeechPaused,
+    SpeechResumed,
+    VadSegmenter,
+    VadSettings,
+)
+from assistant.errors import AssistantError
+from assistant.events import Utterance
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str  # what is said; "|" marks where `pause_ms` of silence goes
+    pause_ms: int = 0
+
+    @property
+    def parts(self) -> list[str]:
+        return [p.strip() for p in self.text.split("|")]
+
+    @property
+    def reference(self) -> str:
+        return " ".join(self.parts)
+
+
+QUESTIONS = (
+    Question("What is the weather like | in Berlin today?", 400),
+    Question("Set a timer for ten minutes."),
+    Question("How many days are left until Christmas?"),
+    Question("Can you remind me | to call my mother tomorrow?", 350),
+    Question("What time is it in Tokyo right now?"),
+    Question("Play some relaxing music | in the living room.", 450),
+    Question("How do I make a cup of green tea?"),
+    Question("Who wrote the novel Pride and Prejudice?"),
+    Question("What is the capital of Australia?"),
+    Question("Turn off the lights | in the kitchen please.", 300),
+    Question("How far is it from London to Paris?"),
+    Question("Tell me a joke about computers."),
+    Question("What should I cook for dinner | if I have rice and eggs?", 400),
+    Question("Is it going to rain this weekend?"),
+    Question("Add milk and bread to my shopping list."),
+    Question("How long should I boil an egg?"),
+    Question("When does the next train | to the airport leave?", 450),
+    Question("What is the tallest building in the world?"),
+    Question("Translate good morning into Spanish."),
+    Question("How many calories are in a banana?"),
+    Question("Wake me up at seven in the morning."),
+    Question("Why is the sky blue | during the day?", 300),
+    Question("What is the square root of eighty one?"),
+    Question("Read me the latest news headlines."),
+    Question("How do you say thank you in French?"),
+    Question("Call Sarah | and tell her I will be late.", 350),
+)
+
+
+@dataclass(frozen=True)
+class Voice:
+    name: str
+    engine: str  # "espeak" or "piper"
+    voice: str  # espeak-ng voice, or the Piper voice's registry name
+    every: int = 1  # speaks every n-th question (from the first)
+
+
+VOICES = (
+    Voice("espeak-en-us", "espeak", "en-us"),
+    Voice("espeak-en-gb-f3", "espeak", "en-gb+f3", every=2),
+    Voice("piper-joe", "piper", "piper-joe"),  # the bundled Piper voice, en_US-joe-medium
+)
+ESPEAK_RATE_WPM = 165  # the app's espeak rate (TTSOptions), as `bench live` speaks its questions
+LEAD_SILENCE_S = 0.5  # before the question: the segmenter's pre-roll fills as from a live microphone
+TRAIL_SILENCE_S = 1.5  # after it, more than end_silence_ms, so the end of speech is seen without a flush
+TRIM_DBFS = -55.0  # a 10 ms window quieter than this at the edges of a half is silence (kept the decaying tail)
+
+# ---- text normalisation -------------------------------------------------------------------------------------
+
+_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+         "seventeen eighteen nineteen").split()  # fmt: skip
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_ORDINAL = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth", "nine": "ninth",
+            "twelve": "twelfth"}  # fmt: skip
+_CONTRACTIONS = {
+    "what's": "what is", "it's": "it is", "that's": "that is", "there's": "there is", "how's": "how is",
+    "where's": "where is", "who's": "who is", "let's": "let us", "i'm": "i am", "i'll": "i will", "i'd": "i would",
+    "i've": "i have", "you're": "you are", "we're": "we are", "they're": "they are", "don't": "do not",
+    "doesn't": "does not", "didn't": "did not", "can't": "cannot", "won't": "will not", "isn't": "is not",
+    "aren't": "are not",
+}  # fmt: skip
+_NUMBER_RE = re.compile(r"\d+(?:\.\d+)?(?:st|nd|rd|th)?")
+
+
+def number_words(n: int) -> str:
+    """A whole number 0..999,999,999 in words, without "and" ("one hundred twenty three")."""
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
+    for size, name in ((1_000_000, "million"), (1000, "thousand"), (100, "hundred")):
+        if n >= size:
+            rest = n % size
+            return f"{number_words(n // size)} {name}" + ("" if rest == 0 else " " + number_words(rest))
+    raise AssertionError("unreachable")
+
+
+def _number_token(match: re.Match[str]) -> str:
+    token = match.group(0)
+    digits = token.rstrip("stndrh")
+    if "." in digits:
+        whole, frac = digits.split(".")
+        return f" {number_words(int(whole))} point {' '.join(_ONES[int(d)] for d in frac)} "
+    words = number_words(int(digits))
+    if digits != token:  # an ordinal: 21st -> twenty first
+        *head, last = words.split()
+        last = _ORDINAL.get(last, last[:-1] + "ieth" if last.endswith("y") else last + "th")
+        words = " ".join([*head, last])
+    return f" {words} "
+
+
+def normalise(text: str) -> str:
+    """Text as WER compares it: lower case, contractions expanded, numbers as words, no punctuation."""
+    text = text.lower().replace("\u2019", "'")
+    text = re.sub(r"(\d),(\d{3})\b", r"\1\2", text)  # 1,000 -> 1000
+    text = re.sub(r"(\d):00\b", r"\1", text)  # 7:00 -> 7
+    text = text.replace("%", " percent ").replace("+", " plus ").replace(":", " ")
+    text = _NUMBER_RE.sub(_number_token, text)
+    words = [_CONTRACTIONS.get(w, w) for w in re.split(r"[\s\-/]+", text)]
+    text = re.sub(r"[^a-z0-9\s]", "", " ".join(words))  # apostrophes too: "mother's" -> "mothers"
+    return " ".join(text.split())
+
+
+@dataclass(frozen=True)
+class WordErrors:
+    reference_words: int
+    substitutions: int
+    deletions: int
+    insertions: int
+
+    @property
+    def wer(self) -> float:
+        return (self.substitutions + self.deletions + self.insertions) / max(1, self.reference_words)
+
+
+def word_errors(references: Sequence[str], hypotheses: Sequence[str]) -> WordErrors:
+    """Word errors over all pairs, after normalise(); an empty hypothesis is all deletions."""
+    import jiwer
+
+    refs, hyps = [normalise(r) for r in references], [normalise(h) for h in hypotheses]
+    if not refs or not all(refs):
+        raise ValueError("every reference needs at least one word")
+    out = jiwer.process_words(refs, hyps)
+    n = sum(len(r.split()) for r in refs)
+    return WordErrors(n, out.substitutions, out.deletions, out.insertions)
+
+
+# ---- audio as a microphone delivers it ----------------------------------------------------------------------
+
+
+def voiced_span(samples: np.ndarray, rate_hz: int, threshold_dbfs: float = TRIM_DBFS) -> tuple[int, int]:
+    """Sample range from the first to the end of the last 10 ms window louder than `threshold_dbfs`."""
+    win = rate_hz // 100
+    n = len(samples) // win
+    rms = np.sqrt(np.mean(np.square(samples[: n * win].reshape(n, win), dtype=np.float64), axis=1) + 1e-20)
+    loud = np.flatnonzero(20 * np.log10(rms) > threshold_dbfs)
+    return (int(loud[0] * win), int((loud[-1] + 1) * win)) if len(loud) else (0, 0)
+
+
+def join_with_pause(parts: Sequence[np.ndarray], rate_hz: int, pause_ms: int) -> np.ndarray:
+    """The parts with their silent edges trimmed, `pause_ms` of digital silence between them."""
+    gap = np.zeros(rate_hz * pause_ms // 1000, np.float32)
+    pieces: list[np.ndarray] = []
+    for i, part in enumerate(parts):
+        start, end = voiced_span(part, rate_hz)
+        pieces += [gap] if i else []
+        pieces.append(part[start:end].astype(np.float32))
+    return np.concatenate(pieces)
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """What the segmenter made of one question."""
+
+    utterances: tuple[Utterance, ...]
+    discarded: int  # starts it dropped as too short
+    discarded_after_end: int  # ... of them after the first utterance: question words the turn left out
+    early_starts: int  # SpeechPaused events
+    early_starts_wasted: int  # ... followed by SpeechResumed: the speculative turn was thrown away
+
+    @property
+    def false_cutoff(self) -> bool:
+        """The turn ended inside the question: more speech followed the first utterance (kept or discarded)."""
+        return len(self.utterances) > 1 or (len(self.utterances) == 1 and self.discarded_after_end > 0)
+
+
+def tally(events: Iterable[SegmenterEvent]) -> Segmentation:
+    utterances: list[Utterance] = []
+    discarded = discarded_after = paused = wasted = 0
+    for event in events:
+        if isinstance(event, SpeechPaused):
+            paused += 1
+        elif isinstance(event, SpeechResumed):
+            wasted += 1
+        elif isinstance(event, SpeechDiscarded):
+            discarded += 1
+            discarded_after += bool(utterances)
+        elif isinstance(event, Utterance):
+            utterances.append(event)
+    return Segmentation(tuple(utterances), discarded, discarded_after, paused, wasted)
+
+
+def segment(samples: np.ndarray, vad: VadSettings, is_speech: FrameClassifier | None = None) -> Segmentation:
+    """Feed `samples` (at vad.sample_rate_hz) framed by silence to a fresh segmenter, one frame per push."""
+    segmenter = VadSegmenter.from_settings(vad, is_speech=is_speech)
+    rate, n = vad.sample_rate_hz, vad.frame_samples
+    trail_s = max(TRAIL_SILENCE_S, vad.silence_ms / 1000 + 1.0)
+    fed = np.concatenate([np.zeros(int(LEAD_SILENCE_S * rate), np.float32), samples,
+                          np.zeros(int(trail_s * rate), np.float32)])  # fmt: skip
+    events: list[SegmenterEvent] = []
+    for i in range(0, len(fed), n):
+        events += segmenter.push(fed[i : i + n])
+    return tally(events + segmenter.flush())  # flush: only an end_silence_ms longer than the trail needs it
+
+
+# ---- the benchmark ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QuestionResult:
+    question: str
+    voice: str
+    pause_ms: int
+    audio_s: float  # the spoken question, without the silence around it
+    utterances: int
+    utterance_s: list[float]
+    discarded: int
+    false_cutoff: bool
+    early_starts: int
+    early_starts_wasted: int
+    transcripts: list[str]  # one per utterance ("" for one Whisper dropped)
+    dropped: list[str]  # Whisper's drop reasons
+    reference_normalised: str
+    hypothesis_normalised: str
+    errors: WordErrors
+    asr_s: float  # Whisper's time over all the question's utterances
+    wer: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "wer", round(self.errors.wer, 4))
+
+
+def speak_questions(questions: Sequence[Question], voices: Sequence[Voice], models_dir: Path, rate_hz: int,
+                    work_dir: Path) -> list[tuple[Question, Voice, np.ndarray]]:  # fmt: skip
+    """Each question in each voice that speaks it, as mono float32 at `rate_hz`."""
+    from assistant.audio.io import load_audio
+    from assistant.tts.espeak import EspeakEngine
+    from assistant.tts.piper import PiperEngine
+
+    out = []
+    for voice in voices:
+        if voice.engine == "piper":
+            engine: Any = PiperEngine(voice.voice, models_dir=models_dir, device="cpu")
+        else:
+            engine = EspeakEngine(voice.voice, ESPEAK_RATE_WPM)
+        engine.load()
+        for qi, q in enumerate(questions):
+            if qi % voice.every:
+                continue
+            texts = [p + "," for p in q.parts[:-1]] + [q.parts[-1]]  # the comma keeps a mid-sentence rise
+            parts = [load_audio(engine.synthesize(t, work_dir / f"{voice.name}-{qi}-{i}.wav").wav_path, rate_hz)
+                     for i, t in enumerate(texts)]  # fmt: skip
+            out.append((q, voice, join_with_pause(parts, rate_hz, q.pause_ms)))
+        engine.close()
+    return out
+
+
+def build_asr(settings) -> Any:
+    """WhisperASR as the app's Session builds it: the profile's model (the bundled tiny.en until a configured one
+    is downloaded) and the asr section's options."""
+    from assistant.asr import WhisperASR
+    from assistant.errors import ModelError
+    from assistant.models import locate
+    from assistant.profile import resolve
+    from assistant.session import BUNDLED_ASR
+
+    resolved = resolve(settings, llm_gpu_probe=lambda: False)  # only the ASR choice is wanted here
+    wanted, name = resolved.asr_model, resolved.asr_model
+    try:
+        path = Path(wanted).expanduser() if Path(wanted).expanduser().exists() else locate(wanted, settings.models_dir)
+    except ModelError:
+        path, name = locate(BUNDLED_ASR, settings.models_dir), BUNDLED_ASR
+    cfg = settings.asr
+    asr = WhisperASR(path, device=resolved.asr_device, compute_type=cfg.compute_type, language=cfg.language,
+                     beam_size=cfg.beam_size, no_speech_threshold=cfg.no_speech_threshold, name=name)  # fmt: skip
+    asr.load()
+    return asr
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_bench(settings, questions: Sequence[Question] = QUESTIONS, voices: Sequence[Voice] = VOICES,
+              progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:  # fmt: skip
+    vad = VadSettings.from_config(settings.audio)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-asr-") as tmp:
+        spoken = speak_questions(questions, voices, settings.models_dir, vad.sample_rate_hz, Path(tmp))
+    progress(f"{len(spoken)} spoken questions ready in {time.monotonic() - started:.0f} s")
+    rss_before = rss_mb()
+    asr = build_asr(settings)
+    asr.transcribe(Utterance(spoken[0][2], vad.sample_rate_hz, 0.0, len(spoken[0][2]) / vad.sample_rate_hz))
+    results: list[QuestionResult] = []
+    for q, voice, samples in spoken:
+        seg = segment(samples, vad)
+        transcripts, dropped, asr_s = [], [], 0.0
+        for utt in seg.utterances:
+            t = time.monotonic()
+            transcript = asr.transcribe(utt)
+            asr_s += time.monotonic() - t
+            transcripts.append(transcript.text if transcript else "")
+            if transcript is None:
+                dropped.append(asr.last_drop_reason or "")
+        hypothesis = " ".join(transcripts)
+        results.append(QuestionResult(
+            question=q.reference, voice=voice.name, pause_ms=q.pause_ms,
+            audio_s=round(len(samples) / vad.sample_rate_hz, 3),
+            utterances=len(seg.utterances), utterance_s=[round(u.duration_s, 3) for u in seg.utterances],
+            discarded=seg.discarded, false_cutoff=seg.false_cutoff, early_starts=seg.early_starts,
+            early_starts_wasted=seg.early_starts_wasted, transcripts=transcripts, dropped=dropped,
+            reference_normalised=normalise(q.reference), hypothesis_normalised=normalise(hypothesis),
+            errors=word_errors([q.reference], [hypothesis]), asr_s=round(asr_s, 3),
+        ))  # fmt: skip
+        r = results[-1]
+        progress(f"{voice.name}: {q.reference!r} -> {transcripts} (WER {r.wer:.2f}, {r.utterances} utterance(s))")
+    return {
+        "settings": {
+            "early_start_ms": vad.early_start_ms, "end_silence_ms": vad.silence_ms, "frame_ms": vad.frame_ms,
+            "vad_aggressiveness": vad.aggressiveness, "asr_model": asr.name, "asr_device": asr.resolved_device,
+            "asr_compute_type": asr.resolved_compute_type, "beam_size": asr.beam_size,
+            "normalisation": "lower case, contractions expanded, numbers as words, punctuation and apostrophes dropped",
+        },  # fmt: skip
+        "overall": summarize(results),
+        "with_pause": summarize([r for r in results if r.pause_ms]),
+        "voices": {v.name: summarize([r for r in results if r.voice == v.name]) for v in voices},
+        "rss_mb": {"before_asr": round(rss_before, 1), "end": round(rss_mb(), 1),
+                   "peak": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)},  # fmt: skip
+        "elapsed_s": round(time.monotonic() - started, 1),
+        "questions": [asdict(r) for r in results],
+    }
+
+
+def summarize(results: Sequence[QuestionResult]) -> dict[str, Any]:
+    if not results:
+        return {"questions": 0}
+    errors = WordErrors(*(sum(getattr(r.errors, f) for r in results) for f in
+                          ("reference_words", "substitutions", "deletions", "insertions")))  # fmt: skip
+    fired = sum(r.early_starts for r in results)
+    wasted = sum(r.early_starts_wasted for r in results)
+
+    def stat(values: list[float]) -> dict[str, float]:
+        return {"median": round(statistics.median(values), 3), "max": round(max(values), 3)}
+
+    return {
+        "questions": len(results),
+        "wer": round(errors.wer, 4),
+        "words": errors.reference_words,
+        "substitutions": errors.substitutions, "deletions": errors.deletions, "insertions": errors.insertions,
+        "false_cutoffs": sum(r.false_cutoff for r in results),
+        "missed": sum(r.utterances == 0 for r in results),  # no utterance at all
+        "discarded": sum(r.discarded for r in results),
+        "early_starts": {"fired": fired, "wasted": wasted, "per_question": round(fired / len(results), 2),
+                         "wasted_per_question": round(wasted / len(results), 2)},  # fmt: skip
+        "asr_s": stat([r.asr_s for r in results]),
+        "audio_s": stat([r.audio_s for r in results]),
+    }  # fmt: skip
+
+
+def format_text(report: dict[str, Any]) -> str:
+    s = report["settings"]
+    lines = [
+        f"{s['asr_model']} on {s['asr_device']} ({s['asr_compute_type']}, beam {s['beam_size']}); VAD end silence "
+        f"{s['end_silence_ms']} ms, early start {s['early_start_ms']} ms",
+        "| set | questions | WER % | false cut-offs | early starts (wasted) | ASR s median / max | audio s median |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    groups = [("all", report["overall"]), ("with a pause", report["with_pause"]), *report["voices"].items()]
+    for name, g in groups:
+        if not g["questions"]:
+            continue
+        es = g["early_starts"]
+        lines.append(f"| {name} | {g['questions']} | {100 * g['wer']:.1f} | {g['false_cutoffs']} | {es['fired']} "
+                     f"({es['wasted']}) | {g['asr_s']['median']:.2f} / {g['asr_s']['max']:.2f} | "
+                     f"{g['audio_s']['median']:.2f} |")  # fmt: skip
+    rss = report["rss_mb"]
+    lines.append(f"RSS {rss['before_asr']:.0f} MB before Whisper (questions spoken, Piper closed), "
+                 f"{rss['end']:.0f} MB at the end, peak {rss['peak']:.0f} MB")
+    return "\n".join(lines)
+
+
+def register(bsub: argparse._SubParsersAction) -> None:
+    parser = bsub.add_parser(
+        "asr", help="guard rails: word error rate, false end-of-turn cut-offs and early starts on spoken questions"
+    )
+    parser.add_argument("--early-start-ms", type=int, default=None, help="override audio.early_start_ms (0 = off)")
+    parser.add_argument("--end-silence-ms", type=int, default=None, help="override audio.end_silence_ms")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (with every transcript)")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from assistant.config import load_settings
+
+    settings = load_settings(args.config)
+    try:
+        if args.early_start_ms is not None:
+            settings.audio.early_start_ms = args.early_start_ms
+        if args.end_silence_ms is not None:
+            settings.audio.end_silence_ms = args.end_silence_ms
+    except ValueError as e:  # pydantic validates the assignment against the config's limits
+        raise AssistantError(f"bad benchmark setting: {e}") from e
+    report = run_bench(settings, progress=lambda s: print(s, file=sys.stderr))
+    print(json.dumps(report, indent=2) if args.json else format_text(report))
+    return 0
