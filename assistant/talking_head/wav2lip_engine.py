@@ -38,6 +38,7 @@ from assistant.errors import TalkingHeadError, VideoOutOfMemoryError
 from assistant.events import AvatarVideo
 from assistant.talking_head.base import fit_frame
 from assistant.talking_head.face import FaceBox, FaceCache
+from assistant.talking_head.wav2lip_fast import FastWav2Lip, cpu_precision
 from assistant.talking_head.wav2lip_net import (
     FACE_SIZE,
     MEL,
@@ -153,6 +154,8 @@ class Wav2LipTalkingHead:
         cache_dir: str | Path | None = None,
         audio_bitrate: str = "192k",
         gfpgan_model_path: str | Path | None = None,
+        cpu_fast_path: bool = True,
+        cpu_threads: int | None = None,
     ) -> None:
         if quality_mode not in QUALITY_PRESETS:
             raise ValueError(f"quality_mode must be one of {sorted(QUALITY_PRESETS)}, got {quality_mode!r}")
@@ -181,7 +184,17 @@ class Wav2LipTalkingHead:
         self.batch_size = (
             wav2lip_batch_size if self.device.type == "cuda" else min(wav2lip_batch_size, CPU_MAX_BATCH)
         )
+        # fp16 on a CUDA GPU; on a CPU, bf16 where it is native (avx512_bf16 / AMX), within BF16_MAX_ERROR_255
         self.use_half_precision = use_half_precision
+        # On a CPU: BatchNorm folded, the decoder only for the mouth half the blend shows (wav2lip_fast)
+        self.cpu_fast_path = cpu_fast_path
+        self._fast: FastWav2Lip | None = None
+        # Threads for the network on a CPU: one core fewer than torch would take, so the encoder (ffmpeg), the
+        # blend and the rest of the app keep a core. On 2 cores 2 threads spin on each other whenever ffmpeg runs:
+        # measured 7-20 frames/s at 720p with 2 threads against 31-51 with 1 (bench lipsync, shared machine).
+        if cpu_threads is not None and cpu_threads < 1:
+            raise ValueError(f"cpu_threads must be >= 1, got {cpu_threads}")
+        self.cpu_threads = cpu_threads or max(1, torch.get_num_threads() - 1)
         self.blend = blend
         self.audio_bitrate = audio_bitrate
         self._face_cache = FaceCache(cache_dir)
@@ -212,8 +225,11 @@ class Wav2LipTalkingHead:
             self.canvas = canvas  # (H, W, 3) uint8 BGR, the frame every video starts from
             self.face_box = b  # in canvas pixels
             region = canvas[b.y1 : b.y2, b.x1 : b.x2]
+            self._region_u8 = region.copy()
             self._region_f = region.astype(np.float32)
             self._mask = feather_mask(b.height, b.width)
+            # the rows of the box the generated face shows: the rest of the box stays the photo
+            self._mask_row = int(np.argmax(self._mask[:, :, 0].max(axis=1) > 0))
             crop = cv2.resize(region, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_LINEAR)
             self._face_in = face_input(crop[None])  # (1, 6, 96, 96) float32 in [0, 1]
             self._feats = None
@@ -225,6 +241,8 @@ class Wav2LipTalkingHead:
         face = torch.from_numpy(self._face_in).to(self.device, self._dtype)
         with torch.inference_mode():
             self._feats = self._model.encode_face(face)
+        if self._fast is not None:
+            self._fast.set_face(self._feats)
 
     # ---- model ----
     @property
@@ -239,6 +257,8 @@ class Wav2LipTalkingHead:
                 self._dtype = torch.float32
                 if self.use_half_precision and self.device.type == "cuda":
                     self._try_half()
+                if self.device.type == "cpu" and self.cpu_fast_path:
+                    self._fast = FastWav2Lip(self._model, cpu_precision(self.use_half_precision))
             if self._feats is None:
                 self._encode_face()
 
@@ -283,12 +303,30 @@ class Wav2LipTalkingHead:
             torch.cuda.empty_cache()
 
     # ---- generation ----
+    @contextmanager
+    def _threads(self) -> Iterator[None]:
+        """torch's intra-op threads set to `cpu_threads` for one network call on a CPU (restored after)."""
+        before = torch.get_num_threads()
+        if self.device.type != "cpu" or before == self.cpu_threads:
+            yield
+            return
+        torch.set_num_threads(self.cpu_threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
     def _infer(self, mel_batch: np.ndarray) -> np.ndarray:
         """(B, 80, 16) mel chunks -> (B, 96, 96, 3) float32 BGR in [0, 255]."""
         assert self._model is not None and self._feats is not None
         mel = torch.from_numpy(mel_batch[:, None]).to(self.device, self._dtype)  # (B, 1, 80, 16)
-        with torch.inference_mode():
-            pred = self._model.decode(self._model.encode_audio(mel), self._feats)  # (B, 3, 96, 96)
+        with self._threads():
+            # the feathered blend shows only the mouth half: the fast path leaves the rest out
+            if self._fast is not None:
+                pred = self._fast.decode(mel, mouth_only=self.blend == "feather")
+                return pred.numpy().transpose(0, 2, 3, 1) * 255.0
+            with torch.inference_mode():
+                pred = self._model.decode(self._model.encode_audio(mel), self._feats)  # (B, 3, 96, 96)
         return pred.float().cpu().numpy().transpose(0, 2, 3, 1) * 255.0
 
     def compose_frame(self, face: np.ndarray) -> np.ndarray:
@@ -299,15 +337,25 @@ class Wav2LipTalkingHead:
         """
         b = self.face_box
         frame = self.canvas.copy()
-        resized = cv2.resize(face, (b.width, b.height), interpolation=cv2.INTER_LINEAR)
-        if self.blend == "box":  # the original: replace the whole box, truncating to uint8
-            frame[b.y1 : b.y2, b.x1 : b.x2] = np.clip(resized, 0, 255).astype(np.uint8)
-        else:
-            mixed = self._region_f + self._mask * (resized - self._region_f)
-            frame[b.y1 : b.y2, b.x1 : b.x2] = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+        frame[b.y1 : b.y2, b.x1 : b.x2] = self.face_patch(face)
         if self._enhancer is not None:
             frame = self._enhance(frame)
         return frame
+
+    def face_patch(self, face: np.ndarray) -> np.ndarray:
+        """One generated face, (96, 96, 3) BGR float in [0, 255], -> the face box's (h, w, 3) uint8 BGR pixels."""
+        b = self.face_box
+        resized = cv2.resize(face, (b.width, b.height), interpolation=cv2.INTER_LINEAR)
+        if self.blend == "box":  # the original: replace the whole box, truncating to uint8
+            return np.clip(resized, 0, 255).astype(np.uint8)
+        r = (
+            self._mask_row
+        )  # above it the mask is 0: the photo's pixels (the mouth-only decoder left them out)
+        patch = self._region_u8.copy()
+        region = self._region_f[r:]
+        mixed = region + self._mask[r:] * (resized[r:] - region)
+        patch[r:] = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+        return patch
 
     def face_patches(
         self, wav_16k: np.ndarray, fps: float | None = None, cancel: CancelToken | None = None
@@ -321,7 +369,6 @@ class Wav2LipTalkingHead:
         chunks = mel_chunks(melspectrogram(np.asarray(wav_16k, np.float32)), fps)
         n_frames = max(1, math.ceil(len(wav_16k) / MEL.SAMPLE_RATE * fps - 1e-6))
         chunks = chunks[:n_frames]
-        b = self.face_box
         last: np.ndarray | None = None
         with self._lock:
             self._ensure_ready()
@@ -330,16 +377,8 @@ class Wav2LipTalkingHead:
                     cancel.raise_if_cancelled()
                 with self._oom_guard("generating live frames"):
                     faces = self._infer(chunks[start : start + self.batch_size])
-                batch = []
-                for face in faces:
-                    resized = cv2.resize(face, (b.width, b.height), interpolation=cv2.INTER_LINEAR)
-                    if self.blend == "box":
-                        last = np.clip(resized, 0, 255).astype(np.uint8)
-                    else:
-                        last = np.clip(self._region_f + self._mask * (resized - self._region_f) + 0.5, 0, 255).astype(
-                            np.uint8
-                        )
-                    batch.append(last)
+                batch = [self.face_patch(face) for face in faces]
+                last = batch[-1]
                 yield batch
         if last is not None and n_frames > len(chunks):
             yield [last] * (n_frames - len(chunks))
@@ -419,11 +458,13 @@ class Wav2LipTalkingHead:
             "model_loaded": self._model is not None,
             "model_path": str(self.model_path),
             "fps": self.fps,
-            "precision": str(self._dtype).removeprefix("torch."),
+            "precision": self._fast.precision if self._fast else str(self._dtype).removeprefix("torch."),
+            "mouth_only": self._fast is not None and self.blend == "feather",
             "blend": self.blend,
             "face_box": self.face_box,
             "enhance_face": self._enhancer is not None,
             "batch_size": self.batch_size,
+            "cpu_threads": self.cpu_threads,
         }
 
     def estimate_generation_time(self, audio_duration: float) -> float:
@@ -453,6 +494,7 @@ class Wav2LipTalkingHead:
         with self._lock:
             self._model = None
             self._feats = None
+            self._fast = None
             self._free_memory()
 
     # ---- optional GFPGAN ----

@@ -14,7 +14,7 @@ import skimage.data
 import soundfile as sf
 import torch
 
-from assistant.audio.io import audio_duration_s
+from assistant.audio.io import audio_duration_s, load_audio
 from assistant.cancel import CancelToken
 from assistant.errors import (
     AudioFormatError,
@@ -27,6 +27,7 @@ from assistant.errors import (
 from assistant.talking_head.base import TalkingHeadEngine, fit_frame, load_avatar
 from assistant.talking_head.formula_weights import save_formula_checkpoint
 from assistant.talking_head.wav2lip_engine import Wav2LipTalkingHead
+from assistant.talking_head.wav2lip_fast import BF16_MIN_PSNR_DB, cpu_precision
 from assistant.video import probe, read_frames
 
 pytestmark = pytest.mark.integration
@@ -163,7 +164,7 @@ def test_out_of_memory_becomes_a_dedicated_error_and_the_engine_survives(
         raise error
 
     out = work / f"oom-{type(error).__name__}.mp4"
-    monkeypatch.setattr(engine.model, "decode", explode)
+    monkeypatch.setattr(engine, "_infer", explode)  # the network call, CPU fast path or not
     with pytest.raises(VideoOutOfMemoryError, match="smaller wav2lip_batch_size") as info:
         engine.generate(speech, out)
     assert isinstance(info.value, RuntimeError) and info.value.__cause__ is error
@@ -178,7 +179,7 @@ def test_other_runtime_errors_are_not_disguised_as_oom(
     def broken(*args: object, **kwargs: object) -> torch.Tensor:
         raise RuntimeError("shape mismatch")
 
-    monkeypatch.setattr(engine.model, "decode", broken)
+    monkeypatch.setattr(engine, "_infer", broken)
     with pytest.raises(RuntimeError, match="shape mismatch") as info:
         engine.generate(speech, work / "broken.mp4")
     assert not isinstance(info.value, VideoOutOfMemoryError)
@@ -237,3 +238,54 @@ def test_bad_audio_inputs(engine: Wav2LipTalkingHead, tmp_path: Path) -> None:
         engine.generate(long_wav, tmp_path / "c.mp4")
     assert isinstance(info2.value, ValueError)
     assert not any(tmp_path.glob("*.mp4"))
+
+
+def _patches(engine: Wav2LipTalkingHead, speech: Path) -> np.ndarray:
+    wav = load_audio(speech, 16000)
+    return np.stack([p for batch in engine.face_patches(wav) for p in batch]).astype(np.float64)
+
+
+@pytest.mark.parametrize("blend", ["feather", "box"])
+def test_cpu_fast_path_draws_the_original_networks_frames(
+    avatar: Path, checkpoint: Path, work: Path, speech: Path, blend: str
+) -> None:
+    def make(**kwargs: object) -> Wav2LipTalkingHead:
+        return Wav2LipTalkingHead(
+            avatar, device="cpu", model_path=checkpoint, resolution=SIZE, blend=blend,  # type: ignore[arg-type]
+            cache_dir=work / "faces", **kwargs,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    original = _patches(make(cpu_fast_path=False), speech)
+    fast_fp32 = make(use_half_precision=False)
+    info = fast_fp32.get_model_info()
+    assert info["precision"] == "fp32" and info["mouth_only"] == (blend == "feather")
+    # Folded BatchNorm and the mouth-only decoder change only float rounding: at most 1 level after uint8 rounding.
+    assert np.abs(_patches(fast_fp32, speech) - original).max() <= 1.0
+    reduced = make(use_half_precision=True)
+    assert reduced.get_model_info()["precision"] == cpu_precision(True)
+    diff = _patches(reduced, speech) - original
+    psnr = 10 * np.log10(255**2 / max(1e-12, float((diff**2).mean())))
+    assert psnr >= BF16_MIN_PSNR_DB, f"{reduced.get_model_info()['precision']} patches at {psnr:.1f} dB"
+
+
+def test_network_threads_leave_a_core_and_are_restored(engine: Wav2LipTalkingHead, speech: Path) -> None:
+    before = torch.get_num_threads()
+    assert engine.cpu_threads == max(1, before - 1)
+    seen: list[int] = []
+    original = engine._fast.decode  # type: ignore[union-attr]
+
+    def spy(*args: object, **kwargs: object) -> torch.Tensor:
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    engine._fast.decode = spy  # type: ignore[union-attr,method-assign]
+    try:
+        _patches(engine, speech)
+    finally:
+        del engine._fast.decode  # type: ignore[union-attr]
+    assert seen and set(seen) == {engine.cpu_threads}
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="cpu_threads"):
+        Wav2LipTalkingHead(
+            engine.avatar_image_path, device="cpu", model_path=engine.model_path, cpu_threads=0
+        )

@@ -17,6 +17,15 @@ import torch
 
 from assistant.errors import CheckpointError
 from assistant.talking_head.formula_weights import formula_state_dict, save_formula_checkpoint
+from assistant.talking_head.wav2lip_engine import feather_mask
+from assistant.talking_head.wav2lip_fast import (
+    BF16_MAX_ERROR_255,
+    BF16_MIN_PSNR_DB,
+    MOUTH_ROW,
+    FastWav2Lip,
+    cpu_precision,
+    precision_error,
+)
 from assistant.talking_head.wav2lip_net import (
     MEL,
     Wav2Lip,
@@ -131,6 +140,70 @@ def test_split_path_equals_full_forward(model: Wav2Lip) -> None:
         full = model(mel, faces[:1].expand(8, -1, -1, -1))
     torch.testing.assert_close(still, full, atol=1e-5, rtol=0)
     assert float((still[0] - still[1]).abs().max()) > 1e-3  # the audio does change the face
+
+
+# ---- the CPU fast path (wav2lip_fast) ----
+def _fast_outputs(model: Wav2Lip, precision: str, mouth_only: bool) -> torch.Tensor:
+    """The fast path on the golden inputs, each frame with its own face (the engine's is one face, set once)."""
+    fast = FastWav2Lip(model, precision)  # type: ignore[arg-type]
+    mel = torch.from_numpy(golden("mel_in.npy"))
+    faces = torch.from_numpy(golden("face_in.npy"))
+    outs = []
+    for i in range(len(mel)):
+        with torch.inference_mode():
+            fast.set_face(model.encode_face(faces[i : i + 1]))
+        outs.append(fast.decode(mel[i : i + 1], mouth_only=mouth_only))
+    return torch.cat(outs)
+
+
+def test_fast_fp32_whole_face_matches_golden(model: Wav2Lip) -> None:
+    out = _fast_outputs(model, "fp32", mouth_only=False)  # BatchNorm folded into the convolutions
+    np.testing.assert_allclose(out.numpy(), golden("out.npy"), atol=1e-4, rtol=0)
+
+
+def test_fast_fp32_mouth_half_matches_golden_where_the_blend_looks(model: Wav2Lip) -> None:
+    out = _fast_outputs(model, "fp32", mouth_only=True).numpy()
+    ref = golden("out.npy")
+    np.testing.assert_allclose(out[:, :, MOUTH_ROW:], ref[:, :, MOUTH_ROW:], atol=1e-4, rtol=0)
+    # the rows above were left out (they would differ), so the test would see a slicing error that reached them
+    assert np.abs(out[:, :, : MOUTH_ROW - 2] - ref[:, :, : MOUTH_ROW - 2]).max() > 1e-2
+
+
+def test_fast_path_batches_frames_against_one_still_face(model: Wav2Lip) -> None:
+    mel = torch.from_numpy(golden("mel_in.npy"))
+    faces = torch.from_numpy(golden("face_in.npy"))
+    fast = FastWav2Lip(model, "fp32")
+    with torch.inference_mode():
+        fast.set_face(model.encode_face(faces[:1]))
+        full = model(mel, faces[:1].expand(8, -1, -1, -1))
+    batched = fast.decode(mel)
+    torch.testing.assert_close(batched[:, :, MOUTH_ROW:], full[:, :, MOUTH_ROW:], atol=1e-4, rtol=0)
+
+
+def test_bf16_error_against_fp32_on_golden_data_is_within_its_bound(model: Wav2Lip) -> None:
+    ref = torch.from_numpy(golden("out.npy"))
+    max_err, psnr = precision_error(ref, _fast_outputs(model, "bf16", mouth_only=True))
+    assert max_err <= BF16_MAX_ERROR_255, f"bf16 differs by up to {max_err:.2f} levels of 255"
+    assert psnr >= BF16_MIN_PSNR_DB, f"bf16 mouth PSNR {psnr:.1f} dB"
+    assert max_err > 0  # it did run in bf16: an fp32 run would be within 0.03 levels
+
+
+@pytest.mark.parametrize("height", [*range(16, 130), 171, 196, 250, 333, 480, 719])
+def test_the_feathered_blend_never_shows_rows_the_mouth_decoder_left_out(height: int) -> None:
+    shown = np.flatnonzero(feather_mask(height, 64)[:, :, 0].max(axis=1) > 0)
+    # cv2.resize INTER_LINEAR from 96 rows to `height`: output row y reads source rows floor(src) and floor(src) + 1
+    src = (shown[0] + 0.5) * 96 / height - 0.5
+    assert int(np.floor(src)) >= MOUTH_ROW
+
+
+def test_reduced_precision_only_when_asked() -> None:
+    assert cpu_precision(False) == "fp32"
+    assert cpu_precision(True) in ("fp32", "bf16")
+
+
+def test_fast_path_refuses_an_unknown_precision(model: Wav2Lip) -> None:
+    with pytest.raises(ValueError, match="precision"):
+        FastWav2Lip(model, "fp16")  # type: ignore[arg-type]
 
 
 # ---- checkpoint errors ----
