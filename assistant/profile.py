@@ -3,7 +3,10 @@ value came from (the profile, the user's file or the shipped defaults).
 
 The profile picks the speech recognition model, the voice, the talking head and the dialogue model. A profile
 never asks for work the machine cannot do in real time: `medium` or `high` on a machine without a CUDA GPU
-steps down to `low` (1080p Wav2Lip on a CPU gave 4-17 s silences) and says so in `notices`.
+steps down to `low` (1080p Wav2Lip on a CPU gave 4-17 s silences) and says so in `notices`. One exception, from
+a measurement: when the profile's Wav2Lip checkpoint is on disk and this CPU renders Wav2Lip at 720p25 faster
+than real time (with CPU_LIPSYNC_MIN_REALTIME to spare), the talking head stays Wav2Lip (at `standard`) instead
+of the light engine. The measurement (a 2 s render, a few seconds with the model load) runs once per process.
 
 Probing the GPU needs torch; it is imported only when the profile or a device needs the answer. Whether
 llama.cpp can offload layers (`dialogue.gpu_layers: auto`) is asked of llama_cpp, imported only then.
@@ -12,8 +15,10 @@ llama.cpp can offload layers (`dialogue.gpu_layers: auto`) is asked of llama_cpp
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+from collections.abc import Callable
 
 from assistant.config import Settings
 
@@ -47,6 +52,10 @@ PROFILES: dict[str, ProfileChoice] = {
     "high": ProfileChoice("whisper-medium", "coqui", "coqui-xtts-v2", "wav2lip_gan", "high", "llama-3.2-3b"),
 }
 CPU_PROFILE = "low"  # what medium/high step down to without a CUDA GPU
+# Wav2Lip on a CPU only when it renders this much faster than real time: the margin is for the rest of a turn
+# (speech recognition, the dialogue model and the voice share the cores) and for a machine busier than when measured.
+CPU_LIPSYNC_MIN_REALTIME = 1.2
+CPU_LIPSYNC_QUALITY = "standard"  # 720p25: 1080p30 costs 2.7x the blend and encode and 1.2x the network
 ALL_LAYERS = -1  # llama.cpp's n_gpu_layers for "every layer"
 
 
@@ -126,6 +135,39 @@ def llama_gpu_offload() -> bool:
         return False
 
 
+@lru_cache(maxsize=4)
+def _measured_realtime(checkpoint: Path, mtime_ns: int, avatar: Path) -> float | None:
+    from assistant.errors import AssistantError
+    from assistant.talking_head.wav2lip_engine import Wav2LipTalkingHead
+
+    try:
+        engine = Wav2LipTalkingHead(
+            avatar, device="cpu", quality_mode=CPU_LIPSYNC_QUALITY, model_path=checkpoint
+        )
+        try:
+            return engine.measure_realtime()
+        finally:
+            engine.close()
+    except (AssistantError, OSError, RuntimeError, ValueError) as e:  # no face, broken file, no torch...
+        log.warning("cannot measure Wav2Lip on this CPU (%s); the light engine stands in", e)
+        return None
+
+
+def measure_cpu_lipsync(settings: Settings, engine: str) -> float | None:
+    """Seconds of `engine` (wav2lip / wav2lip_gan) video rendered per second on this CPU at 720p25, end to end;
+    None when its checkpoint is not on disk (nothing is loaded then) or it cannot run. Measured once per process
+    for a checkpoint file."""
+    th = settings.talking_head
+    checkpoint = settings.project_path(getattr(th.models, engine))
+    if not checkpoint.is_file():
+        return None
+    avatar = settings.project_path(th.avatar_image)
+    rate = _measured_realtime(checkpoint, checkpoint.stat().st_mtime_ns, avatar)
+    if rate is not None:
+        log.info("%s on this CPU at 720p25: %.2fx real time", engine, rate)
+    return rate
+
+
 def profile_for_gpu(gpu: GPUInfo | None) -> str:
     if gpu is None:
         return "low"
@@ -140,9 +182,11 @@ def resolve(
     settings: Settings,
     probe: Callable[[], GPUInfo | None] = probe_cuda,
     llm_gpu_probe: Callable[[], bool] = llama_gpu_offload,
+    cpu_lipsync_probe: Callable[[Settings, str], float | None] | None = None,
 ) -> ResolvedSettings:
     """The concrete choices for `settings` on this machine. `probe` finds the CUDA GPU, `llm_gpu_probe` says
-    whether llama.cpp can offload layers; tests inject both."""
+    whether llama.cpp can offload layers, `cpu_lipsync_probe` (default `measure_cpu_lipsync`) how fast Wav2Lip
+    runs on this CPU; tests inject them."""
     sources: dict[str, str] = {}
     notices: list[str] = []
 
@@ -158,7 +202,9 @@ def resolve(
     gpu = probe() if needs_probe else None
     if requested == "auto":
         profile = profile_for_gpu(gpu)
-        sources["profile"] = f"auto: {gpu.name} with {gpu.free_bytes / GIB:.1f} GiB free" if gpu else "auto: no CUDA GPU"
+        sources["profile"] = (
+            f"auto: {gpu.name} with {gpu.free_bytes / GIB:.1f} GiB free" if gpu else "auto: no CUDA GPU"
+        )
     elif requested != CPU_PROFILE and gpu is None:
         # Without CUDA the profile's Wav2Lip, Coqui and bigger models run slower than real time: long silences.
         profile = CPU_PROFILE
@@ -171,10 +217,30 @@ def resolve(
         profile = requested
         sources["profile"] = origin("gpu_profile")
     choice = PROFILES[profile]
+    lipsync_note = ""
+    # a stepped-down profile whose talking head is left to it: Wav2Lip stays if this CPU keeps up (measured)
+    if (
+        profile == CPU_PROFILE
+        and requested not in ("auto", CPU_PROFILE)
+        and settings.talking_head.engine == "auto"
+    ):
+        wanted = PROFILES[requested].talking_head_engine
+        rate = (cpu_lipsync_probe or measure_cpu_lipsync)(settings, wanted)
+        if rate is not None and rate >= CPU_LIPSYNC_MIN_REALTIME:
+            choice = replace(choice, talking_head_engine=wanted, quality_mode=CPU_LIPSYNC_QUALITY)
+            lipsync_note = f"{wanted} at {rate:.2f}x real time on this CPU"
+            notices.append(
+                f"The talking head stays {wanted} (at {CPU_LIPSYNC_QUALITY} quality): it renders at {rate:.2f}x "
+                "real time on this CPU"
+            )
+        elif rate is not None:
+            log.info("%s at %.2fx real time on this CPU (needs %.2fx): the light engine", wanted, rate,
+                     CPU_LIPSYNC_MIN_REALTIME)  # fmt: skip
 
     def pick(key: str, configured: str | None, from_profile: str, sentinel: str | None = "auto") -> str:
         if configured is None or configured == sentinel:
-            sources[key] = f"gpu_profile={profile}"
+            talking_head = key.startswith("talking_head.") and lipsync_note
+            sources[key] = f"gpu_profile={profile}" + (f", {lipsync_note}" if talking_head else "")
             return from_profile
         sources[key] = origin(key)
         return configured

@@ -477,6 +477,21 @@ class Wav2LipTalkingHead:
         per_frame = statistics.median(r.per_frame_s for r in self._runs)
         return setup + max(1, math.ceil(audio_duration * self.fps)) * per_frame
 
+    def measure_realtime(self, seconds: float = 2.0) -> float:
+        """Seconds of video made per second of work on this machine, end to end (mel, network, blend, H.264
+        encode), from a render of `seconds` of noise after a short warm-up render (oneDNN builds its kernels
+        on the first call). >= 1 keeps up with speech."""
+        if seconds <= 0:
+            raise ValueError(f"seconds must be > 0, got {seconds}")
+        rng = np.random.default_rng(0)
+        with tempfile.TemporaryDirectory(prefix="wav2lip-speed-") as tmp:
+            self._warm_up()
+            noise = (0.05 * rng.standard_normal(int(seconds * MEL.SAMPLE_RATE))).astype(np.float32)
+            wav = write_wav(Path(tmp) / "noise.wav", noise, MEL.SAMPLE_RATE)
+            start = time.perf_counter()
+            self.generate(wav, Path(tmp) / "speed.mp4")
+            return seconds / (time.perf_counter() - start)
+
     def _warm_up(self) -> None:
         """Render half a second of silence to a temporary file: measures this machine, at this resolution."""
         with tempfile.TemporaryDirectory(prefix="wav2lip-warmup-") as tmp:

@@ -289,3 +289,10 @@ def test_network_threads_leave_a_core_and_are_restored(engine: Wav2LipTalkingHea
         Wav2LipTalkingHead(
             engine.avatar_image_path, device="cpu", model_path=engine.model_path, cpu_threads=0
         )
+
+
+def test_speed_is_measured_end_to_end(engine: Wav2LipTalkingHead) -> None:
+    rate = engine.measure_realtime(0.5)  # seconds of video per second of work: a figure, not a goal, here
+    assert rate > 0 and np.isfinite(rate)
+    with pytest.raises(ValueError, match="seconds"):
+        engine.measure_realtime(0)

@@ -12,10 +12,17 @@ import pytest
 from assistant.config import load_settings, settings_to_dict, validate_dict
 from assistant.events import Notice
 from assistant.models import REGISTRY, install_dir
-from assistant.profile import GIB, PROFILES, GPUInfo, resolve
+import assistant.profile
+from assistant.profile import CPU_LIPSYNC_MIN_REALTIME, GIB, PROFILES, GPUInfo, measure_cpu_lipsync, resolve
 from assistant.session import Session, _keys
 
 BIG_GPU = GPUInfo("RTX 3090", 24 * GIB, 20 * GIB)
+
+
+@pytest.fixture(autouse=True)
+def no_lipsync_measurement(monkeypatch):
+    """No test renders Wav2Lip to time this machine: without an injected answer, its weights are "missing"."""
+    monkeypatch.setattr(assistant.profile, "measure_cpu_lipsync", lambda settings, engine: None)
 
 
 def settings_for(tmp_path: Path, **changes):
@@ -47,7 +54,9 @@ def fake_download(name: str, models_dir: Path) -> Path:
     ("profile", "model"), [("low", "smollm2-135m"), ("medium", "llama-3.2-1b"), ("high", "llama-3.2-3b")]
 )
 def test_the_profile_picks_the_dialogue_model(tmp_path, profile, model):
-    r = resolve(settings_for(tmp_path, gpu_profile=profile), probe=lambda: BIG_GPU, llm_gpu_probe=lambda: False)
+    r = resolve(
+        settings_for(tmp_path, gpu_profile=profile), probe=lambda: BIG_GPU, llm_gpu_probe=lambda: False
+    )
     assert (r.profile, r.dialogue_model) == (profile, model)
     assert r.sources["dialogue.model"] == f"gpu_profile={profile}"
     assert model in REGISTRY and PROFILES[profile].dialogue_model == model
@@ -90,11 +99,72 @@ def test_medium_and_high_step_down_to_low_without_cuda(tmp_path, profile):
     low = PROFILES["low"]
     assert r.profile == "low" and r.requested_profile == profile and r.stepped_down
     chosen = (r.asr_model, r.tts_engine, r.talking_head_engine, r.quality_mode, r.dialogue_model)
-    assert chosen == (low.asr_model, low.tts_engine, low.talking_head_engine, low.quality_mode, low.dialogue_model)
+    assert chosen == (
+        low.asr_model,
+        low.tts_engine,
+        low.talking_head_engine,
+        low.quality_mode,
+        low.dialogue_model,
+    )
     assert r.talking_head_device == "cpu"
     assert len(r.notices) == 1
     assert f"Profile {profile} needs a CUDA GPU and none was found" in r.notices[0]
     assert r.sources["profile"] == f"user config: {profile}, stepped down to low: no CUDA GPU"
+
+
+@pytest.mark.parametrize(("profile", "engine"), [("medium", "wav2lip"), ("high", "wav2lip_gan")])
+def test_without_cuda_wav2lip_stays_where_this_cpu_renders_it_in_real_time(tmp_path, profile, engine):
+    asked: list[str] = []
+
+    def fast_cpu(settings, name):
+        asked.append(name)
+        return CPU_LIPSYNC_MIN_REALTIME + 0.3
+
+    settings = settings_for(tmp_path, gpu_profile=profile)
+    r = resolve(settings, probe=lambda: None, llm_gpu_probe=lambda: False, cpu_lipsync_probe=fast_cpu)
+    assert asked == [engine]
+    low = PROFILES["low"]
+    assert r.profile == "low" and r.stepped_down
+    assert (r.talking_head_engine, r.quality_mode, r.talking_head_device) == (engine, "standard", "cpu")
+    assert (r.asr_model, r.tts_engine, r.dialogue_model) == (
+        low.asr_model,
+        low.tts_engine,
+        low.dialogue_model,
+    )
+    assert f"{engine} at 1.50x real time on this CPU" in r.sources["talking_head.engine"]
+    assert len(r.notices) == 2 and f"talking head stays {engine}" in r.notices[1]
+
+
+@pytest.mark.parametrize("rate", [None, CPU_LIPSYNC_MIN_REALTIME - 0.05, 0.65])
+def test_without_cuda_a_slow_cpu_or_missing_weights_get_the_light_engine(tmp_path, rate):
+    settings = settings_for(tmp_path, gpu_profile="medium")
+    r = resolve(
+        settings, probe=lambda: None, llm_gpu_probe=lambda: False, cpu_lipsync_probe=lambda s, e: rate
+    )
+    assert (r.talking_head_engine, r.quality_mode) == ("light", "standard") and len(r.notices) == 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "probe"),
+    [
+        ({"gpu_profile": "low"}, lambda: None),  # low asked: the light engine, nothing measured
+        ({"gpu_profile": "medium", "talking_head.engine": "static"}, lambda: None),  # the user's engine wins
+        ({"gpu_profile": "medium"}, lambda: BIG_GPU),  # a GPU: the profile stands, nothing measured
+    ],
+)
+def test_the_cpu_is_timed_only_when_its_answer_could_change_the_talking_head(tmp_path, changes, probe):
+    def never(settings, engine):
+        raise AssertionError("measured without need")
+
+    resolve(
+        settings_for(tmp_path, **changes), probe=probe, llm_gpu_probe=lambda: False, cpu_lipsync_probe=never
+    )
+
+
+def test_missing_weights_are_not_timed(tmp_path, monkeypatch):
+    monkeypatch.undo()  # the real measure_cpu_lipsync
+    settings = settings_for(tmp_path, **{"talking_head.models.wav2lip": str(tmp_path / "absent.pth")})
+    assert measure_cpu_lipsync(settings, "wav2lip") is None
 
 
 def test_with_cuda_the_named_profile_stays_and_says_nothing(tmp_path):
@@ -134,8 +204,11 @@ def test_session_uses_the_bundled_model_until_the_bigger_one_is_downloaded(tmp_p
     # Downloaded: the next reconfigure rebuilds the dialogue stage with it, and the substitution is gone.
     folder = fake_download("llama-3.2-1b", settings.models_dir)
     reloaded: list[str] = []
-    session.load = lambda progress=None: reloaded.append("load") or setattr(  # type: ignore[method-assign]
-        session, "dialogue", session._build_dialogue()
+    session.load = lambda progress=None: (
+        reloaded.append("load")
+        or setattr(  # type: ignore[method-assign]
+            session, "dialogue", session._build_dialogue()
+        )
     )
     assert session.reconfigure(settings) == ["dialogue"] and reloaded == ["load"]
     assert session.dialogue.model_path == folder / REGISTRY["llama-3.2-1b"].entry
