@@ -358,7 +358,10 @@ class FaceRig:
             int(self.cx - 0.25 * fw) : int(self.cx + 0.25 * fw),
         ].reshape(-1, 3)
         skin_l = float(np.median(skin.mean(1))) if skin.size else 160.0
-        self.teeth_bgr = np.array(TEETH_TINT_BGR, np.float32) * min(235.0, 1.1 * skin_l + 25.0)
+        # A quarter of the skin's hue: teeth reflect the same warm light the face is lit by.
+        hue = np.median(skin, 0).astype(np.float32) / max(skin_l, 1.0) if skin.size else np.ones(3, np.float32)
+        tint = 0.75 * np.array(TEETH_TINT_BGR, np.float32) + 0.25 * hue
+        self.teeth_bgr = tint * min(235.0, 1.1 * skin_l + 25.0)
         if self.photo_teeth:
             rows, cols = slice(int(self.seam - 0.025 * fh), int(self.seam)), slice(
                 int(self.cx - 0.06 * fw), int(self.cx + 0.06 * fw)
