@@ -2,8 +2,9 @@
 and speculative early starts, on a fixed set of spoken questions.
 
 Each question in QUESTIONS is spoken by espeak-ng (en-us; en-gb+f3 for every other question) and by the bundled
-Piper voice; those marked with "|" get `pause_ms` of silence there (the two halves are spoken separately, the
-first ending in a comma so it keeps its continuation rise). The audio is fed to the app's VAD segmenter
+Piper voice (its sampling noise off, so every run hears the same audio); those marked with "|" get `pause_ms` of
+silence there (the two halves are spoken separately, the first ending in a comma so it keeps its continuation
+rise). The audio is fed to the app's VAD segmenter
 (`VadSegmenter` with the config's VadSettings) in frame-sized chunks, after 0.5 s and before 1.5 s of silence, as a
 microphone delivers it but as fast as the CPU allows: the segmenter counts pushed samples and reads no clock
 unless a chunk comes with a capture time, which is not given here, so pacing changes nothing. Every utterance it
@@ -12,7 +13,8 @@ cuts is recognised by Whisper with the app's settings (`WhisperASR`, model from 
 - `wer`: word error rate of the joined transcripts of each question against its text, over all words (jiwer), after
   `normalise()`: lower case, common contractions expanded, numbers as words ("81" -> "eighty one"), punctuation and
   apostrophes dropped;
-- `false_cutoffs`: questions cut into more than one utterance (the end of the turn declared inside the question);
+- `false_cutoffs`: questions cut into more than one utterance, or whose rest was discarded as too short after the
+  first one (either way the end of the turn was declared inside the question);
 - `early_starts`: SpeechPaused events (`early_start_ms` of silence) per question, and the wasted ones, after which
   speech resumed: the app threw a speculative turn away;
 - ASR time per question (all its utterances; one warm-up transcription first, not counted), the audio length, RSS.
@@ -287,28 +289,50 @@ class QuestionResult:
         object.__setattr__(self, "wer", round(self.errors.wer, 4))
 
 
+def _piper_speaker(voice: str, models_dir: Path, rate_hz: int) -> Callable[[str], np.ndarray]:
+    """Piper without its sampling noise (noise_scale and noise_w_scale 0): the same audio on every run, so WER and
+    cut-offs compare between runs. With the voice's own noise (0.667, 0.8) a question's length varied by up to
+    0.15 s between two runs, and Whisper heard one of the 26 questions differently."""
+    from piper import PiperVoice, SynthesisConfig
+
+    from assistant.audio.io import resample
+    from assistant.tts.piper import resolve_voice
+
+    onnx = resolve_voice(voice, models_dir)
+    piper = PiperVoice.load(onnx, config_path=Path(f"{onnx}.json"), use_cuda=False)
+    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+
+    def speak(text: str) -> np.ndarray:
+        audio = np.concatenate([chunk.audio_float_array for chunk in piper.synthesize(text, config)])
+        return resample(audio, piper.config.sample_rate, rate_hz)
+
+    return speak
+
+
+def _espeak_speaker(voice: str, rate_hz: int, wav: Path) -> Callable[[str], np.ndarray]:
+    """The app's espeak-ng engine at its rate; espeak-ng says the same text the same way every time."""
+    from assistant.audio.io import load_audio
+    from assistant.tts.espeak import EspeakEngine
+
+    engine = EspeakEngine(voice, ESPEAK_RATE_WPM)
+    return lambda text: load_audio(engine.synthesize(text, wav).wav_path, rate_hz)
+
+
 def speak_questions(questions: Sequence[Question], voices: Sequence[Voice], models_dir: Path, rate_hz: int,
                     work_dir: Path) -> list[tuple[Question, Voice, np.ndarray]]:  # fmt: skip
     """Each question in each voice that speaks it, as mono float32 at `rate_hz`."""
-    from assistant.audio.io import load_audio
-    from assistant.tts.espeak import EspeakEngine
-    from assistant.tts.piper import PiperEngine
-
     out = []
     for voice in voices:
         if voice.engine == "piper":
-            engine: Any = PiperEngine(voice.voice, models_dir=models_dir, device="cpu")
+            speak = _piper_speaker(voice.voice, models_dir, rate_hz)
         else:
-            engine = EspeakEngine(voice.voice, ESPEAK_RATE_WPM)
-        engine.load()
+            speak = _espeak_speaker(voice.voice, rate_hz, work_dir / f"{voice.name}.wav")
         for qi, q in enumerate(questions):
             if qi % voice.every:
                 continue
             texts = [p + "," for p in q.parts[:-1]] + [q.parts[-1]]  # the comma keeps a mid-sentence rise
-            parts = [load_audio(engine.synthesize(t, work_dir / f"{voice.name}-{qi}-{i}.wav").wav_path, rate_hz)
-                     for i, t in enumerate(texts)]  # fmt: skip
-            out.append((q, voice, join_with_pause(parts, rate_hz, q.pause_ms)))
-        engine.close()
+            out.append((q, voice, join_with_pause([speak(t) for t in texts], rate_hz, q.pause_ms)))
+        del speak  # frees Piper's ONNX session before Whisper loads
     return out
 
 
