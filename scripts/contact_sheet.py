@@ -4,6 +4,10 @@ Run by a developer; what it writes is committed:
 
     .venv/bin/python scripts/contact_sheet.py faces   # tests/data/faces/*.jpg; needs scikit-image, matplotlib
     .venv/bin/python scripts/contact_sheet.py sheet docs/light_engine_contact_sheet.png
+    # the engine before the mouth rework:
+    git show 47a862a:assistant/talking_head/light.py > /tmp/light_before.py
+    .venv/bin/python scripts/contact_sheet.py sheet docs/light_engine_before.png \
+        --light-module /tmp/light_before.py --title "BEFORE (commit 47a862a): ..."
 
 `sheet` draws, for every test face, the lower face at mouth openings 0, 0.25, 0.5, 0.75 and 1 (neutral shape),
 then a rounded ("oo") and a spread ("ee") mouth at 0.6, exactly as `FaceRig.render` draws them into a 1280x720
@@ -23,8 +27,10 @@ The faces (all public domain, all offline):
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import cv2
 import numpy as np
@@ -74,11 +80,25 @@ def _label(tile: np.ndarray, text: str) -> None:
     cv2.putText(tile, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
 
 
-def face_row(path: Path, name: str) -> np.ndarray:
-    from assistant.talking_head.base import RenderSettings
-    from assistant.talking_head.light import LightTalkingHead
+def light_module(path: Path | None) -> ModuleType:
+    """The light engine: the installed one, or another version of light.py (to draw the sheet from before)."""
+    if path is None:
+        from assistant.talking_head import light
 
-    head = LightTalkingHead(path, RenderSettings(1280, 720, 25.0), blinks=False, sway=False)
+        return light
+    spec = importlib.util.spec_from_file_location("light_under_test", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+def face_row(path: Path, name: str, light: ModuleType) -> np.ndarray:
+    from assistant.talking_head.base import RenderSettings
+
+    head = light.LightTalkingHead(path, RenderSettings(1280, 720, 25.0), blinks=False, sway=False)
     rig = head.rig
     y0, _, x0, _ = rig.roi
     # The lower face: from the nose to below the chin, a face width and a bit across.
@@ -96,8 +116,8 @@ def face_row(path: Path, name: str) -> np.ndarray:
     return np.hstack(tiles)
 
 
-def make_sheet(out: Path, title: str) -> None:
-    rows = [face_row(path, name) for name, path in face_paths().items()]
+def make_sheet(out: Path, title: str, light: ModuleType) -> None:
+    rows = [face_row(path, name, light) for name, path in face_paths().items()]
     width = max(r.shape[1] for r in rows)
     white = (255, 255, 255)
     rows = [
@@ -119,11 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     sheet.add_argument("out", type=Path, nargs="?", default=default_out)
     title = "light engine: mouth opening 0 -> 1, then rounded and spread at 0.6"
     sheet.add_argument("--title", default=title)
+    sheet.add_argument("--light-module", type=Path, help="draw with this light.py, not the installed one")
     args = parser.parse_args(argv)
     if args.cmd == "faces":
         make_faces()
     else:
-        make_sheet(args.out, args.title)
+        make_sheet(args.out, args.title, light_module(args.light_module))
     return 0
 
 

@@ -12,6 +12,7 @@ from assistant.talking_head.light import (
     LightTalkingHead,
     blink_curve,
     ease,
+    find_mouth_half_width,
     find_mouth_seam,
     frame_count,
     mouth_track,
@@ -127,6 +128,19 @@ def test_the_seam_is_found_on_the_lip_line() -> None:
     seam = find_mouth_seam(img, box)
     assert abs(seam.y0 - 240) <= 2
     assert not seam.photo_teeth
+
+
+def test_the_mouth_width_is_measured_along_the_lip_line() -> None:
+    img, box = _drawn_face()
+    # The drawn line between the lips runs from x = 166 to 234: 34 px either side of the middle.
+    assert 31 <= find_mouth_half_width(img, box, find_mouth_seam(img, box)) <= 38
+    # Wider lips on the same face box are measured wider; no line at all falls back to a third of the box.
+    wide = img.copy()
+    cv2.ellipse(wide, (200, 240), (52, 10), 0, 0, 360, LIP, -1)
+    cv2.line(wide, (150, 240), (250, 240), (40, 40, 90), 2)
+    assert 47 <= find_mouth_half_width(wide, box, find_mouth_seam(wide, box)) <= 48  # clipped at 0.24 of the box
+    flat = np.full_like(img, 150)
+    assert find_mouth_half_width(flat, box, find_mouth_seam(flat, box)) == pytest.approx(0.17 * 200)
 
 
 def test_a_closed_mouth_leaves_the_photo_unchanged(head: LightTalkingHead) -> None:
