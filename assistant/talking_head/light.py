@@ -57,10 +57,10 @@ SPREAD = 0.16  # lip corners move in ("oo") or out ("ee") by this much of hw at 
 ROUND_WIDTH = 0.15  # the opening's width shrinks ("oo") or grows ("ee") by this fraction of hw
 # The mouth interior (BGR), before lighting: a dark red cavity, a pink tongue, teeth in shadow.
 CAVITY_BGR = (34.0, 30.0, 78.0)
-TONGUE_BGR = (92.0, 96.0, 182.0)
+TONGUE_BGR = (100.0, 104.0, 196.0)
 TEETH_TINT_BGR = (0.86, 0.96, 1.04)  # teeth: the face's own light, a little warmer than neutral grey
 UPPER_TEETH = 0.032  # height of the upper teeth showing, of fh (~7 mm of incisor seen below the lip)
-LOWER_TEETH = 0.018  # lower incisors' visible edge at full opening, of fh
+LOWER_TEETH = 0.022  # lower incisors' visible edge at full opening, of fh
 
 
 @dataclass(frozen=True)
@@ -531,8 +531,9 @@ class FaceRig:
             # Lower lip: the full jaw drop right from the seam; upper lip: lifted; they part inside the mouth,
             # over a width that rounding narrows and spreading widens.
             gy_up = gy.copy()
-            hw = self.mouth_hw * (1.0 + ROUND_WIDTH * wide)
-            cut = np.clip(1 - ((gx - self.cx) / hw) ** 2, 0, 1) ** 0.9
+            # A wide-open jaw pulls the corners in a little; the opening is an oval, pointed only at the corners.
+            hw = self.mouth_hw * (1.0 + ROUND_WIDTH * wide) * (1.0 - 0.08 * opening)
+            cut = np.clip(1 - ((gx - self.cx) / hw) ** 2, 0, 1) ** 0.75
             jaw_cut = jaw * self.gap_g * cut
             gy -= jaw_cut * (self.jaw_full - self.gap_s)
             gy_up += jaw_cut * self.gap_s + lift * cut * self.lip_u
@@ -567,8 +568,9 @@ class FaceRig:
         seam = self.seam_line.at(mx)
         d_low = my - seam  # >= 0: this pixel shows the lower lip/chin
         d_up = seam - my_up  # > 0: this pixel shows the upper lip
-        a_low = np.clip(d_low + 0.5, 0, 1)[..., None]  # 1 px anti-aliased edges
-        a_up = np.clip(d_up + 0.5, 0, 1)[..., None]
+        soft = max(1.0, 0.006 * self.fh)  # the lips' edges are soft: ~1.5 mm, at least a pixel (anti-aliasing)
+        a_low = np.clip(d_low / soft + 0.5, 0, 1)[..., None]
+        a_up = np.clip(d_up / soft + 0.5, 0, 1)[..., None]
         a_in = np.clip(1 - a_low - a_up, 0, 1)
         if not a_in.any():
             return lower
@@ -587,12 +589,13 @@ class FaceRig:
         tongue = _smoothstep(top, top + 0.12, f) * _smoothstep(0.2, 0.5, opening) * (1 - side**2)
         ridge = np.exp(-(((f - top - 0.10) / 0.10) ** 2))
         groove = 1 - 0.35 * np.exp(-((self.gap_u / 0.07) ** 2))  # the tongue's middle furrow
-        t_light = (0.55 + 0.35 * ridge) * (1 - 0.5 * side**2) * groove
+        t_light = (0.60 + 0.40 * ridge) * (1 - 0.5 * side**2) * groove
         interior = np.empty(mx.shape + (3,), np.float32)
         for ch in range(3):
             cav = CAVITY_BGR[ch] * light
             interior[..., ch] = cav + (TONGUE_BGR[ch] * t_light - cav) * tongue
-        interior *= (self.cavity_gain * (1 + 0.30 * grain))[..., None]
+        # Grain in proportion to the light, plus a floor: even the darkest depth is wet, uneven and catches some.
+        interior = interior * (self.cavity_gain * (1 + 0.30 * grain))[..., None] + (4.0 * grain)[..., None]
         # Teeth: the upper row hangs from the upper lip (unless the photo shows its own), the lower row stands
         # on the lower lip; both in the lips' shadow where they go under them, and darker to the sides.
         ut_h = min(UPPER_TEETH * fh, 0.40 * float(gap.max()))
@@ -601,7 +604,7 @@ class FaceRig:
             # The incisors hang lower than the teeth towards the corners.
             t_up = np.clip((ut_h * (1 - 0.35 * side**2) - depth_top) / 1.5, 0, 1)
             t_up = t_up * np.clip((0.85 - side) * 8, 0, 1)
-        lt_h = LOWER_TEETH * fh * _smoothstep(0.15, 0.6, np.float32(opening))
+        lt_h = LOWER_TEETH * fh * _smoothstep(0.15, 0.9, np.float32(opening))  # more show as the lip drops
         lt_h = min(float(lt_h), 0.30 * float(gap.max()))
         t_low = np.clip((lt_h - depth_bot) / 1.5, 0, 1) * np.clip((0.62 - side) * 8, 0, 1)
         teeth = np.clip(t_up + t_low, 0, 1)[..., None]
@@ -614,7 +617,7 @@ class FaceRig:
         tooth = self.teeth_bgr * tooth_light[..., None]
         interior = interior * (1 - teeth) + tooth * teeth
         # The inner edges of the lips darken where they turn into the mouth.
-        rim = min(1.0, opening * 4) * 0.35 * cut
+        rim = min(1.0, opening * 4) * 0.25 * cut
         lower_f = lower * (1 - rim * np.exp(-np.maximum(d_low, 0) / 2.0))[..., None]
         upper_f = upper * (1 - rim * np.exp(-np.maximum(d_up, 0) / 2.0))[..., None]
         total = a_low + a_up + a_in

@@ -136,7 +136,7 @@ def test_light_engine_lip_syncs_real_speech(
     dark[y1:y2, x1:x2] = grey[y1:y2, x1:x2] < 60
     core = cv2.erode(dark, np.ones((7, 7), np.uint8)).astype(bool)  # 3 px in from the lips
     laplacian = np.abs(cv2.Laplacian(cv2.GaussianBlur(grey, (0, 0), 0.7), cv2.CV_32F))
-    assert core.sum() >= 20
+    assert core.sum() >= 10  # a 92 px face opens ~13 px: its core is small
     assert float(laplacian[core].mean()) >= 1.4, float(laplacian[core].mean())
 
 

@@ -111,7 +111,7 @@ def test_the_open_mouth_is_textured_not_a_flat_fill(head: LightTalkingHead) -> N
     # Texture is what a smooth shading is not: the Laplacian of a gradient (even a curved one) is ~0. A fill
     # shaded with gradients, the engine before this test, scored 0.65-1.6 grey levels on these faces.
     laplacian = np.abs(cv2.Laplacian(cv2.GaussianBlur(grey, (0, 0), 0.7), cv2.CV_32F))
-    assert core.sum() > 30
+    assert core.sum() > 15
     assert float(laplacian[core].mean()) >= 1.8, float(laplacian[core].mean())
     # Depth: the inside is not one shade either (lit near the lips, dark deep inside and in the corners).
     assert np.percentile(grey[core], 90) - np.percentile(grey[core], 10) >= 10
