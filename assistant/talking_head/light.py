@@ -531,7 +531,7 @@ class FaceRig:
             # Lower lip: the full jaw drop right from the seam; upper lip: lifted; they part inside the mouth,
             # over a width that rounding narrows and spreading widens.
             gy_up = gy.copy()
-            # A wide-open jaw pulls the corners in a little; the opening is an oval, pointed only at the corners.
+            # A wide-open jaw pulls the corners in a little; the opening is an oval, pointed at the corners.
             hw = self.mouth_hw * (1.0 + ROUND_WIDTH * wide) * (1.0 - 0.08 * opening)
             cut = np.clip(1 - ((gx - self.cx) / hw) ** 2, 0, 1) ** 0.75
             jaw_cut = jaw * self.gap_g * cut
@@ -568,7 +568,7 @@ class FaceRig:
         seam = self.seam_line.at(mx)
         d_low = my - seam  # >= 0: this pixel shows the lower lip/chin
         d_up = seam - my_up  # > 0: this pixel shows the upper lip
-        soft = max(1.0, 0.006 * self.fh)  # the lips' edges are soft: ~1.5 mm, at least a pixel (anti-aliasing)
+        soft = max(1.0, 0.006 * self.fh)  # the lips' edges are soft: ~1.5 mm, at least a pixel (anti-alias)
         a_low = np.clip(d_low / soft + 0.5, 0, 1)[..., None]
         a_up = np.clip(d_up / soft + 0.5, 0, 1)[..., None]
         a_in = np.clip(1 - a_low - a_up, 0, 1)
@@ -594,7 +594,7 @@ class FaceRig:
         for ch in range(3):
             cav = CAVITY_BGR[ch] * light
             interior[..., ch] = cav + (TONGUE_BGR[ch] * t_light - cav) * tongue
-        # Grain in proportion to the light, plus a floor: even the darkest depth is wet, uneven and catches some.
+        # Grain in proportion to the light, plus a floor: even the darkest depth is wet and uneven.
         interior = interior * (self.cavity_gain * (1 + 0.30 * grain))[..., None] + (4.0 * grain)[..., None]
         # Teeth: the upper row hangs from the upper lip (unless the photo shows its own), the lower row stands
         # on the lower lip; both in the lips' shadow where they go under them, and darker to the sides.
