@@ -3,18 +3,18 @@
 Per video frame the audio gives a mouth opening (RMS energy, compressed, gated, eased with a fast attack and a
 slower release) and a mouth shape (spectral centroid: bright sounds like "ee"/"s" spread the lips, dark ones
 like "oo" round them). The photo is then warped, never painted over: the jaw, the lower lip and the chin drop
-together (a smooth displacement field that fades out over the cheeks and the neck, with the cheek skin stretching
-past the mouth corners), the upper lip lifts a little, the corners move in or out and the opening narrows or widens
-with the shape. Only the gap that opens between the lips is drawn: a mouth interior lit from the front (dark
-with depth, a tongue, upper teeth unless the photo shows its own, lower teeth as the jaw drops), in the photo's own
-light and with a fixed grain. At rest (opening 0) the photo is shown untouched. Eyes blink now and then and the
-head sways slightly.
+together (a smooth displacement field that fades out over the cheeks and the neck, with the cheek skin
+stretching past the mouth corners), the upper lip lifts a little, the corners move in or out and the opening
+narrows or widens with the shape. Only the gap that opens between the lips is drawn: a mouth interior lit from
+the front (dark with depth, a tongue, upper teeth unless the photo shows its own, lower teeth as the jaw
+drops), in the photo's own light and with a fixed grain. At rest (opening 0) the photo is shown untouched.
+Eyes blink now and then and the head sways slightly.
 
-Landmarks come from the photo itself, no model: OpenCV's Haar face box (bundled with opencv-python-headless), the
-lips' parting line (the darkest line, or the bottom edge of the teeth in a smile) fitted with a parabola, and the
-mouth's width along that line (where the line, or the row of teeth, ends). Everything that depends only on the
-avatar is computed once in the constructor; a frame costs a few small array operations and two `cv2.remap` of the
-head region.
+Landmarks come from the photo itself, no model: OpenCV's Haar face box (bundled with opencv-python-headless),
+the lips' parting line (the darkest line, or the bottom edge of the teeth in a smile) fitted with a parabola,
+and the mouth's width along that line (where the line, or the row of teeth, ends). Everything that depends
+only on the avatar is computed once in the constructor; a frame costs a few small array operations and two
+`cv2.remap` of the head region.
 
 Needs numpy, OpenCV, the face detector (`assistant.talking_head.face`) and ffmpeg (through `assistant.video`).
 """
@@ -359,7 +359,7 @@ class FaceRig:
         ].reshape(-1, 3)
         skin_l = float(np.median(skin.mean(1))) if skin.size else 160.0
         # A quarter of the skin's hue: teeth reflect the same warm light the face is lit by.
-        hue = np.median(skin, 0).astype(np.float32) / max(skin_l, 1.0) if skin.size else np.ones(3, np.float32)
+        hue = np.median(skin, 0).astype(np.float32) / max(skin_l, 1.0) if skin.size else np.ones(3)
         tint = 0.75 * np.array(TEETH_TINT_BGR, np.float32) + 0.25 * hue
         self.teeth_bgr = tint * min(235.0, 1.1 * skin_l + 25.0)
         if self.photo_teeth:
