@@ -16,12 +16,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from assistant.audio.io import write_wav
 from assistant.errors import AssistantError
 from assistant.talking_head.base import ENGINE_NAMES, TalkingHeadEngine
+
+if TYPE_CHECKING:
+    from assistant.talking_head.wav2lip_fast import PrecisionError
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,11 @@ class LipsyncBenchRow:
     frames_per_s: float
     realtime_factor: float  # seconds of video per second of work; >= 1 keeps up with speech
     error: str | None = None
+    # Wav2Lip's arithmetic: fp32 / bf16 on a CPU (float16 on CUDA); "" for the other engines
+    precision: str = ""
+    # A reduced precision's distance from the exact fp32 network on this speech, over the face rows the blend shows
+    max_diff_255: float | None = None  # largest difference of a pixel, levels of 255
+    psnr_db: float | None = None
 
 
 def speech_like_wav(
@@ -122,9 +131,12 @@ def run_lipsync_bench(
                     t1 = time.perf_counter()
                     video = engine.render(audio, work / f"{name}-{quality}.mp4")
                     render = time.perf_counter() - t1
+                    precision, err = _precision(engine, audio)
                     row = LipsyncBenchRow(
                         **row_base, frames=video.frames, setup_s=round(setup, 3), render_s=round(render, 3),  # type: ignore[arg-type]
                         frames_per_s=round(video.frames / render, 2), realtime_factor=round(seconds / render, 2),
+                        precision=precision, max_diff_255=round(err.max_diff_255, 2) if err else None,
+                        psnr_db=round(err.psnr_db, 1) if err else None,
                     )  # fmt: skip
                 except (AssistantError, OSError, RuntimeError, ValueError) as e:
                     log.warning("bench lipsync: %s at %s failed: %s", name, quality, e)
@@ -142,11 +154,23 @@ def run_lipsync_bench(
     return rows
 
 
+def _precision(engine: TalkingHeadEngine, audio: Path) -> tuple[str, PrecisionError | None]:
+    """A Wav2Lip engine's precision and, when reduced, its error against fp32 on the bench's speech."""
+    info = getattr(engine, "get_model_info", None)
+    if info is None:
+        return "", None
+    from assistant.audio.io import load_audio
+
+    measure = getattr(engine, "precision_error", None)
+    err = measure(load_audio(audio, 16000)) if measure is not None else None
+    return str(info().get("precision", "")), err
+
+
 def format_table(rows: Sequence[LipsyncBenchRow]) -> str:
     head = (
         f"{'engine':<12}{'quality':<10}{'size':>10}{'fps':>5}  {'weights':<10}{'setup s':>8}{'5 s audio':>10}"
     )
-    head += f"{'frames/s':>10}{'x real time':>12}"
+    head += f"{'frames/s':>10}{'x real time':>12}  {'precision':<10}{'vs fp32':<16}"
     lines = [
         head.replace("5 s audio", f"{rows[0].audio_s:g} s audio" if rows else "render s"),
         "-" * len(head),
@@ -158,6 +182,8 @@ def format_table(rows: Sequence[LipsyncBenchRow]) -> str:
         lines.append(
             f"{r.engine:<12}{r.quality_mode:<10}{f'{r.width}x{r.height}':>10}{r.fps:>5g}  {r.weights:<10}"
             f"{r.setup_s:>8.2f}{r.render_s:>10.2f}{r.frames_per_s:>10.1f}{r.realtime_factor:>12.2f}"
+            f"  {r.precision or '-':<10}"
+            + (f"max {r.max_diff_255:g}/255, {r.psnr_db:g} dB" if r.max_diff_255 is not None else "-")
         )
     return "\n".join(lines)
 

@@ -38,7 +38,13 @@ from assistant.errors import TalkingHeadError, VideoOutOfMemoryError
 from assistant.events import AvatarVideo
 from assistant.talking_head.base import fit_frame
 from assistant.talking_head.face import FaceBox, FaceCache
-from assistant.talking_head.wav2lip_fast import FastWav2Lip, cpu_precision
+from assistant.talking_head.wav2lip_fast import (
+    MOUTH_ROW,
+    FastWav2Lip,
+    PrecisionError,
+    cpu_precision,
+    precision_error,
+)
 from assistant.talking_head.wav2lip_net import (
     FACE_SIZE,
     MEL,
@@ -476,6 +482,19 @@ class Wav2LipTalkingHead:
         setup = statistics.median(r.setup_s for r in self._runs)
         per_frame = statistics.median(r.per_frame_s for r in self._runs)
         return setup + max(1, math.ceil(audio_duration * self.fps)) * per_frame
+
+    def precision_error(self, wav_16k: np.ndarray) -> PrecisionError | None:
+        """How far this engine's faces are from the exact fp32 network for (the first 128 frames of) this speech,
+        over the rows the blend shows; None when it runs in fp32 already."""
+        if self._fast is None or self._fast.precision == "fp32":
+            return None
+        assert self._model is not None and self._feats is not None
+        chunks = mel_chunks(melspectrogram(np.asarray(wav_16k, np.float32)), self.fps)[: self.batch_size * 4]
+        mel = torch.from_numpy(chunks[:, None])
+        with torch.inference_mode(), self._threads():
+            exact = self._model.decode(self._model.encode_audio(mel), self._feats)
+            reduced = self._fast.decode(mel, mouth_only=self.blend == "feather")
+        return precision_error(exact, reduced, first_row=MOUTH_ROW if self.blend == "feather" else 0)
 
     def measure_realtime(self, seconds: float = 2.0) -> float:
         """Seconds of video made per second of work on this machine, end to end (mel, network, blend, H.264
