@@ -4,11 +4,10 @@ and speculative early starts, on a fixed set of spoken questions.
 Each question in QUESTIONS is spoken by espeak-ng (en-us; en-gb+f3 for every other question) and by the bundled
 Piper voice (its sampling noise off, so every run hears the same audio); those marked with "|" get `pause_ms` of
 silence there (the two halves are spoken separately, the first ending in a comma so it keeps its continuation
-rise). The audio is fed to the app's VAD segmenter
-(`VadSegmenter` with the config's VadSettings) in frame-sized chunks, after 0.5 s and before 1.5 s of silence, as a
-microphone delivers it but as fast as the CPU allows: the segmenter counts pushed samples and reads no clock
-unless a chunk comes with a capture time, which is not given here, so pacing changes nothing. Every utterance it
-cuts is recognised by Whisper with the app's settings (`WhisperASR`, model from the profile), and:
+rise). The audio is fed to the app's VAD segmenter (`VadSegmenter` with the config's VadSettings) in frame-sized
+chunks, with 0.5 s of silence before and 1.5 s after, as a microphone delivers it but as fast as the CPU allows:
+the segmenter counts pushed samples and reads no clock unless a chunk comes with a capture time, which is not
+given here, so pacing changes nothing. Every utterance it cuts is recognised by Whisper with the app's settings (`WhisperASR`, model from the profile), and:
 
 - `wer`: word error rate of the joined transcripts of each question against its text, over all words (jiwer), after
   `normalise()`: lower case, common contractions expanded, numbers as words ("81" -> "eighty one"), punctuation and
