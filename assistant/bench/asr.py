@@ -7,7 +7,8 @@ silence there (the two halves are spoken separately, the first ending in a comma
 rise). The audio is fed to the app's VAD segmenter (`VadSegmenter` with the config's VadSettings) in frame-sized
 chunks, with 0.5 s of silence before and 1.5 s after, as a microphone delivers it but as fast as the CPU allows:
 the segmenter counts pushed samples and reads no clock unless a chunk comes with a capture time, which is not
-given here, so pacing changes nothing. Every utterance it cuts is recognised by Whisper with the app's settings (`WhisperASR`, model from the profile), and:
+given here, so pacing changes nothing. Every utterance it cuts is recognised by Whisper with the app's settings
+(`WhisperASR`, model from the profile), and:
 
 - `wer`: word error rate of the joined transcripts of each question against its text, over all words (jiwer), after
   `normalise()`: lower case, common contractions expanded, numbers as words ("81" -> "eighty one"), punctuation and
