@@ -5,6 +5,8 @@ The chat template is the one stored in the GGUF (`create_chat_completion` applie
 
 - History is kept within `history_budget_tokens`, counted with the model's own tokenizer: the system prompt
   and the new user message always go in, then as many past turns as fit, newest first; older ones are dropped.
+  Dropped turns leave llama.cpp's cache by a context shift (assistant.prompt_cache), so a trim does not make the
+  model evaluate the kept history again: only the new exchange is evaluated, at every turn.
 - `stream_reply()` yields `ReplySentence`s as soon as the splitter (assistant.sentences) completes each one;
   the final `Reply` is the generator's return value and `last_reply`.
 - Cancellation: when the cancel token is set, generation stops within one token and the generator ends
@@ -36,6 +38,7 @@ from typing import Any, Protocol
 from assistant.cancel import CancelToken
 from assistant.errors import ConfigError, DialogueError, ModelError
 from assistant.events import Reply, ReplySentence
+from assistant.prompt_cache import PromptCache
 from assistant.sentences import SentenceSplitter, ends_sentence
 
 log = logging.getLogger(__name__)
@@ -44,8 +47,9 @@ GGUF_MAGIC = b"GGUF"
 # Template tokens around each message (ChatML: "<|im_start|>", role, "\n", ..., "<|im_end|>", "\n").
 MESSAGE_OVERHEAD_TOKENS = 5
 REPLY_PRIMING_TOKENS = 3  # "<|im_start|>assistant\n" that opens the reply
-# A full history is trimmed to this share of its budget at once, so the cached prompt prefix survives the next
-# turns: with 1024 tokens and ~60-token exchanges, one re-evaluation every ~8 turns instead of every turn.
+# A full history is trimmed to this share of its budget at once: the dropped turns leave llama.cpp's cache in one
+# context shift (assistant.prompt_cache) every ~8 turns (1024 tokens, ~60-token exchanges) instead of every turn,
+# and where a model cannot shift, the history is re-evaluated that rarely.
 TRIM_TO_FRACTION = 0.5
 LOCK_WAIT_S = 30.0  # a new turn waits this long for an abandoned one to let go of the model
 
@@ -221,9 +225,18 @@ class DialogueManager:
         self._generate_lock = threading.Lock()
         self._history_lock = threading.Lock()
         self._history: list[DialogueTurn] = []
+        # Turns trimmed from the history whose tokens are still in llama.cpp's cache, oldest first: the next reply
+        # shifts them out of it before it starts (see assistant.prompt_cache).
+        self._evicted: list[DialogueTurn] = []
+        self._prompt_cache: PromptCache | None = None
         self._system_tokens: int | None = None
         self.last_reply: Reply | None = None
         self.last_completion_tokens = 0  # streamed chunks of the last reply (one token each)
+        # The last reply's prompt: its tokens and how many of them llama.cpp evaluated (the rest came from its
+        # cache); None with a model whose chat template is not known here. `bench soak` reports them per turn.
+        self.last_prompt_tokens: int | None = None
+        self.last_prompt_eval_tokens: int | None = None
+        self.last_cache_shift_tokens = 0  # tokens shifted out of the cache before the last reply (0: none)
 
     # ---- loading ----
     @property
@@ -286,6 +299,7 @@ class DialogueManager:
         """Forget the conversation (the system prompt stays)."""
         with self._history_lock:
             self._history.clear()
+            self._evicted.clear()  # the next prompt differs right after the system prompt: nothing to shift
 
     def forget_last_turn(self, user_text: str) -> bool:
         """Drop the newest turn that answered `user_text` (a speculative turn the user talked over). True if found."""
@@ -354,14 +368,50 @@ class DialogueManager:
                     used += turn.tokens
                     keep += 1
                 log.debug("history: over budget, kept the newest %d of %d turns", keep, len(self._history))
+                self._evicted.extend(self._history[: len(self._history) - keep])
                 del self._history[: len(self._history) - keep]
             kept = list(self._history)
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        for turn in kept:
-            messages.append({"role": "user", "content": turn.user_text})
-            messages.append({"role": "assistant", "content": turn.reply_text})
+        messages += self._turn_messages(kept)
         messages.append({"role": "user", "content": user_text})
         return messages
+
+    @staticmethod
+    def _turn_messages(turns: Iterable[DialogueTurn]) -> list[dict[str, str]]:
+        messages = []
+        for turn in turns:
+            messages.append({"role": "user", "content": turn.user_text})
+            messages.append({"role": "assistant", "content": turn.reply_text})
+        return messages
+
+    def _align_cache(self, messages: list[dict[str, str]]) -> None:
+        """Before a reply (the model held): shift the turns trimmed since the last reply out of llama.cpp's cache,
+        so only the new exchange is evaluated, and note how many prompt tokens will be."""
+        if self._prompt_cache is None:
+            self._prompt_cache = PromptCache(self._llm)
+        cache = self._prompt_cache
+        with self._history_lock:
+            evicted, self._evicted = self._evicted, []
+        head = messages[:1] if self.system_prompt else []
+        self.last_cache_shift_tokens = 0
+        if evicted and cache.available:
+            before = getattr(self._llm, "n_tokens", 0)
+            if cache.drop(head, self._turn_messages(evicted), messages[len(head) :]):
+                self.last_cache_shift_tokens = before - getattr(self._llm, "n_tokens", 0)
+        counts = cache.evaluated_tokens(messages) if cache.available else None
+        self.last_prompt_tokens, self.last_prompt_eval_tokens = counts if counts else (None, None)
+
+    def _free_sampler(self) -> None:
+        """Free the sampler llama-cpp-python made for the reply now, not at some later garbage collection.
+
+        Each reply gets a new `LlamaSampler` (~0.6 MB of native memory for a 49k-token vocabulary) whose cleanup
+        closure refers back to it: a reference cycle, so the old one waited for a full collection (every ~35
+        turns in `bench soak`), and the process's memory rose by that much in between. With no sampler the next
+        reply (or a bare `sample()`) makes its own, as llama-cpp-python does on first use."""
+        sampler = getattr(self._llm, "_sampler", None)
+        if sampler is not None and hasattr(sampler, "close"):
+            sampler.close()
+            self._llm._sampler = None  # type: ignore[union-attr]
 
     def _remember(self, user_text: str, reply_text: str, interrupted: bool) -> None:
         with self._history_lock:
@@ -426,6 +476,7 @@ class DialogueManager:
 
         try:
             try:
+                self._align_cache(messages)
                 chunks = self._llm.create_chat_completion(
                     messages=messages,
                     stream=True,
@@ -466,6 +517,7 @@ class DialogueManager:
         finally:
             if chunks is not None and hasattr(chunks, "close"):
                 chunks.close()  # stops llama.cpp's generator: no more tokens are computed
+            self._free_sampler()
             self._generate_lock.release()
             cancelled = cancelled or not finished  # closed early by the consumer, or failed
             reply = Reply(

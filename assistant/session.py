@@ -25,6 +25,7 @@ from assistant.config import Settings
 from assistant.conversation_log import ConversationLog
 from assistant.errors import ModelError
 from assistant.events import Notice, TurnEvent, Utterance
+from assistant.heap import release_free_memory
 from assistant.models import locate, state
 from assistant.pipeline import Hold, Stages, TurnResult, TurnRunner
 from assistant.profile import GPUInfo, ResolvedSettings, llama_gpu_offload, probe_cuda, resolve
@@ -37,6 +38,7 @@ Progress = Callable[[str, float], None]
 
 BUNDLED_ASR = "whisper-tiny.en"
 BUNDLED_LLM = "smollm2-135m"
+AMENDABLE_TURNS = 8  # the newest turns whose reply may still be cut while playing (amend_spoken_reply)
 
 
 @dataclass(frozen=True)
@@ -238,6 +240,12 @@ class Session:
         result = self.runner.run(utterance=utterance, text=text, end_of_speech_at=end_of_speech_at, hold=hold)
         with self._amend_lock:
             self._user_text_of_turn[result.turn_id] = result.transcript
+            # Only a reply still playing can be cut: forget the questions of older turns (the desktop app keeps one
+            # session for hours, and this map held every question asked).
+            oldest = result.turn_id - AMENDABLE_TURNS
+            for table in (self._user_text_of_turn, self._amendments):
+                for old in [t for t in table if t <= oldest]:
+                    del table[old]
         self._apply_amendment(result.turn_id)
         if not result.dropped and not result.discarded:
             source = utterance.source if utterance is not None else "typed"
@@ -252,6 +260,9 @@ class Session:
                 prune_media(self.out_dir, paths.keep_media_turns, paths.keep_media_mb)
             except OSError as e:  # retention is housekeeping: it never fails a turn
                 log.warning("media retention skipped: %s", e)
+        # The turn's stage threads freed their native buffers into their own C heaps: hand them back now, or the
+        # process's memory creeps up over a long session (see assistant.heap).
+        release_free_memory()
         return result
 
     def amend_spoken_reply(self, turn_id: int, spoken_text: str) -> None:

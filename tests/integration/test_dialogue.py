@@ -122,6 +122,29 @@ def test_history_stays_within_the_budget_counted_with_the_real_tokenizer() -> No
     assert manager.count_tokens("What is the capital of France?") in range(5, 12)
 
 
+def test_a_history_trim_does_not_make_llama_cpp_evaluate_the_kept_history_again() -> None:
+    """The dropped turns are shifted out of llama.cpp's cache (assistant.prompt_cache): at a trim the model
+    evaluates about one exchange, not the kept history. Counted in tokens, so the machine's load does not matter."""
+    from assistant.bench.soak import QUESTIONS
+
+    manager = DialogueManager(
+        bundled_gguf(), SYSTEM, n_ctx=1024, max_tokens=40, history_budget_tokens=300, temperature=0.0, n_threads=1
+    )
+    trims: list[tuple[int, int, int]] = []  # (prompt tokens, evaluated, history turns kept)
+    for i, question in enumerate(QUESTIONS):
+        manager.reply(f"{question} (question {i + 1})")
+        assert manager.last_prompt_tokens is not None and manager.last_prompt_eval_tokens is not None
+        if manager.last_cache_shift_tokens:
+            trims.append((manager.last_prompt_tokens, manager.last_prompt_eval_tokens, len(manager.history)))
+    assert trims, "the 300-token budget never filled"
+    for prompt, evaluated, kept in trims:
+        assert kept >= 1  # there was history to re-evaluate
+        # One exchange: the end of the last reply and the new question (~20-40 tokens); the kept history
+        # (half the budget, ~150 tokens) is not evaluated again.
+        assert evaluated < 60, trims
+        assert evaluated < prompt / 2, trims
+
+
 def test_random_bytes_gguf_raises_model_error(tmp_path: Path) -> None:
     bad = tmp_path / "random.gguf"
     bad.write_bytes(os.urandom(64 * 1024))
