@@ -251,6 +251,11 @@ class Settings(_Section):
 
     # Filled by load_settings: which keys the user overlay set (dotted paths), for "which value came from where".
     user_keys: frozenset[str] = Field(default_factory=frozenset, exclude=True, description="keys set by the user")
+    # Filled by load_settings: what a person must be told about how the settings were read (the user overlay was
+    # unreadable and the defaults are in use). The CLI logs them; the desktop app shows them in a dialog.
+    load_notices: tuple[str, ...] = Field(
+        default=(), exclude=True, description="problems met while reading the settings, for the user"
+    )
 
     def project_path(self, value: str | Path) -> Path:
         """A path from the config: absolute as given, relative ones against the project folder."""
@@ -386,10 +391,15 @@ def load_settings(
     data = _read_yaml(base_path)
     user_file = Path(user_path) if user_path is not None else user_config_path()
     user: dict[str, Any] = {}
+    notices: list[str] = []
     if path is None and user_file.is_file():
         try:
             user = _read_yaml(user_file)
         except ConfigEncodingError as e:  # unreadable as text: start on the defaults rather than not at all
+            notices.append(
+                f"Your settings were not read: {e}. The assistant started on the default settings; changes made in "
+                "Settings cannot be saved until that file is fixed or removed."
+            )
             log.warning("%s; starting on the defaults", e)
             user = {}
         data = _merge(data, user)
@@ -397,7 +407,7 @@ def load_settings(
     settings = validate_dict(data, source)
     if env.get(MIRROR_ENV):
         settings.models.mirror_url = env[MIRROR_ENV]
-    return settings.model_copy(update={"user_keys": frozenset(_leaf_keys(user))})
+    return settings.model_copy(update={"user_keys": frozenset(_leaf_keys(user)), "load_notices": tuple(notices)})
 
 
 def save_user_settings(changes: dict[str, Any], user_path: str | Path | None = None) -> Path:
@@ -415,4 +425,4 @@ def save_user_settings(changes: dict[str, Any], user_path: str | Path | None = N
 
 
 def settings_to_dict(settings: Settings) -> dict[str, Any]:
-    return settings.model_dump(mode="json", exclude={"user_keys"})
+    return settings.model_dump(mode="json", exclude={"user_keys", "load_notices"})

@@ -1,8 +1,9 @@
 """Start the desktop app: `avatar-assistant-gui` (or `python -m ui.app`).
 
 Loads the settings (a bad value is shown in a dialog naming the key), opens the main window at once, and loads
-the models in the background through the core `Session`. On Linux under Wayland the app asks Qt for XWayland
-(xcb), because VLC can only draw into an X11 window handle there.
+the models in the background through the core `Session`. A user settings file that could not be read (not UTF-8)
+does not stop the start: the app runs on the defaults and says so in a dialog over its window. On Linux under
+Wayland the app asks Qt for XWayland (xcb), because VLC can only draw into an X11 window handle there.
 
 Needs PySide6, python-vlc with libvlc, and the core (`assistant.session`).
 """
@@ -15,7 +16,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from assistant.config import PROJECT_ROOT, Settings, load_settings
@@ -88,6 +89,24 @@ def session_factory(settings: Settings, on_event: Callable[[TurnEvent], None]):
     from assistant.session import Session
 
     return Session(settings, on_event, live=True)
+
+
+def show_load_notices(parent, notices: Sequence[str]):
+    """What went wrong reading the settings, in a warning dialog over `parent`; None when there is nothing to say.
+
+    The dialog is window-modal but does not block: the app goes on starting (models load) behind it.
+    """
+    if not notices:
+        return None
+    from PySide6.QtWidgets import QMessageBox
+
+    box = QMessageBox(
+        QMessageBox.Icon.Warning, "Avatar Assistant: settings not read", "\n\n".join(notices),
+        QMessageBox.StandardButton.Ok, parent,
+    )  # fmt: skip
+    box.setObjectName("loadNotices")
+    box.open()
+    return box
 
 
 def _prefer_xcb() -> None:
@@ -164,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     watch = StallWatch(app) if args.log_stalls else None
     window.show()
     window.start()
+    show_load_notices(window, settings.load_notices)  # the window owns the dialog
     frame = window.frameGeometry()
     log.info(
         "window shown at x=%d y=%d w=%d h=%d (Qt platform %s); log file %s",

@@ -3,7 +3,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from assistant.config import DEFAULT_CONFIG_PATH, load_settings, save_user_settings, user_config_path
+from assistant.config import (
+    DEFAULT_CONFIG_PATH,
+    load_settings,
+    save_user_settings,
+    settings_to_dict,
+    user_config_path,
+)
 from assistant.errors import ConfigError
 from assistant.profile import GIB, GPUInfo, resolve
 
@@ -81,6 +87,21 @@ def test_user_overlay_wins_and_shipped_file_is_untouched(tmp_path):
     assert yaml.safe_load(user.read_text()) == {
         "talking_head": {"quality_mode": "high"}, "gpu_profile": "medium", "audio": {"end_silence_ms": 700}}
     assert DEFAULT_CONFIG_PATH.read_bytes() == before
+
+
+def test_a_user_config_that_is_not_utf8_leaves_the_defaults_and_a_notice_naming_file_and_position(tmp_path):
+    user = tmp_path / "user.yaml"
+    user.write_bytes(b"audio:\n  end_silence_ms: 700 # d\xe9lai\n")
+    s = load_settings(user_path=user)
+    assert s.audio.end_silence_ms == load_settings(user_path=tmp_path / "absent.yaml").audio.end_silence_ms
+    assert len(s.load_notices) == 1
+    notice = s.load_notices[0]
+    assert str(user) in notice and "byte 0xe9 at line 2, column 26" in notice and "save it as UTF-8" in notice
+    assert "load_notices" not in settings_to_dict(s)
+    # Saving would overwrite the file the user still has to fix: refused, the file unchanged.
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        save_user_settings({"audio": {"end_silence_ms": 800}}, user)
+    assert user.read_bytes() == b"audio:\n  end_silence_ms: 700 # d\xe9lai\n"
 
 
 def test_invalid_user_change_is_refused_and_nothing_written(tmp_path):
