@@ -336,16 +336,14 @@ def speak_questions(questions: Sequence[Question], voices: Sequence[Voice], mode
     return out
 
 
-def build_asr(settings) -> Any:
+def build_asr(settings, resolved) -> Any:
     """WhisperASR as the app's Session builds it: the profile's model (the bundled tiny.en until a configured one
-    is downloaded) and the asr section's options."""
+    is downloaded) and the asr section's options. `resolved`: assistant.profile.resolve(settings)."""
     from assistant.asr import WhisperASR
     from assistant.errors import ModelError
     from assistant.models import locate
-    from assistant.profile import resolve
     from assistant.session import BUNDLED_ASR
 
-    resolved = resolve(settings, llm_gpu_probe=lambda: False)  # only the ASR choice is wanted here
     wanted, name = resolved.asr_model, resolved.asr_model
     try:
         path = Path(wanted).expanduser() if Path(wanted).expanduser().exists() else locate(wanted, settings.models_dir)
@@ -372,8 +370,13 @@ def run_bench(settings, questions: Sequence[Question] = QUESTIONS, voices: Seque
     with tempfile.TemporaryDirectory(prefix="bench-asr-") as tmp:
         spoken = speak_questions(questions, voices, settings.models_dir, vad.sample_rate_hz, Path(tmp))
     progress(f"{len(spoken)} spoken questions ready in {time.monotonic() - started:.0f} s")
+    from assistant.profile import resolve
+
+    # The profile's CUDA probe imports torch (~190 MB), as in the app: before the RSS baseline, so the growth
+    # from it is Whisper's.
+    resolved = resolve(settings, llm_gpu_probe=lambda: False)  # only the ASR choice is wanted here
     rss_before = rss_mb()
-    asr = build_asr(settings)
+    asr = build_asr(settings, resolved)
     asr.transcribe(Utterance(spoken[0][2], vad.sample_rate_hz, 0.0, len(spoken[0][2]) / vad.sample_rate_hz))
     results: list[QuestionResult] = []
     for q, voice, samples in spoken:
@@ -458,7 +461,7 @@ def format_text(report: dict[str, Any]) -> str:
                      f"({es['wasted']}) | {g['asr_s']['median']:.2f} / {g['asr_s']['max']:.2f} | "
                      f"{g['audio_s']['median']:.2f} |")  # fmt: skip
     rss = report["rss_mb"]
-    lines.append(f"RSS {rss['before_asr']:.0f} MB before Whisper (questions spoken, Piper closed), "
+    lines.append(f"RSS {rss['before_asr']:.0f} MB before Whisper (questions spoken, Piper closed, torch in), "
                  f"{rss['end']:.0f} MB at the end, peak {rss['peak']:.0f} MB")
     return "\n".join(lines)
 
