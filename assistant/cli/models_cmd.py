@@ -17,7 +17,17 @@ from typing import TextIO
 from assistant.download import DownloadProgress, download_model
 from assistant.errors import DownloadError, ModelError
 from assistant.inputs import folder_arg
-from assistant.models import REGISTRY, ModelSpec, ModelStatus, get_spec, locate, state_text, states
+from assistant.models import (
+    REGISTRY,
+    ModelSpec,
+    ModelStatus,
+    get_spec,
+    locate,
+    state_text,
+    states,
+    trust,
+    trust_note,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -130,6 +140,8 @@ def list_models(
                 "optional": spec.optional,
                 "bundled": spec.bundled,
                 "verified": st.verified,
+                "trust": trust(spec),  # bundled, sha256 or unverified (files without a published sha256)
+                "trust_note": trust_note(spec),
                 "path": str(st.path),
                 "detail": st.detail,
                 "partial_bytes": st.partial_bytes,
@@ -139,19 +151,23 @@ def list_models(
     if as_json:
         print(json.dumps(rows, indent=2), file=out)
         return 0
-    table = [("NAME", "KIND", "STATE", "SIZE", "LICENCE")] + [
+    table = [("NAME", "KIND", "STATE", "SIZE", "TRUST", "LICENCE")] + [
         (
             r["name"],
             r["kind"],
             r["state_text"] + (" (verified)" if r["verified"] else ""),
             human_bytes(r["size_bytes"], r["size_exact"]),
+            r["trust"].upper() if r["trust"] == "unverified" else r["trust"],
             r["licence"],
         )
         for r in rows
     ]
-    widths = [max(len(str(row[i])) for row in table) for i in range(4)]
+    widths = [max(len(str(row[i])) for row in table) for i in range(5)]
     for row in table:
-        print("  ".join(str(row[i]).ljust(widths[i]) for i in range(4)) + "  " + str(row[4]), file=out)
+        print("  ".join(str(row[i]).ljust(widths[i]) for i in range(5)) + "  " + str(row[5]), file=out)
+    for r in rows:
+        if r["trust_note"]:
+            print(r["trust_note"], file=out)
     notes = [r for r in rows if r["state"] == ModelStatus.CORRUPT.value or r["partial_bytes"]]
     for r in notes:
         fix = f"assistant models download {r['name']}" + (" --force" if r["state"] == "corrupt" else "")
@@ -216,6 +232,9 @@ def download_models(
         print(f"using mirror {base_url}", file=err)
     failed = []
     for name in dict.fromkeys(names):
+        warning = trust_note(get_spec(name, registry))
+        if warning:
+            print(f"warning: {warning}", file=err)
         bars = _Bars(err)
         try:
             result = download_model(
@@ -233,14 +252,15 @@ def download_models(
             failed.append(name)
             continue
         bars.close()
+        unverified = " UNVERIFIED (no published sha256)" if result.unverified_files else ""
         if result.skipped:
-            print(f"{name}: already present at {result.path}", file=out)
+            print(f"{name}: already present at {result.path}{unverified}", file=out)
         else:
             resumed = sum(f.resumed_from_bytes for f in result.files)
             note = f", resumed from {human_bytes(resumed)}" if resumed else ""
             print(
                 f"{name}: ready at {result.path} ({human_bytes(result.fetched_bytes)} in "
-                f"{result.elapsed_s:.1f} s{note})",
+                f"{result.elapsed_s:.1f} s{note}){unverified}",
                 file=out,
             )
     if failed:
