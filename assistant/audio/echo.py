@@ -16,11 +16,13 @@ then always trails it by a lag AEC3 can find, whatever the player's delay this s
 one unbroken signal, each chunk at the microphone's own sample clock (fitted to its earliest stamps, so a held-up
 microphone thread does not move it) and never re-aimed for a drift of the clocks (the echo drifts with the
 microphone). Every jump of the reference costs AEC3 a re-convergence, and that is where the residual echo that
-interrupted the avatar came from.
+interrupted the avatar came from. Drift is followed only between replies (`REAIM_MS`, `REAIM_QUIET_S`), with a
+fresh AEC3.
 
 Barge-in guard (`is_speech`): a frame counts as the user's speech only if webrtcvad hears speech in the
 *cancelled* signal and, while the avatar speaks, the cancelled level is within `residual_margin_db` of the raw
-microphone level (a user speaking dominates the microphone; residual echo is 20-40 dB below it) and above a floor.
+microphone level (a user speaking dominates the microphone; residual echo is 20-40 dB below it) and above a floor,
+and not just after the machine stalled (`STALL_MS`, `STALL_HOLD_S`).
 
 Needs numpy, soxr and webrtcvad; `pywebrtc-audio` is optional: without it `load_echo_canceller` says why and the
 app stays half-duplex.
@@ -59,6 +61,20 @@ RESYNC_MS = 500.0  # the reference is read as one unbroken signal unless the clo
 # share the sound server's clock), so the continuous read kept the echo at the same lag for 8 minutes while the
 # clock estimate wandered 58 ms; following that estimate (a 30 ms jump mid-speech, a 58 ms one in a pause, or
 # one-sample slips) each time made AEC3 lose the echo and interrupt the avatar
+REAIM_MS = 30.0  # ... and follows the drift only between replies: once the read is this far from where the
+# clocks put it and the avatar has been silent for REAIM_QUIET_S, it is re-aimed and AEC3 starts afresh (reset).
+# A converged AEC3 that is handed a shifted reference keeps its old filter and lost the echo at the next reply's
+# start (the false barge-ins above); a fresh one converges within the first words, as at every session's start.
+# Without this, a microphone clock 100 ppm fast brings the read to what the stream has written in ~15 minutes,
+# and one 100 ppm slow moves the echo out of AEC3's reach (~500 ms) in about an hour.
+REAIM_QUIET_S = 1.0  # the reference silent (no far-end window active) this long, on the microphone's clock
+STALL_MS = 80.0  # a microphone chunk or a stream tick this late: the machine stalled (a loaded CPU) ...
+STALL_HOLD_S = 0.6  # ... and for this long after it no frame counts as the user's speech while the avatar speaks.
+# A stall shifts the echo against its reference (the player runs dry and resumes later, or the capture catches
+# up), and AEC3 needs a few hundred ms to find the echo again: in bench echo on a 2-core machine at load 4.5, a
+# 200 ms stall of the microphone thread let the echo through at -30 dBFS (raw -28) for 300 ms, and the guard took
+# it for the user (1 false barge-in in 20 replies). A user who starts speaking inside the hold is heard at its end,
+# pre-roll included.
 MIC_CLOCK_WINDOW_S = 5.0  # the microphone's sample clock is fitted to the earliest stamps of this long
 MIC_GAP_S = 0.5  # stamps this much later than the sample clock: chunks were not handed over (muted); start again
 FAR_ACTIVE_DBFS = -50.0  # reference louder than this in the window around the aligned time: the avatar speaks
@@ -108,11 +124,18 @@ class EchoReference:
         self._buf = np.zeros(keep, np.float32)  # a ring: sample p lives at p % keep
         self._written = 0  # samples written since the start
         self._anchors: deque[tuple[float, int]] = deque(maxlen=50)  # (time.monotonic(), first sample): 2 s
+        self.stalled_at: float | None = None  # time.monotonic() of the last write that came STALL_MS late
+        self.stalls = 0
 
     def write(self, yuv_i420: np.ndarray, audio_s16: np.ndarray) -> None:
         now = self._clock()
         x = self._resampler.resample_chunk(audio_s16.astype(np.float32) / 32768.0)  # (n,) float32 at rate_hz
         with self._lock:
+            if self._anchors:  # the earliest anchor says when this write was due
+                due = (self._written - max(first - at * self.rate_hz for at, first in self._anchors)) / self.rate_hz
+                if now - due > STALL_MS / 1000.0:
+                    self.stalled_at = now
+                    self.stalls += 1
             self._anchors.append((now, self._written))
             keep = len(self._buf)
             for i in range(0, len(x), keep):
@@ -179,6 +202,11 @@ class EchoCanceller:
         self.far_dbfs = SILENCE_DBFS
         self.last_far = np.zeros(0, np.float32)
         self.reference_late_chunks = 0  # chunks whose aligned reference was not written yet (read earlier)
+        self.reaims = 0  # re-aims for clock drift between replies (each with a fresh AEC3)
+        self._quiet_samples = 0  # microphone samples since the far-end window was last active
+        self._hold_samples = 0  # microphone samples left in a hold after a stall (no user speech while it lasts)
+        self._seen_stall: float | None = None  # the reference's last stall already turned into a hold
+        self.stall_holds = 0
         self.raw_dbfs = SILENCE_DBFS
         self.out_dbfs = SILENCE_DBFS
         # Totals while the avatar spoke and the guard heard no user: echo power in and out (ERLE).
@@ -204,7 +232,15 @@ class EchoCanceller:
         n = len(x)
         if n == 0:
             return chunk
-        start_t = self._mic_time(n, captured_at) - n / rate - self.settings.align_ms / 1000.0
+        mic_t = self._mic_time(n, captured_at)
+        stream_stall = self.reference.stalled_at
+        if captured_at - mic_t > STALL_MS / 1000.0 or (stream_stall is not None and stream_stall != self._seen_stall):
+            self._seen_stall = stream_stall
+            self._hold_samples = int(STALL_HOLD_S * rate)
+            self.stall_holds += 1
+        else:
+            self._hold_samples = max(0, self._hold_samples - n)
+        start_t = mic_t - n / rate - self.settings.align_ms / 1000.0
         target = self.reference.position_at(start_t)
         # Read the reference as one unbroken signal (AEC3 re-converges after every jump); jump only when the
         # clocks put it far off (RESYNC_MS) or the stream has not written it yet.
@@ -223,6 +259,11 @@ class EchoCanceller:
             or self._read_pos + n > written
         ):
             pos = target
+        elif abs(target - self._read_pos) > REAIM_MS * rate / 1000 and self._quiet_samples >= REAIM_QUIET_S * rate:
+            pos = target  # the clocks drifted apart: follow them while the avatar is silent, with a fresh AEC3
+            self._aec.reset()
+            self.reaims += 1
+            log.info("echo reference re-aimed by %.0f ms between replies (clock drift)", (target - self._read_pos) / rate * 1000)
         else:
             pos = self._read_pos
         self._read_pos = None if pos is None else pos + n
@@ -234,6 +275,7 @@ class EchoCanceller:
         )  # the aligned reference and the lag AEC3 may still find after it
         self.far_dbfs = rms_dbfs((around * 32767).astype(np.int16))
         self.far_active = self.far_dbfs > FAR_ACTIVE_DBFS
+        self._quiet_samples = 0 if self.far_active else self._quiet_samples + n
         self.last_far = far  # the aligned reference handed to AEC3 with this chunk (float32 in [-1, 1])
         y = self._aec.process(x, far)
         self.raw_dbfs = rms_dbfs(chunk)
@@ -267,6 +309,8 @@ class EchoCanceller:
         if not self.far_active:
             return voiced
         level = rms_dbfs(frame)
+        if self._hold_samples > 0:  # just after a stall: AEC3 may be finding the echo again (STALL_HOLD_S)
+            return False
         user = voiced and level >= self.settings.floor_dbfs and level >= self.raw_dbfs - self.settings.residual_margin_db
         if not voiced:  # echo only, as far as the guard can tell: count it for ERLE
             self.echo_in_energy += 10 ** (self.raw_dbfs / 10)

@@ -21,7 +21,8 @@ sink), `none` (no canceller: what barge-in would do without one).
 - `barge_in_latency_ms`: the user's speech onset (the question's first sound, played at a noted time) -> the
   reply's last sound at the speaker (speaker monitor recording);
 - `transcript_ok`: fraction of interrupting questions whose utterance (the processed signal, pre-roll included)
-  Whisper transcribes with their key words.
+  Whisper transcribes with their key words; `transcript_clean_ok` the same for the questions' own recordings
+  (no room, no avatar): what the recogniser makes of that voice at best.
 
 With `aec3` the recordings folder also holds `tap.npz`: every microphone chunk raw and cancelled, the reference
 AEC3 got with it, the reference positions and the runs' times, so a false barge-in can be traced (and AEC3 and the
@@ -87,6 +88,8 @@ class EchoRun:
     latency_ms: float | None = None
     transcript: str = ""
     transcript_ok: bool = False
+    transcript_clean: str = ""  # the question's own recording, no room: what Whisper makes of the voice itself
+    transcript_clean_ok: bool = False
     false_barge_in: bool = False
 
 
@@ -99,6 +102,8 @@ class EchoReport:
     erle_db: float | None
     runs: list[EchoRun] = field(default_factory=list)
     artifacts: str = ""
+    reaims: int = 0  # the canceller's re-aims for clock drift between replies
+    stall_holds: int = 0  # holds of barge-in after the machine stalled (a late tick or microphone chunk)
 
     def summary(self) -> dict[str, Any]:
         cut = [r for r in self.runs if r.interrupted]
@@ -113,7 +118,8 @@ class EchoReport:
             "barge_in_latency_ms": {"median": round(statistics.median(lat)) if lat else None,
                                     "max": round(max(lat)) if lat else None},
             "transcript_ok": round(sum(r.transcript_ok for r in cut) / len(cut), 3) if cut else None,
-            "artifacts": self.artifacts, "runs": [asdict(r) for r in self.runs],
+            "transcript_clean_ok": round(sum(r.transcript_clean_ok for r in cut) / len(cut), 3) if cut else None,
+            "reference_reaims": self.reaims, "stall_holds": self.stall_holds, "artifacts": self.artifacts, "runs": [asdict(r) for r in self.runs],
         }  # fmt: skip
 
 
@@ -345,6 +351,8 @@ def run_echo(runs: int, delay_ms: float, echo_gain_db: float, option: str, out_d
                     time.sleep(INTERRUPT_AFTER_S)
                     question, keys = questions[i]
                     run.question = question
+                    run.__dict__["_wav"] = question_wavs[i]
+                    run.__dict__["_keys"] = keys
                     before = len(Actions.stopped_at)
                     played = time.monotonic()
                     pulse.play(question_wavs[i])
@@ -361,7 +369,6 @@ def run_echo(runs: int, delay_ms: float, echo_gain_db: float, option: str, out_d
                     if utt:
                         run.transcript = ""  # transcribed below, after the recording
                         run.__dict__["_utt"] = utt[-1]
-                        run.__dict__["_keys"] = keys
                     time.sleep(1.0)
                 else:
                     time.sleep(reply_s + PLAYER_LATENCY_MS / 1000 + delay_ms / 1000 + 0.8)
@@ -384,6 +391,8 @@ def run_echo(runs: int, delay_ms: float, echo_gain_db: float, option: str, out_d
                 read=np.array([[-1 if v is None else v for v in t[3]] for t in tap], np.int64),
                 out=np.stack([p[1] for p in processed]), marks=np.array(run_marks), reply_s=reply_s,
             )  # fmt: skip
+        report.reaims = echo.reaims if echo is not None else 0
+        report.stall_holds = echo.stall_holds if echo is not None else 0
         report.erle_db = _erle(processed, raw_rec, reply_windows, delay_ms)
         _resolve_latency(report, speaker)
         _transcribe(report)
@@ -443,6 +452,12 @@ def _transcribe(report: EchoReport) -> None:
     for run in report.runs:
         utt = run.__dict__.pop("_utt", None)
         keys = run.__dict__.pop("_keys", ())
+        wav = run.__dict__.pop("_wav", None)
+        if wav is not None:
+            x = load_audio(wav, RATE)
+            clean = asr.transcribe(Utterance(x, RATE, 0.0, len(x) / RATE))
+            run.transcript_clean = clean.text if clean is not None else ""
+            run.transcript_clean_ok = all(k in run.transcript_clean.lower() for k in keys)
         if utt is None:
             continue
         t = asr.transcribe(utt)
@@ -472,7 +487,8 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
     else:
         for key in ("option", "delay_ms", "echo_gain_db", "erle_db", "false_barge_ins", "replies",
-                    "barge_in_detected", "barge_in_latency_ms", "transcript_ok"):  # fmt: skip
+                    "barge_in_detected", "barge_in_latency_ms", "transcript_ok", "transcript_clean_ok",
+                    "reference_reaims", "stall_holds"):  # fmt: skip
             print(f"{key:20s} {summary[key]}")
         print(f"recordings in {summary['artifacts']}")
     return 0

@@ -31,8 +31,11 @@ def _voice_like(seconds: float, seed: int) -> np.ndarray:
     return (0.3 * x * env).astype(np.float32)  # (n,) float32 at 48 kHz
 
 
-def _run_room(echo: EchoCanceller, far48: np.ndarray, delay_s: float, gain: float, near_extra=None):
-    """The stream writes one 40 ms frame per tick from t=100; the microphone hears it `delay_s` later."""
+def _run_room(echo: EchoCanceller, far48: np.ndarray, delay_s: float, gain: float, near_extra=None, stall=None):
+    """The stream writes one 40 ms frame per tick from t=100; the microphone hears it `delay_s` later.
+
+    `stall` = (side, at_s, for_s): the stream's ticks ("stream") or the microphone's chunks ("mic") due in that
+    span arrive together at its end, as on a machine that stalled."""
     import soxr
 
     t = [100.0]
@@ -48,10 +51,19 @@ def _run_room(echo: EchoCanceller, far48: np.ndarray, delay_s: float, gain: floa
     mic16 = (np.clip(mic, -1, 1) * 32767).astype(np.int16)
     frames = [(far48[i : i + 1920] * 32767).astype(np.int16) for i in range(0, len(far48) - 1919, 1920)]
     out, voiced, fi = [], [], 0
+    side, s0, s1 = stall if stall is not None else ("", 0.0, 0.0)
+    s0, s1 = 100.0 + s0, 100.0 + s0 + s1
     for j in range(0, n, 480):
         captured = 100.0 + (j + 480) / RATE
+        if side == "mic" and s0 <= captured < s1:
+            captured = s1  # held up, delivered late (its samples are all there)
         while fi < len(frames) and 100.0 + fi * 0.04 <= captured:
-            t[0] = 100.0 + fi * 0.04
+            due = 100.0 + fi * 0.04
+            if side == "stream" and s0 <= due < s1:
+                if captured < s1:
+                    break
+                due = s1  # the tick ran late
+            t[0] = due
             echo.reference.write(np.zeros(0, np.uint8), frames[fi])
             fi += 1
         chunk = echo.process(mic16[j : j + 480], captured)
@@ -187,3 +199,68 @@ def test_a_drift_of_the_clocks_never_makes_the_reference_jump() -> None:
         off.append(abs(target - pos))
     assert max(off) > 0.025 * RATE  # the clocks did drift apart (30 ms in the minute) ...
     assert set(steps) == {0}  # ... and the reference was read without a jump
+
+
+def test_drift_is_followed_between_replies_with_a_fresh_canceller() -> None:
+    # The same 500 ppm drift over two minutes of replies (8 s) with the user's turns between them (4 s): the read
+    # follows the clocks only in those silences, never in the middle of a reply, and AEC3 starts afresh each time.
+    from assistant.audio import echo as echo_mod
+
+    echo = EchoCanceller(EchoSettings(delay_ms=250))
+    resets = []
+    real_reset = echo._aec.reset
+    echo._aec = type("Aec", (), {"process": echo._aec.process, "reset": lambda self: (resets.append(1), real_reset())})()
+    t = [0.0]
+    echo.reference._clock = lambda: t[0]
+    rng = np.random.default_rng(6)
+    silent = np.zeros(480, np.int16)
+    seconds = 120
+    ticks = [(100.0 + k * 0.04, "tick", k) for k in range(int(seconds / 0.04))]
+    chunks = [(100.5 + (j + 1) * 0.03 / (1 + 500e-6), "mic", j) for j in range(int((seconds - 1) / 0.03))]
+    spoken: list[bool] = []  # per 40 ms of reference: the avatar spoke
+    jumps_at, off = [], []
+    last = None
+    for at, kind, k in sorted(ticks + chunks):
+        if kind == "tick":
+            t[0] = at
+            speaking = (k * 0.04) % 12.0 < 8.0
+            spoken.append(speaking)
+            audio = rng.normal(0, 3000, 1920) if speaking else np.zeros(1920)
+            echo.reference.write(np.zeros(0, np.uint8), audio.astype(np.int16))
+            continue
+        echo.process(silent, at)
+        target, pos, _ = echo.last_read
+        if last is not None and pos - last != 480:
+            jumps_at.append(pos)
+        last = pos
+        off.append(abs(target - pos))
+    assert echo.reaims == len(jumps_at) == len(resets) >= 2  # 60 ms of drift, followed in 30 ms steps
+    for pos in jumps_at:  # each re-aim landed where the reference had been silent for REAIM_QUIET_S and more
+        first, last_frame = (pos - int(echo_mod.REAIM_QUIET_S * RATE)) // 640, pos // 640
+        assert not any(spoken[max(first, 0) : last_frame + 1])
+    assert max(off) < (echo_mod.REAIM_MS + 8 * 0.5 + 5) / 1000 * RATE  # never more than one reply's drift behind
+
+
+@pytest.mark.parametrize("side", ["stream", "mic"])
+def test_no_barge_in_just_after_the_machine_stalled(side: str) -> None:
+    # A loaded machine holds up the stream's ticks (the player runs dry: the echo moves against its reference) or
+    # the microphone thread; AEC3 needs a moment to find the echo again. For STALL_HOLD_S nothing counts as the
+    # user; a user who speaks then is heard once the hold ends.
+    from assistant.audio import echo as echo_mod
+
+    echo = EchoCanceller(EchoSettings(delay_ms=250))
+    far = _voice_like(10.0, 0)
+    user48 = _voice_like(1.5, 7)
+    import soxr
+
+    user = np.zeros(10 * RATE, np.float32)
+    user[8 * RATE : 8 * RATE + int(1.5 * RATE)] = soxr.resample(user48, 48000, RATE)[: int(1.5 * RATE)] * 2.0
+    _, _, voiced = _run_room(echo, far, delay_s=0.33, gain=0.5, near_extra=user, stall=(side, 7.9, 0.2))
+    assert echo.stall_holds >= 1
+    frame = lambda s: int(s * RATE / 480)  # noqa: E731
+    # The hold runs from the last chunk or tick that came STALL_MS late: at least STALL_HOLD_S less that margin
+    # after the stall ended (8.1 s), to the chunk.
+    hold_end = 8.1 + echo_mod.STALL_HOLD_S - echo_mod.STALL_MS / 1000 - 0.03  # less one 30 ms chunk
+    assert not voiced[frame(8.1) : frame(hold_end)].any()
+    assert voiced[frame(8.1 + echo_mod.STALL_HOLD_S) + 1 : frame(9.5)].mean() > 0.4  # the user, heard after it
+    assert voiced[frame(4.0) : frame(7.9)].mean() < 0.1  # the avatar alone, before the stall
