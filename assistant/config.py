@@ -40,7 +40,7 @@ class AudioSettings(_Section):
     max_utterance_s: float = Field(30.0, gt=1.0, le=300.0, description="longer utterances are cut and processed")
     min_speech_ms: int = Field(200, ge=0, le=5000, description="shorter bursts are ignored")
     early_start_ms: int = Field(
-        240, ge=0, le=5000, description="silence after which a reply is prepared before the end is confirmed; 0 = off"
+        120, ge=0, le=5000, description="silence after which a reply is prepared before the end is confirmed; 0 = off"
     )
     mode: Literal["hands_free", "push_to_talk"] = Field("hands_free", description="how a turn ends")
     barge_in: bool = Field(
