@@ -44,9 +44,9 @@ class AudioSettings(_Section):
     )
     mode: Literal["hands_free", "push_to_talk"] = Field("hands_free", description="how a turn ends")
     barge_in: bool = Field(
-        False,
+        True,
         description="hands-free: keep listening while the avatar speaks (echo cancelled) so it can be interrupted by "
-        "voice; off (the default until bench echo gives 0 false interruptions in 20 replies) = half-duplex",
+        "voice; off = half-duplex (the microphone pauses while the avatar speaks)",
     )
     barge_in_min_speech_ms: int = Field(
         180, ge=30, le=2000, description="voiced audio that interrupts the avatar (higher: fewer false interruptions)"
