@@ -37,6 +37,7 @@ class PromptCache:
     `evaluated_tokens(messages)` says how many of its tokens llama.cpp will have to evaluate (the rest is cached);
     `drop(head, dropped, kept)` removes the messages `dropped` (which follow `head` and precede `kept`) from the cache.
     Every method is a no-op (None / False) when the model is not a llama_cpp.Llama with a Jinja chat template.
+    Not thread-safe: call it while holding the model (DialogueManager does, under its generation lock).
     """
 
     def __init__(self, llm: Any) -> None:
