@@ -15,10 +15,10 @@ llama.cpp can offload layers (`dialogue.gpu_layers: auto`) is asked of llama_cpp
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from collections.abc import Callable
 
 from assistant.config import Settings
 
@@ -136,13 +136,15 @@ def llama_gpu_offload() -> bool:
 
 
 @lru_cache(maxsize=4)
-def _measured_realtime(checkpoint: Path, mtime_ns: int, avatar: Path) -> float | None:
+def _measured_realtime(
+    checkpoint: Path, mtime_ns: int, avatar: Path, options: tuple[tuple[str, object], ...]
+) -> float | None:
     from assistant.errors import AssistantError
     from assistant.talking_head.wav2lip_engine import Wav2LipTalkingHead
 
     try:
         engine = Wav2LipTalkingHead(
-            avatar, device="cpu", quality_mode=CPU_LIPSYNC_QUALITY, model_path=checkpoint
+            avatar, device="cpu", quality_mode=CPU_LIPSYNC_QUALITY, model_path=checkpoint, **dict(options)
         )
         try:
             return engine.measure_realtime()
@@ -154,15 +156,18 @@ def _measured_realtime(checkpoint: Path, mtime_ns: int, avatar: Path) -> float |
 
 
 def measure_cpu_lipsync(settings: Settings, engine: str) -> float | None:
-    """Seconds of `engine` (wav2lip / wav2lip_gan) video rendered per second on this CPU at 720p25, end to end;
-    None when its checkpoint is not on disk (nothing is loaded then) or it cannot run. Measured once per process
-    for a checkpoint file."""
-    th = settings.talking_head
-    checkpoint = settings.project_path(getattr(th.models, engine))
+    """Seconds of `engine` (wav2lip / wav2lip_gan) video rendered per second on this CPU at 720p25, end to end,
+    with the config's Wav2Lip options; None when its checkpoint is not on disk (nothing is loaded then) or it
+    cannot run. Measured once per process for a checkpoint file and options."""
+    from assistant.talking_head.chain import wav2lip_config
+
+    checkpoints, options = wav2lip_config(settings, CPU_LIPSYNC_QUALITY)
+    checkpoint = checkpoints[engine]
     if not checkpoint.is_file():
         return None
-    avatar = settings.project_path(th.avatar_image)
-    rate = _measured_realtime(checkpoint, checkpoint.stat().st_mtime_ns, avatar)
+    avatar = settings.project_path(settings.talking_head.avatar_image)
+    key = tuple(sorted(options.items()))
+    rate = _measured_realtime(checkpoint, checkpoint.stat().st_mtime_ns, avatar, key)
     if rate is not None:
         log.info("%s on this CPU at 720p25: %.2fx real time", engine, rate)
     return rate

@@ -93,8 +93,10 @@ def run_lipsync_bench(
     checkpoints: dict[str, Path] | None = None,
     workdir: str | Path | None = None,
     progress: Callable[[LipsyncBenchRow], None] | None = None,
+    wav2lip_options: dict[str, object] | None = None,
 ) -> list[LipsyncBenchRow]:
-    """Build and time each engine at each quality mode; a failure becomes a row with `error` set."""
+    """Build and time each engine at each quality mode; a failure becomes a row with `error` set.
+    `wav2lip_options` go to Wav2LipTalkingHead (e.g. use_half_precision=False for the exact fp32 network)."""
     from assistant.talking_head.base import RenderSettings
     from assistant.talking_head.chain import default_factories
 
@@ -116,7 +118,9 @@ def run_lipsync_bench(
                 ckpts[name], weights[name] = save_formula_checkpoint(work / f"{name}-formula.pth"), "formula"
         for quality in qualities:
             settings = RenderSettings.for_quality(quality)
-            factories = default_factories(avatar_image, settings, device=device, checkpoints=ckpts)
+            factories = default_factories(
+                avatar_image, settings, device=device, checkpoints=ckpts, wav2lip_options=wav2lip_options
+            )
             for name in engines:
                 runs_on = device if name.startswith("wav2lip") else "cpu"
                 row_base = {
@@ -197,6 +201,11 @@ def register(bench_sub: argparse._SubParsersAction) -> None:
         "--avatar", metavar="IMAGE", help="photo to animate (default: talking_head.avatar_image)"
     )
     parser.add_argument("--device", default="cpu", help="Wav2Lip device: cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument(
+        "--fp32",
+        action="store_true",
+        help="Wav2Lip in exact fp32 (default: bf16 on CPUs that have it, fp16 on CUDA)",
+    )
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.set_defaults(func=_bench)
 
@@ -223,9 +232,11 @@ def _bench(args: argparse.Namespace) -> int:
             state = row.error or f"{row.frames_per_s:.1f} frames/s, {row.realtime_factor:.2f}x real time"
             print(f"  {row.engine} {row.quality_mode}: {state}", flush=True)
 
+    options = {"use_half_precision": False} if args.fp32 else None
     rows = run_lipsync_bench(
-        avatar, args.engines, args.qualities, args.seconds, args.device, checkpoints, progress=show
-    )
+        avatar, args.engines, args.qualities, args.seconds, args.device, checkpoints, progress=show,
+        wav2lip_options=options,
+    )  # fmt: skip
     if args.json:
         print(json.dumps([asdict(r) for r in rows], indent=2))
     else:

@@ -5,6 +5,8 @@ fill around it), crop the face to 96 x 96 and run the face encoder; its skip fea
 mel spectrogram -> one 16-frame mel chunk per video frame -> audio encoder + decoder in batches -> the
 generated lower face is blended into the frame with a feathered mask (or the whole box replaced, as the
 original does) -> frames are piped to ffmpeg by `assistant.video.FrameWriter`, which muxes the audio.
+On a CPU the network runs through `wav2lip_fast` (BatchNorm folded, only the mouth half the feathered blend shows,
+bf16 where the CPU has it natively) on one core fewer than torch would take, leaving a core to the encoder.
 
 Needs torch (CUDA optional), OpenCV, ffmpeg (via assistant.video) and a Wav2Lip checkpoint
 (`assistant models download wav2lip` / `wav2lip_gan`). GFPGAN face enhancement only if `gfpgan` is installed.
@@ -190,14 +192,14 @@ class Wav2LipTalkingHead:
         self.batch_size = (
             wav2lip_batch_size if self.device.type == "cuda" else min(wav2lip_batch_size, CPU_MAX_BATCH)
         )
-        # fp16 on a CUDA GPU; on a CPU, bf16 where it is native (avx512_bf16 / AMX), within BF16_MAX_ERROR_255
+        # fp16 on a CUDA GPU; on a CPU, bf16 where it is native (avx512_bf16 / AMX), within wav2lip_fast's bounds
         self.use_half_precision = use_half_precision
         # On a CPU: BatchNorm folded, the decoder only for the mouth half the blend shows (wav2lip_fast)
         self.cpu_fast_path = cpu_fast_path
         self._fast: FastWav2Lip | None = None
         # Threads for the network on a CPU: one core fewer than torch would take, so the encoder (ffmpeg), the
         # blend and the rest of the app keep a core. On 2 cores 2 threads spin on each other whenever ffmpeg runs:
-        # measured 7-20 frames/s at 720p with 2 threads against 31-51 with 1 (bench lipsync, shared machine).
+        # single 5 s renders at 720p on a shared 2-core machine gave 7-20 frames/s with 2 threads, 31-51 with 1.
         if cpu_threads is not None and cpu_threads < 1:
             raise ValueError(f"cpu_threads must be >= 1, got {cpu_threads}")
         self.cpu_threads = cpu_threads or max(1, torch.get_num_threads() - 1)
@@ -354,9 +356,8 @@ class Wav2LipTalkingHead:
         resized = cv2.resize(face, (b.width, b.height), interpolation=cv2.INTER_LINEAR)
         if self.blend == "box":  # the original: replace the whole box, truncating to uint8
             return np.clip(resized, 0, 255).astype(np.uint8)
-        r = (
-            self._mask_row
-        )  # above it the mask is 0: the photo's pixels (the mouth-only decoder left them out)
+        # above row r the mask is 0: the photo's own pixels (the mouth-only decoder left those rows out)
+        r = self._mask_row
         patch = self._region_u8.copy()
         region = self._region_f[r:]
         mixed = region + self._mask[r:] * (resized[r:] - region)
