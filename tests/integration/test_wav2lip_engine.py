@@ -298,12 +298,16 @@ def test_speed_is_measured_end_to_end(engine: Wav2LipTalkingHead) -> None:
         engine.measure_realtime(0)
 
 
-def test_the_profile_times_wav2lip_with_the_configs_options(avatar: Path, checkpoint: Path, tmp_path: Path) -> None:
+def test_the_profile_times_wav2lip_with_the_configs_options(
+    avatar: Path, checkpoint: Path, tmp_path: Path
+) -> None:
     from assistant.config import load_settings, settings_to_dict, validate_dict
     from assistant.profile import measure_cpu_lipsync
 
     data = settings_to_dict(load_settings(user_path=tmp_path / "none.yaml", env={}))
-    data["paths"].update(data_dir=str(tmp_path / "data"), models_dir=str(tmp_path / "models"), cache_dir=str(tmp_path))
+    data["paths"].update(
+        data_dir=str(tmp_path / "data"), models_dir=str(tmp_path / "models"), cache_dir=str(tmp_path)
+    )
     data["talking_head"].update(avatar_image=str(avatar))
     data["talking_head"]["models"].update(wav2lip=str(checkpoint))
     rate = measure_cpu_lipsync(validate_dict(data), "wav2lip")  # a figure: whether it keeps up is the bench's
