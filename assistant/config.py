@@ -65,6 +65,11 @@ class ASRSettings(_Section):
     language: str = Field("en", description="spoken language code")
     beam_size: int = Field(1, ge=1, le=10, description="beam search width")
     no_speech_threshold: float = Field(0.6, ge=0.0, le=1.0, description="drop utterances likelier silence than this")
+    window_pad_s: float | None = Field(
+        8.0, ge=0.0, le=30.0,
+        description="Whisper's encoder sees the utterance plus this much padding instead of its full 30 s window "
+        "(much faster on a CPU); null = the full window",
+    )  # fmt: skip
 
 
 class DialogueSettings(_Section):

