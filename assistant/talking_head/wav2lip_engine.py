@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MAX_AUDIO_S = 300.0  # 5 minutes
 CPU_MAX_BATCH = 32  # frames per network call on CPU
+PRECISION_CHECK_FRAMES = 48  # 1.9 s at 25 fps; the check runs the exact fp32 network (~0.1 s a frame)
 
 
 @dataclass(frozen=True)
@@ -485,13 +486,13 @@ class Wav2LipTalkingHead:
         return setup + max(1, math.ceil(audio_duration * self.fps)) * per_frame
 
     def precision_error(self, wav_16k: np.ndarray) -> PrecisionError | None:
-        """How far this engine's faces are from the exact fp32 network for (the first 128 frames of) this speech,
-        over the rows the blend shows; None when it runs in fp32 already."""
+        """How far this engine's faces are from the exact fp32 network for the first PRECISION_CHECK_FRAMES frames
+        of this speech, over the rows the blend shows; None when it runs in fp32 already."""
         if self._fast is None or self._fast.precision == "fp32":
             return None
         assert self._model is not None and self._feats is not None
-        chunks = mel_chunks(melspectrogram(np.asarray(wav_16k, np.float32)), self.fps)[: self.batch_size * 4]
-        mel = torch.from_numpy(chunks[:, None])
+        chunks = mel_chunks(melspectrogram(np.asarray(wav_16k, np.float32)), self.fps)
+        mel = torch.from_numpy(chunks[:PRECISION_CHECK_FRAMES, None])
         with torch.inference_mode(), self._threads():
             exact = self._model.decode(self._model.encode_audio(mel), self._feats)
             reduced = self._fast.decode(mel, mouth_only=self.blend == "feather")

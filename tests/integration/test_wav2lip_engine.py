@@ -27,7 +27,7 @@ from assistant.errors import (
 from assistant.talking_head.base import TalkingHeadEngine, fit_frame, load_avatar
 from assistant.talking_head.formula_weights import save_formula_checkpoint
 from assistant.talking_head.wav2lip_engine import Wav2LipTalkingHead
-from assistant.talking_head.wav2lip_fast import BF16_MIN_PSNR_DB, cpu_precision
+from assistant.talking_head.wav2lip_fast import BF16_MAX_ERROR_255, BF16_MIN_PSNR_DB, cpu_precision
 from assistant.video import probe, read_frames
 
 pytestmark = pytest.mark.integration
@@ -266,6 +266,11 @@ def test_cpu_fast_path_draws_the_original_networks_frames(
     diff = _patches(reduced, speech) - original
     psnr = 10 * np.log10(255**2 / max(1e-12, float((diff**2).mean())))
     assert psnr >= BF16_MIN_PSNR_DB, f"{reduced.get_model_info()['precision']} patches at {psnr:.1f} dB"
+    # what bench lipsync reports: the network's own distance from fp32 (None when it runs fp32)
+    err = reduced.precision_error(load_audio(speech, 16000))
+    assert fast_fp32.precision_error(load_audio(speech, 16000)) is None
+    if cpu_precision(True) == "bf16":
+        assert err is not None and err.psnr_db >= BF16_MIN_PSNR_DB and err.max_diff_255 <= BF16_MAX_ERROR_255
 
 
 def test_network_threads_leave_a_core_and_are_restored(engine: Wav2LipTalkingHead, speech: Path) -> None:
