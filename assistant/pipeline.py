@@ -102,6 +102,9 @@ class TurnResult:
 
 
 _DONE = object()  # end-of-stream marker between the stage threads
+FIRST_SPEECH_WAIT_S = 2.0  # the language model pauses after the first sentence until its speech exists (at most
+# this long): on 2 cores llama.cpp's threads writing the rest of the reply slowed Piper's first sentence 3-4x
+# (0.2-0.33 s in `bench live` against 0.05 s alone), and that sentence is what the user waits for
 
 
 class Hold:
@@ -336,10 +339,12 @@ class TurnRunner:
         speech_q: queue.Queue = queue.Queue()
         video_q: queue.Queue = queue.Queue()
         errors: list[BaseException] = []
+        first_speech = threading.Event()  # set once the first sentence has been synthesised (or failed)
         llm_start = time.monotonic()
 
         tts_thread = threading.Thread(
-            target=self._tts_loop, args=(turn_id, speech_q, video_q, token, turn_dir, result, t0, errors),
+            target=self._tts_loop,
+            args=(turn_id, speech_q, video_q, token, turn_dir, result, t0, errors, first_speech),
             name=f"tts-{turn_id}", daemon=True,
         )
         th_thread = threading.Thread(
@@ -358,6 +363,8 @@ class TurnRunner:
                 sentences.append(sentence.text)
                 self._emit(ReplySentenceReady(turn_id, time.monotonic(), sentence, time.monotonic() - llm_start))
                 speech_q.put(sentence)
+                if len(sentences) == 1:
+                    first_speech.wait(FIRST_SPEECH_WAIT_S)  # the generator is paused: the cores go to the voice
         except Cancelled:
             pass
         except AssistantError as e:
@@ -371,8 +378,9 @@ class TurnRunner:
         if errors:
             raise errors[0]
 
-    def _tts_loop(self, turn_id, speech_q, video_q, token, turn_dir, result, t0, errors) -> None:
+    def _tts_loop(self, turn_id, speech_q, video_q, token, turn_dir, result, t0, errors, first_speech=None) -> None:
         segment_index = 0  # segments are played in this order; the first sentence may make two
+        first_speech = first_speech or threading.Event()
         try:
             while True:
                 item = speech_q.get()
@@ -385,6 +393,8 @@ class TurnRunner:
                 except AssistantError as e:
                     self._emit(StageFailed(turn_id, time.monotonic(), "tts", str(e)))
                     continue
+                finally:
+                    first_speech.set()
                 result.timings_s.setdefault("tts_first_audio", time.monotonic() - start)
                 result.timings_s["tts_total"] = result.timings_s.get("tts_total", 0.0) + time.monotonic() - start
                 result.timings_s.setdefault("first_audio_from_end_of_speech", time.monotonic() - t0)
@@ -401,6 +411,7 @@ class TurnRunner:
         except BaseException as e:  # noqa: BLE001 - handed to the turn's thread
             errors.append(e)
         finally:
+            first_speech.set()
             video_q.put(_DONE)
 
     def _video_loop(self, turn_id, video_q, token, turn_dir, result, t0, errors) -> None:

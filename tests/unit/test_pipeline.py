@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -343,3 +344,14 @@ def test_first_long_speech_is_split_into_two_segments(tmp_path):
     assert len(pieces) >= 3 and abs(sum(durations) - 10.0) < 1e-3
     assert all(d <= 2 ** i + 1e-6 for i, d in enumerate(durations[:-1]))
     assert split_speech(dataclasses.replace(speech, duration_s=1.2), 1.0) == [dataclasses.replace(speech, duration_s=1.2)]
+
+
+def test_the_language_model_waits_for_the_first_sentences_speech(tmp_path):
+    # On 2 cores llama.cpp writing the rest of the reply slows the first sentence's synthesis 3-4x: the model is
+    # paused after its first sentence until that sentence's speech exists, then goes on.
+    llm = FakeLLM(["Paris is the capital.", "It is lovely.", "Go in spring."])
+    seen: list[int] = []  # sentences the model had produced while each synthesis ran
+    stages = Stages(FakeASR(), llm, FakeTTS(on_synthesize=lambda i, text: (time.sleep(0.2), seen.append(llm.produced))))
+    _, result, _ = run(stages, tmp_path, utterance=utterance())
+    assert seen[0] == 1  # the first sentence was spoken with nothing else generated meanwhile
+    assert llm.produced == 3 and len(result.segments) == 3  # and the rest of the reply followed
