@@ -162,7 +162,9 @@ class TalkingHeadSettings(_Section):
     output: OutputSettings = Field(default_factory=OutputSettings, description="encoding")
     blend: Literal["feather", "box"] = Field("feather", description="how the mouth is put back into the photo")
     cache_preprocessed_face: bool = Field(True, description="keep the detected face on disk")
-    use_half_precision: bool = Field(True, description="fp16 on CUDA; bf16 on a CPU that has it natively (false: the exact fp32 network)")
+    use_half_precision: bool = Field(
+        True, description="fp16 on CUDA; bf16 on a CPU that has it natively (false: the exact fp32 network)"
+    )
     models: TalkingHeadModels = Field(default_factory=TalkingHeadModels, description="weight files")
 
 
