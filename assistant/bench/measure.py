@@ -25,6 +25,8 @@ FROZEN_DIFF = (
 )
 MOTION_DIFF = 0.05  # mean |diff| above this = something moved (a blink on a 256 px face gives ~0.3)
 BLACK_MEAN_BELOW = 16.0  # video black is 16 in limited range, 0 in full range
+MOUTH_DARK_LUMA = 70  # the open mouth's inside is darker than this; lips, teeth and tongue are not (the light
+# engine on the default avatar: 0, 7 and 14 % of its mouth region at opening 0, 0.5 and 1)
 BLACK_STD_BELOW = 5.0
 
 
@@ -398,8 +400,9 @@ class VideoAnalysis:
     black: np.ndarray  # (N,) bool
     diff: np.ndarray  # (N,) mean |luma - previous luma| over the whole frame
     mouth_diff: np.ndarray  # (N,) the same over the mouth box
-    mouth_mean_luma: np.ndarray  # (N,) the mouth box's mean luma: darker when the mouth opens
+    mouth_mean_luma: np.ndarray  # (N,) the mouth box's mean luma
     mouth_box: tuple[int, int, int, int] | None
+    mouth_dark: np.ndarray | None = None  # (N,) share of the mouth box darker than MOUTH_DARK_LUMA: the opening
 
     @property
     def frames(self) -> int:
@@ -451,8 +454,12 @@ class VideoAnalysis:
         return bool(np.any(values[~np.isnan(values)] > threshold))
 
     def mouth_opening(self) -> np.ndarray:
-        """Mouth-region darkness (255 - mean luma): rises as the mouth opens; for av_offset_ms(mode="level")."""
-        return 255.0 - self.mouth_mean_luma
+        """The share of the mouth box darker than MOUTH_DARK_LUMA (the open mouth's inside), 0-255: rises as the
+        mouth opens; for av_offset_ms(mode="level"). Not the box's mean luma: teeth and a tongue that show as the
+        mouth opens wide make that rise and fall again (a first reply measured 72 ms and -101 ms off with it)."""
+        if self.mouth_dark is None:
+            return 255.0 - self.mouth_mean_luma
+        return 255.0 * self.mouth_dark
 
 
 def video_frames_analysis(
@@ -467,7 +474,7 @@ def video_frames_analysis(
 
     `mouth_box` is (x, y, w, h) in frame pixels. `frame_times_s` are the frames' own times (e.g. a ScreenRecorder's
     `frame_offsets_s`); default i / fps."""
-    means, stds, diffs, mouth_diffs, mouth_means = [], [], [], [], []
+    means, stds, diffs, mouth_diffs, mouth_means, mouth_dark = [], [], [], [], [], []
     prev: np.ndarray | None = None
     for frame in frames:
         gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else np.asarray(frame, np.uint8)
@@ -479,11 +486,13 @@ def video_frames_analysis(
             x, y, w, h = mouth_box
             mouth = gray[y : y + h, x : x + w]
             mouth_means.append(float(mouth.mean()))
+            mouth_dark.append(float(np.count_nonzero(mouth < MOUTH_DARK_LUMA)) / max(mouth.size, 1))
             mouth_diffs.append(
                 float(cv2.absdiff(mouth, prev[y : y + h, x : x + w]).mean()) if prev is not None else np.nan
             )
         else:
             mouth_means.append(np.nan)
+            mouth_dark.append(np.nan)
             mouth_diffs.append(np.nan)
         prev = gray
     count = len(means)
@@ -493,7 +502,7 @@ def video_frames_analysis(
     if len(times) < count:  # the recorder's last packet or two can be decoded without a timestamp listed
         count = len(times)
         means, stds, diffs = means[:count], stds[:count], diffs[:count]
-        mouth_diffs, mouth_means = mouth_diffs[:count], mouth_means[:count]
+        mouth_diffs, mouth_means, mouth_dark = mouth_diffs[:count], mouth_means[:count], mouth_dark[:count]
     mean_arr, std_arr = np.array(means), np.array(stds)
     return VideoAnalysis(
         fps=fps,
@@ -505,6 +514,7 @@ def video_frames_analysis(
         mouth_diff=np.array(mouth_diffs),
         mouth_mean_luma=np.array(mouth_means),
         mouth_box=mouth_box,
+        mouth_dark=np.array(mouth_dark),
     )
 
 

@@ -317,3 +317,23 @@ def test_hole_at_the_very_start_and_a_late_segment_are_both_found() -> None:
     assert [g.extra_ms for g in result.gaps] == [pytest.approx(100, abs=8), pytest.approx(2200, abs=8)]
     assert result.lag_s == pytest.approx(0.4, abs=0.003)  # the reply's start, not the largest stretch's
     assert result.reply_start_s == pytest.approx(0.4 + sound_onsets(ref, REF_RATE)[0].start_s, abs=0.012)
+
+
+def test_mouth_opening_follows_the_dark_inside_not_the_mean_luma() -> None:
+    # As the light engine opens the mouth wide, teeth and a tongue show: the box's mean luma falls and rises again,
+    # the share of dark pixels keeps rising.
+    import numpy as np
+
+    from assistant.bench import measure
+
+    frames = []
+    for opening in (0.0, 0.25, 0.5, 0.75, 1.0):
+        f = np.full((60, 80), 150, np.uint8)  # lips and skin
+        h = int(30 * opening)
+        f[20 : 20 + h, 10:70] = 25  # the dark inside
+        teeth = int(h * opening)  # lower teeth below it, brighter than the skin, more of them as it opens wide
+        f[20 + h : 20 + h + teeth, 10:70] = 235
+        frames.append(f)
+    video = measure.video_frames_analysis(frames, 25.0, mouth_box=(0, 0, 80, 60))
+    assert np.all(np.diff(video.mouth_opening()) > 0)
+    assert video.mouth_opening()[0] == 0  # closed: nothing dark in the box
