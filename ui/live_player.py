@@ -37,8 +37,10 @@ class PlayerError(AssistantError):
     """VLC could not be started or could not play the stream."""
 
 
-CACHING_MS = 40  # VLC's input buffer for the pipe (live.caching_ms): a bare player measured 217 ms from the
-# stream's clock to the speaker at 40 against 307 ms at 100; VLC raises its own delay when frames come late
+CACHING_MS = 100  # VLC's input buffer for the pipe (live.caching_ms). A bare player measured 217 ms from the
+# stream's clock to the speaker at 40 against 307 ms at 100, but in the app 40 froze the picture for 0.5-1.1 s while
+# a turn loaded both cores (the app test, 2 of 5 runs; 0 of 6 at 100) and bench live's player delay was the same
+# (260 vs 276 ms: VLC settles on its own delay per session)
 SETTLE_MS = 250  # after the first video output: VLC has sized its picture to the widget by then
 
 
