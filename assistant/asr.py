@@ -172,6 +172,14 @@ class WhisperASR:
         self._model: Any = None
         self._lock = threading.Lock()
 
+    @classmethod
+    def from_settings(cls, cfg: Any, model: str | Path, device: str, name: str | None = None) -> WhisperASR:
+        """From the config's `asr` section (assistant.config.ASRSettings), the model and the resolved device."""
+        return cls(
+            model, device=device, compute_type=cfg.compute_type, language=cfg.language, beam_size=cfg.beam_size,
+            no_speech_threshold=cfg.no_speech_threshold, name=name, window_pad_s=cfg.window_pad_s,
+        )  # fmt: skip
+
     def _default_name(self) -> str:
         source = Path(self.source)
         if source.name == "model" and source.parent.name == BUNDLED_PACKAGE:

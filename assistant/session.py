@@ -147,13 +147,8 @@ class Session:
     def _build_asr(self) -> Any:
         from assistant.asr import WhisperASR
 
-        cfg = self.settings.asr
         path, name = self._model_path(self.resolved.asr_model, BUNDLED_ASR, "Speech recognition", "asr")
-        asr = WhisperASR(
-            path, device=self.resolved.asr_device, compute_type=cfg.compute_type, language=cfg.language,
-            beam_size=cfg.beam_size, no_speech_threshold=cfg.no_speech_threshold, name=name,
-            window_pad_s=cfg.window_pad_s,
-        )  # fmt: skip
+        asr = WhisperASR.from_settings(self.settings.asr, path, self.resolved.asr_device, name)
         asr.load()
         return asr
 

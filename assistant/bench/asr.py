@@ -48,6 +48,7 @@ from assistant.audio.vad import (
     VadSegmenter,
     VadSettings,
 )
+from assistant.bench.soak import rss_mb
 from assistant.errors import AssistantError
 from assistant.events import Utterance
 
@@ -349,19 +350,9 @@ def build_asr(settings, resolved) -> Any:
         path = Path(wanted).expanduser() if Path(wanted).expanduser().exists() else locate(wanted, settings.models_dir)
     except ModelError:
         path, name = locate(BUNDLED_ASR, settings.models_dir), BUNDLED_ASR
-    cfg = settings.asr
-    asr = WhisperASR(path, device=resolved.asr_device, compute_type=cfg.compute_type, language=cfg.language,
-                     beam_size=cfg.beam_size, no_speech_threshold=cfg.no_speech_threshold, name=name,
-                     window_pad_s=cfg.window_pad_s)  # fmt: skip
+    asr = WhisperASR.from_settings(settings.asr, path, resolved.asr_device, name)
     asr.load()
     return asr
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def run_bench(settings, questions: Sequence[Question] = QUESTIONS, voices: Sequence[Voice] = VOICES,

@@ -25,10 +25,6 @@ from typing import TYPE_CHECKING
 from assistant.errors import Cancelled, ConfigError, TTSError
 from assistant.events import SpeechAudio
 from assistant.storage import StorageError, check_writable
-if TYPE_CHECKING:
-    from assistant.config import Settings
-    from assistant.profile import ResolvedSettings
-
 from assistant.tts.base import (
     ENGINE_NAMES,
     EmptyTextError,
@@ -38,6 +34,10 @@ from assistant.tts.base import (
     TTSOutputError,
     check_text,
 )
+
+if TYPE_CHECKING:
+    from assistant.config import Settings
+    from assistant.profile import ResolvedSettings
 
 log = logging.getLogger(__name__)
 
