@@ -171,34 +171,40 @@ def test_late_microphone_stamps_do_not_move_the_reference() -> None:
 
 
 
-def test_a_drift_of_the_clocks_never_makes_the_reference_jump() -> None:
-    # The microphone's sample clock runs 500 ppm fast against time.monotonic() (bench echo saw 100 ppm: the sound
-    # server's clock): the echo drifts with the microphone, so the reference must stay one unbroken signal (AEC3
-    # lost the echo after every jump, slip or re-aim) until the clocks are RESYNC_MS apart.
-    echo = EchoCanceller(EchoSettings(delay_ms=250))
+def _drifting_session(echo: EchoCanceller, seconds: float, speak_s: float, cycle_s: float, seed: int):
+    """The stream speaks `speak_s` of every `cycle_s` (a reply, then a pause) while the microphone's sample clock
+    runs 500 ppm fast against time.monotonic(). Returns, per microphone chunk, the read position and how far the
+    clocks put the reference from it, and per 40 ms tick whether the avatar spoke."""
     t = [0.0]
     echo.reference._clock = lambda: t[0]
-    rng = np.random.default_rng(5)
+    rng = np.random.default_rng(seed)
     silent = np.zeros(480, np.int16)
-    ticks = [(100.0 + k * 0.04, "tick", k) for k in range(int(60 / 0.04))]  # 2 s of speech, 1 s of pause
-    chunks = [(100.5 + (j + 1) * 0.03 / (1 + 500e-6), "mic", j) for j in range(int(59 / 0.03))]
-    steps, off = [], []
-    last = None
+    ticks = [(100.0 + k * 0.04, "tick", k) for k in range(int(seconds / 0.04))]
+    chunks = [(100.5 + (j + 1) * 0.03 / (1 + 500e-6), "mic", j) for j in range(int((seconds - 1) / 0.03))]
+    positions, off, spoken = [], [], []
     for at, kind, k in sorted(ticks + chunks):
         if kind == "tick":
             t[0] = at
-            speaking = (k * 0.04) % 3.0 < 2.0
+            speaking = (k * 0.04) % cycle_s < speak_s
+            spoken.append(speaking)
             audio = rng.normal(0, 3000, 1920) if speaking else np.zeros(1920)
             echo.reference.write(np.zeros(0, np.uint8), audio.astype(np.int16))
             continue
         echo.process(silent, at)
         target, pos, _ = echo.last_read
-        if last is not None:
-            steps.append(pos - last - 480)
-        last = pos
+        positions.append(pos)
         off.append(abs(target - pos))
+    return np.array(positions), off, spoken
+
+
+def test_a_drift_of_the_clocks_never_makes_the_reference_jump() -> None:
+    # The microphone's sample clock runs 500 ppm fast against time.monotonic() (bench echo saw 100 ppm: the sound
+    # server's clock): the echo drifts with the microphone, so the reference must stay one unbroken signal (AEC3
+    # lost the echo after every jump, slip or re-aim) until the clocks are RESYNC_MS apart.
+    echo = EchoCanceller(EchoSettings(delay_ms=250))
+    positions, off, _ = _drifting_session(echo, 60, speak_s=2.0, cycle_s=3.0, seed=5)  # 2 s of speech, 1 s pause
     assert max(off) > 0.025 * RATE  # the clocks did drift apart (30 ms in the minute) ...
-    assert set(steps) == {0}  # ... and the reference was read without a jump
+    assert set(np.diff(positions) - 480) == {0}  # ... and the reference was read without a jump
 
 
 def test_drift_is_followed_between_replies_with_a_fresh_canceller() -> None:
@@ -210,30 +216,8 @@ def test_drift_is_followed_between_replies_with_a_fresh_canceller() -> None:
     resets = []
     real_reset = echo._aec.reset
     echo._aec = type("Aec", (), {"process": echo._aec.process, "reset": lambda self: (resets.append(1), real_reset())})()
-    t = [0.0]
-    echo.reference._clock = lambda: t[0]
-    rng = np.random.default_rng(6)
-    silent = np.zeros(480, np.int16)
-    seconds = 120
-    ticks = [(100.0 + k * 0.04, "tick", k) for k in range(int(seconds / 0.04))]
-    chunks = [(100.5 + (j + 1) * 0.03 / (1 + 500e-6), "mic", j) for j in range(int((seconds - 1) / 0.03))]
-    spoken: list[bool] = []  # per 40 ms of reference: the avatar spoke
-    jumps_at, off = [], []
-    last = None
-    for at, kind, k in sorted(ticks + chunks):
-        if kind == "tick":
-            t[0] = at
-            speaking = (k * 0.04) % 12.0 < 8.0
-            spoken.append(speaking)
-            audio = rng.normal(0, 3000, 1920) if speaking else np.zeros(1920)
-            echo.reference.write(np.zeros(0, np.uint8), audio.astype(np.int16))
-            continue
-        echo.process(silent, at)
-        target, pos, _ = echo.last_read
-        if last is not None and pos - last != 480:
-            jumps_at.append(pos)
-        last = pos
-        off.append(abs(target - pos))
+    positions, off, spoken = _drifting_session(echo, 120, speak_s=8.0, cycle_s=12.0, seed=6)
+    jumps_at = [int(p) for p, step in zip(positions[1:], np.diff(positions)) if step != 480]
     assert echo.reaims == len(jumps_at) == len(resets) >= 2  # 60 ms of drift, followed in 30 ms steps
     for pos in jumps_at:  # each re-aim landed where the reference had been silent for REAIM_QUIET_S and more
         first, last_frame = (pos - int(echo_mod.REAIM_QUIET_S * RATE)) // 640, pos // 640
