@@ -8,8 +8,9 @@ read with `parec` at 16 kHz in 30 ms chunks stamped with time.monotonic(), throu
 segmenter (barge-in onset while the avatar speaks), and the real `TurnTaking` controller (barge-in on) decides;
 its `stop_speech` cancels the stream (30 ms fade) and silences the player's buffer, like the app's duck.
 
-Each run plays one long reply that nobody interrupts (false barge-ins, ERLE) and one that the user (another
-espeak-ng voice) interrupts after `INTERRUPT_AFTER_S` with a question (detection, latency, transcript).
+Each run plays one long reply that nobody interrupts (false barge-ins, ERLE) and one that the user interrupts
+after `INTERRUPT_AFTER_S` with a question (detection, latency, transcript). The user speaks with another espeak-ng
+voice (`--user-voice`, default en+f3) or the bundled Piper voice (`--user-voice piper-joe`).
 
 Options compared (`--option`): `aec3` (pywebrtc-audio in the app, the shipped design), `pulse` (the sound
 server's module-echo-cancel aec_method=webrtc, its gain control off: the mic is its source, the player its
@@ -21,7 +22,8 @@ sink), `none` (no canceller: what barge-in would do without one).
 - `barge_in_latency_ms`: the user's speech onset (the question's first sound, played at a noted time) -> the
   reply's last sound at the speaker (speaker monitor recording);
 - `transcript_ok`: fraction of interrupting questions whose utterance (the processed signal, pre-roll included)
-  Whisper transcribes with their key words; `transcript_clean_ok` the same for the questions' own recordings
+  Whisper transcribes with all their key words (the bundled model, recognised as the app's default `asr` settings
+  do; each utterance is kept as `utterance-N.wav`); `transcript_clean_ok` the same for the questions' own recordings
   (no room, no avatar): what the recogniser makes of that voice at best.
 
 With `aec3` the recordings folder also holds `tap.npz`: every microphone chunk raw and cancelled, the reference
@@ -66,6 +68,7 @@ PLAYER_LATENCY_MS = 250  # pacat's buffer: stands in for the app's player (VLC m
 # asked: about 50 ms heard), and with 150 ms the 40 ms room's echo came 10 ms after the aligned reference: too
 # close for AEC3 (1 false barge-in in 10 replies); the app's path is never that short
 INTERRUPT_AFTER_S = 2.5
+USER_VOICE = "en+f3"  # the interrupting user: espeak-ng's female voice (the avatar speaks with en-us)
 NOISE_DBFS = -50.0
 REPLY = (
     "Paris is the capital of France and its largest city. It lies on the river Seine in the north of the country, "
@@ -86,6 +89,7 @@ class EchoRun:
     question: str = ""
     detected: bool = False
     latency_ms: float | None = None
+    keys: tuple[str, ...] = ()  # the question's key words
     transcript: str = ""
     transcript_ok: bool = False
     transcript_clean: str = ""  # the question's own recording, no room: what Whisper makes of the voice itself
@@ -102,6 +106,7 @@ class EchoReport:
     erle_db: float | None
     runs: list[EchoRun] = field(default_factory=list)
     artifacts: str = ""
+    user_voice: str = USER_VOICE
     reaims: int = 0  # the canceller's re-aims for clock drift between replies
     stall_holds: int = 0  # holds of barge-in after the machine stalled (a late tick or microphone chunk)
 
@@ -110,6 +115,7 @@ class EchoReport:
         lat = [r.latency_ms for r in cut if r.latency_ms is not None]
         return {
             "option": self.option, "delay_ms": self.delay_ms, "echo_gain_db": self.echo_gain_db,
+            "user_voice": self.user_voice,
             "barge_in_min_speech_ms": self.min_speech_ms,
             "erle_db": None if self.erle_db is None else round(self.erle_db, 1),
             "false_barge_ins": sum(r.false_barge_in for r in self.runs if not r.interrupted),
@@ -227,16 +233,36 @@ def _noise(path: Path, seconds: float) -> Path:
     return path
 
 
+def _user_speaker(voice: str, root: Path) -> Any:
+    """The user's voice: an espeak-ng voice (160 words a minute) or a Piper voice by its registry name (the
+    bundled `piper-joe`, its sampling noise off). Returns text, path -> path of a WAV."""
+    if not voice.startswith("piper-"):
+        return lambda text, path: _speak(text, path, voice, 160)
+    import soundfile as sf
+
+    from assistant.bench.asr import _piper_speaker
+    from assistant.config import Settings
+
+    speak = _piper_speaker(voice, Settings().models_dir, STREAM_RATE)
+
+    def to_wav(text: str, path: Path) -> Path:
+        sf.write(path, speak(text), STREAM_RATE, subtype="PCM_16")
+        return path
+
+    return to_wav
+
+
 def run_echo(runs: int, delay_ms: float, echo_gain_db: float, option: str, out_dir: Path,
-             min_speech_ms: int = 180, progress=print) -> EchoReport:  # fmt: skip
+             min_speech_ms: int = 180, progress=print, user_voice: str = USER_VOICE) -> EchoReport:  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix=f"bench-echo-{option}-", dir=out_dir))
     reply_wav = _speak(REPLY, root / "reply.wav", "en-us")
     questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(runs)]
-    question_wavs = [_speak(q, root / f"question-{i}.wav", "en+f3", 160) for i, (q, _) in enumerate(questions)]
+    speak_user = _user_speaker(user_voice, root)
+    question_wavs = [speak_user(q, root / f"question-{i}.wav") for i, (q, _) in enumerate(questions)]
     q_lead = [next((s.start_s for s in measure.sound_onsets(load_audio(p, STREAM_RATE), STREAM_RATE)), 0.0)
               for p in question_wavs]  # fmt: skip
-    report = EchoReport(option, delay_ms, echo_gain_db, min_speech_ms, None, artifacts=str(root))
+    report = EchoReport(option, delay_ms, echo_gain_db, min_speech_ms, None, artifacts=str(root), user_voice=user_voice)
     things: list[Any] = []
     try:
         pulse = start_pulse(root / "pulse")
@@ -352,7 +378,7 @@ def run_echo(runs: int, delay_ms: float, echo_gain_db: float, option: str, out_d
                     question, keys = questions[i]
                     run.question = question
                     run.__dict__["_wav"] = question_wavs[i]
-                    run.__dict__["_keys"] = keys
+                    run.keys = keys
                     before = len(Actions.stopped_at)
                     played = time.monotonic()
                     pulse.play(question_wavs[i])
@@ -447,11 +473,14 @@ def _transcribe(report: EchoReport) -> None:
     model = bundled_model_dir()
     if model is None:
         return
-    asr = WhisperASR(model, device="cpu")
+    from assistant.config import ASRSettings
+
+    asr = WhisperASR.from_settings(ASRSettings(), model, "cpu")  # as the app's default config recognises speech
     asr.load()
-    for run in report.runs:
+    root = Path(report.artifacts)
+    for i, run in enumerate(report.runs):
         utt = run.__dict__.pop("_utt", None)
-        keys = run.__dict__.pop("_keys", ())
+        keys = run.keys
         wav = run.__dict__.pop("_wav", None)
         if wav is not None:
             x = load_audio(wav, RATE)
@@ -460,6 +489,10 @@ def _transcribe(report: EchoReport) -> None:
             run.transcript_clean_ok = all(k in run.transcript_clean.lower() for k in keys)
         if utt is None:
             continue
+        if root.is_dir():  # what the recogniser heard, to listen to
+            import soundfile as sf
+
+            sf.write(root / f"utterance-{i}.wav", np.asarray(utt.samples, np.float32), utt.sample_rate_hz)
         t = asr.transcribe(utt)
         run.transcript = t.text if t is not None else ""
         low = run.transcript.lower()
@@ -474,6 +507,8 @@ def register(bsub: argparse._SubParsersAction) -> None:
     parser.add_argument("--option", choices=("aec3", "pulse", "none"), default="aec3",
                         help="aec3: pywebrtc-audio in the app; pulse: module-echo-cancel; none: no canceller")
     parser.add_argument("--min-speech-ms", type=int, default=180, help="audio.barge_in_min_speech_ms")
+    parser.add_argument("--user-voice", default=USER_VOICE,
+                        help="the interrupting user's voice: an espeak-ng voice, or piper-joe (the bundled Piper)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--out", type=Path, default=Path("bench-echo"), help="where recordings are kept")
     parser.set_defaults(func=_run)
@@ -481,7 +516,7 @@ def register(bsub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     report = run_echo(args.runs, args.delay_ms, args.echo_gain_db, args.option, args.out, args.min_speech_ms,
-                      progress=lambda m: print(m, file=sys.stderr))  # fmt: skip
+                      progress=lambda m: print(m, file=sys.stderr), user_voice=args.user_voice)  # fmt: skip
     summary = report.summary()
     if args.json:
         print(json.dumps(summary, indent=2))
