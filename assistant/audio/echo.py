@@ -20,12 +20,13 @@ interrupted the avatar came from. Drift is followed only between replies (`REAIM
 fresh AEC3.
 
 Barge-in guard (`is_speech`): a frame counts as the user's speech only if webrtcvad hears speech in the
-*cancelled* signal and, while the avatar speaks, the cancelled level is within `residual_margin_db` of the raw
-microphone level (a user speaking dominates the microphone; residual echo is 20-40 dB below it) and above a floor,
-and not just after the machine stalled (`STALL_MS`, `STALL_HOLD_S`).
+*cancelled* signal and, while the avatar speaks, Silero VAD does too (`speech_threshold`; webrtcvad alone takes
+coughs and knocks for speech, see `assistant.audio.silero`), the cancelled level is within `residual_margin_db` of
+the raw microphone level (a user speaking dominates the microphone; residual echo is 20-40 dB below it) and above a
+floor, and not just after the machine stalled (`STALL_MS`, `STALL_HOLD_S`).
 
 Needs numpy, soxr and webrtcvad; `pywebrtc-audio` is optional: without it `load_echo_canceller` says why and the
-app stays half-duplex.
+app stays half-duplex. Without `silero-vad` the guard is webrtcvad's alone (logged).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import soxr
 import webrtcvad
 
 from assistant.audio.capture import SILENCE_DBFS, rms_dbfs
+from assistant.audio.silero import SileroSpeech, load_silero
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,7 @@ class EchoSettings:
     residual_margin_db: float = 12.0  # while the avatar speaks, a voiced frame must be this close to the raw level
     floor_dbfs: float = -55.0  # and louder than this
     vad_aggressiveness: int = 3
+    speech_threshold: float = 0.5  # and Silero VAD's speech probability at least this (0: webrtcvad alone)
 
     @property
     def align_ms(self) -> float:
@@ -193,6 +196,7 @@ class EchoCanceller:
         self._aec = Aec3(s.sample_rate_hz, 1, 0)
         self.reference = EchoReference(s.sample_rate_hz, clock)
         self._vad = webrtcvad.Vad(s.vad_aggressiveness)
+        self._silero: SileroSpeech | None = load_silero(s.sample_rate_hz) if s.speech_threshold > 0 else None
         self._stream: Any = None
         self._read_pos: int | None = None  # the next reference sample to hand to AEC3
         self._mic_samples = 0  # microphone samples processed
@@ -306,12 +310,15 @@ class EchoCanceller:
         """The VAD's frame classifier on the cancelled signal, with the residual-echo guard (see the docstring)."""
         rate = self.settings.sample_rate_hz
         voiced = self._vad.is_speech(frame.tobytes(), rate)
+        # Silero hears every frame, in order (its state follows the stream), but only judges while the avatar speaks
+        speech = self._silero.push(frame) >= self.settings.speech_threshold if self._silero is not None else True
         if not self.far_active:
             return voiced
         level = rms_dbfs(frame)
         if self._hold_samples > 0:  # just after a stall: AEC3 may be finding the echo again (STALL_HOLD_S)
             return False
-        user = voiced and level >= self.settings.floor_dbfs and level >= self.raw_dbfs - self.settings.residual_margin_db
+        s = self.settings
+        user = voiced and speech and level >= s.floor_dbfs and level >= self.raw_dbfs - s.residual_margin_db
         if not voiced:  # echo only, as far as the guard can tell: count it for ERLE
             self.echo_in_energy += 10 ** (self.raw_dbfs / 10)
             self.echo_out_energy += 10 ** (level / 10)

@@ -17,7 +17,8 @@ server's module-echo-cancel aec_method=webrtc, its gain control off: the mic is 
 sink), `none` (no canceller: what barge-in would do without one).
 
 - `erle_db`: raw vs. processed microphone power while only the avatar speaks (after its first second);
-- `false_barge_ins`: interruptions during the uninterrupted replies;
+- `false_barge_ins`: interruptions during the uninterrupted replies (with `--noises`, two coughs and a knock are
+  played into each of them, at about the user's level);
 - `barge_in_detected`: fraction of interruptions that stopped the reply;
 - `barge_in_latency_ms`: the user's speech onset (the question's first sound, played at a noted time) -> the
   reply's last sound at the speaker (speaker monitor recording);
@@ -68,6 +69,8 @@ PLAYER_LATENCY_MS = 250  # pacat's buffer: stands in for the app's player (VLC m
 # asked: about 50 ms heard), and with 150 ms the 40 ms room's echo came 10 ms after the aligned reference: too
 # close for AEC3 (1 false barge-in in 10 replies); the app's path is never that short
 INTERRUPT_AFTER_S = 2.5
+NOISE_BURST_DBFS = -12.0  # `--noises`: coughs and a knock at about the user's level ...
+NOISE_AT_S = (4.0, 8.0, 12.0)  # ... this long into each reply nobody interrupts
 USER_VOICE = "en+f3"  # the interrupting user: espeak-ng's female voice (the avatar speaks with en-us)
 NOISE_DBFS = -50.0
 REPLY = (
@@ -107,6 +110,8 @@ class EchoReport:
     runs: list[EchoRun] = field(default_factory=list)
     artifacts: str = ""
     user_voice: str = USER_VOICE
+    noises: bool = False  # coughs and a knock played into each uninterrupted reply (they count as false barge-ins)
+    speech_threshold: float = EchoSettings.speech_threshold  # the guard's Silero threshold (0: webrtcvad alone)
     reaims: int = 0  # the canceller's re-aims for clock drift between replies
     stall_holds: int = 0  # holds of barge-in after the machine stalled (a late tick or microphone chunk)
 
@@ -115,7 +120,7 @@ class EchoReport:
         lat = [r.latency_ms for r in cut if r.latency_ms is not None]
         return {
             "option": self.option, "delay_ms": self.delay_ms, "echo_gain_db": self.echo_gain_db,
-            "user_voice": self.user_voice,
+            "user_voice": self.user_voice, "noises": self.noises, "speech_threshold": self.speech_threshold,
             "barge_in_min_speech_ms": self.min_speech_ms,
             "erle_db": None if self.erle_db is None else round(self.erle_db, 1),
             "false_barge_ins": sum(r.false_barge_in for r in self.runs if not r.interrupted),
@@ -233,6 +238,39 @@ def _noise(path: Path, seconds: float) -> Path:
     return path
 
 
+def _noise_bursts(root: Path) -> list[Path]:
+    """Sounds that must not interrupt the avatar: cough-like bursts (band-limited noise, 10 ms attack, decaying;
+    150 and 400 ms) and a knock (three 40 ms thuds), each at -12 dBFS (loudest 100 ms), about a user's level."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(7)
+
+    def band(ms: float, lo: float, hi: float) -> np.ndarray:
+        n = int(ms * RATE / 1000)
+        spectrum = np.fft.rfft(rng.normal(0, 1, n))
+        f = np.fft.rfftfreq(n, 1 / RATE)
+        spectrum[(f < lo) | (f > hi)] = 0
+        return np.fft.irfft(spectrum, n)
+
+    def cough(ms: float) -> np.ndarray:
+        x = band(ms, 200, 4000)
+        t = np.arange(len(x)) / RATE
+        return x * np.minimum(1.0, t / 0.01) * np.exp(-t / (ms / 1000 / 2.5))
+
+    knock = np.zeros(int(0.5 * RATE))
+    thud = band(40, 80, 2000) * np.exp(-np.arange(int(0.04 * RATE)) / (0.008 * RATE))
+    for k in range(3):
+        knock[int(k * 0.15 * RATE) : int(k * 0.15 * RATE) + len(thud)] += thud
+    paths = []
+    for name, x in (("cough-150ms", cough(150)), ("cough-400ms", cough(400)), ("knock", knock)):
+        w = int(0.1 * RATE)
+        loudest = max(np.sqrt(np.mean(x[i : i + w] ** 2)) for i in range(0, max(1, len(x) - w), w // 2))
+        x = np.concatenate([x * 10 ** (NOISE_BURST_DBFS / 20) / loudest, np.zeros(int(0.1 * RATE))])
+        paths.append(root / f"{name}.wav")
+        sf.write(paths[-1], x.astype(np.float32), RATE, subtype="PCM_16")
+    return paths
+
+
 def _user_speaker(voice: str, root: Path) -> Any:
     """The user's voice: an espeak-ng voice (160 words a minute) or a Piper voice by its registry name (the
     bundled `piper-joe`, its sampling noise off). Returns text, path -> path of a WAV."""
@@ -253,16 +291,19 @@ def _user_speaker(voice: str, root: Path) -> Any:
 
 
 def run_echo(runs: int, delay_ms: float, echo_gain_db: float, option: str, out_dir: Path,
-             min_speech_ms: int = 180, progress=print, user_voice: str = USER_VOICE) -> EchoReport:  # fmt: skip
+             min_speech_ms: int = 180, progress=print, user_voice: str = USER_VOICE,
+             noises: bool = False, speech_threshold: float = EchoSettings.speech_threshold) -> EchoReport:  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix=f"bench-echo-{option}-", dir=out_dir))
     reply_wav = _speak(REPLY, root / "reply.wav", "en-us")
     questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(runs)]
     speak_user = _user_speaker(user_voice, root)
     question_wavs = [speak_user(q, root / f"question-{i}.wav") for i, (q, _) in enumerate(questions)]
+    bursts = _noise_bursts(root) if noises else []
     q_lead = [next((s.start_s for s in measure.sound_onsets(load_audio(p, STREAM_RATE), STREAM_RATE)), 0.0)
               for p in question_wavs]  # fmt: skip
-    report = EchoReport(option, delay_ms, echo_gain_db, min_speech_ms, None, artifacts=str(root), user_voice=user_voice)
+    report = EchoReport(option, delay_ms, echo_gain_db, min_speech_ms, None, artifacts=str(root),
+                        user_voice=user_voice, noises=noises, speech_threshold=speech_threshold)  # fmt: skip
     things: list[Any] = []
     try:
         pulse = start_pulse(root / "pulse")
@@ -282,7 +323,8 @@ def run_echo(runs: int, delay_ms: float, echo_gain_db: float, option: str, out_d
         raw_rec = SpeakerRecorder(pulse, root / "mic-raw.wav", source=pulse.mic_source, rate_hz=RATE).start()
         things.append(raw_rec)
 
-        echo = EchoCanceller(EchoSettings(RATE, float(PLAYER_LATENCY_MS))) if option == "aec3" else None
+        echo = (EchoCanceller(EchoSettings(RATE, float(PLAYER_LATENCY_MS), speech_threshold=speech_threshold))
+                if option == "aec3" else None)  # fmt: skip
         vad = VadSettings(min_speech_ms=200, early_start_ms=0)
         vad_plain = webrtcvad.Vad(3)
 
@@ -360,6 +402,7 @@ def run_echo(runs: int, delay_ms: float, echo_gain_db: float, option: str, out_d
         time.sleep(1.0)
         reply_s = len(load_audio(reply_wav, STREAM_RATE)) / STREAM_RATE
         reply_windows: list[tuple[float, float]] = []
+        noise_spans: list[tuple[float, float]] = []  # where --noises played (left out of ERLE)
         run_marks: list[tuple[float, bool, float]] = []  # (reply queued at, interrupted, question played at)
         turn_id = 0
         for i in range(runs):
@@ -397,9 +440,14 @@ def run_echo(runs: int, delay_ms: float, echo_gain_db: float, option: str, out_d
                         run.__dict__["_utt"] = utt[-1]
                     time.sleep(1.0)
                 else:
+                    for at_s, burst in zip(NOISE_AT_S, bursts):  # into the microphone, as the user's voice is
+                        timer = threading.Timer(at_s, lambda b=burst: pulse.play_async(b))
+                        timer.daemon = True
+                        timer.start()
                     time.sleep(reply_s + PLAYER_LATENCY_MS / 1000 + delay_ms / 1000 + 0.8)
                     run.false_barge_in = any(isinstance(e, SpeechStarted) for _, e in events[mark:])
                     reply_windows.append((t0, t0 + reply_s))
+                    noise_spans += [(t0 + a - 0.1, t0 + a + 1.0) for a in NOISE_AT_S[: len(bursts)]]
                     run_marks.append((t0, False, 0.0))
                 for at, ev in events[mark:]:
                     progress(f"  {at - t0:6.2f} s after the reply was queued: {type(ev).__name__}")
@@ -419,7 +467,7 @@ def run_echo(runs: int, delay_ms: float, echo_gain_db: float, option: str, out_d
             )  # fmt: skip
         report.reaims = echo.reaims if echo is not None else 0
         report.stall_holds = echo.stall_holds if echo is not None else 0
-        report.erle_db = _erle(processed, raw_rec, reply_windows, delay_ms)
+        report.erle_db = _erle(processed, raw_rec, reply_windows, delay_ms, noise_spans)
         _resolve_latency(report, speaker)
         _transcribe(report)
     finally:
@@ -433,15 +481,16 @@ def _done(turn_id: int) -> Any:
     return TurnDone(turn_id, 0.0, "", "", 1, False, {}, {})
 
 
-def _erle(processed, raw_rec: SpeakerRecorder, windows, delay_ms: float) -> float | None:
-    """Raw vs. processed microphone power while only the avatar speaks (each reply after its first second)."""
+def _erle(processed, raw_rec: SpeakerRecorder, windows, delay_ms: float, skip=()) -> float | None:
+    """Raw vs. processed microphone power while only the avatar speaks (each reply after its first second, not in
+    the `skip` spans of time.monotonic())."""
     raw = load_audio(raw_rec.path, RATE)
     e_in = e_out = 0.0
     lag = (PLAYER_LATENCY_MS + delay_ms) / 1000.0
     for a, b in windows:
         lo, hi = a + lag + 1.0, b + lag
         for at, chunk, _ in processed:
-            if lo <= at - 0.03 and at <= hi:
+            if lo <= at - 0.03 and at <= hi and not any(s0 <= at <= s1 for s0, s1 in skip):
                 k = int((at - 0.03 - raw_rec.started_at) * RATE)
                 if 0 <= k and k + 480 <= len(raw):
                     e_in += float(np.mean(raw[k : k + 480].astype(np.float64) ** 2))
@@ -509,6 +558,10 @@ def register(bsub: argparse._SubParsersAction) -> None:
     parser.add_argument("--min-speech-ms", type=int, default=180, help="audio.barge_in_min_speech_ms")
     parser.add_argument("--user-voice", default=USER_VOICE,
                         help="the interrupting user's voice: an espeak-ng voice, or piper-joe (the bundled Piper)")
+    parser.add_argument("--noises", action="store_true",
+                        help="play two coughs and a knock into each uninterrupted reply (they must not interrupt)")
+    parser.add_argument("--speech-threshold", type=float, default=EchoSettings.speech_threshold,
+                        help="the barge-in guard's Silero VAD threshold; 0: webrtcvad alone")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--out", type=Path, default=Path("bench-echo"), help="where recordings are kept")
     parser.set_defaults(func=_run)
@@ -516,7 +569,8 @@ def register(bsub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     report = run_echo(args.runs, args.delay_ms, args.echo_gain_db, args.option, args.out, args.min_speech_ms,
-                      progress=lambda m: print(m, file=sys.stderr), user_voice=args.user_voice)  # fmt: skip
+                      progress=lambda m: print(m, file=sys.stderr), user_voice=args.user_voice,
+                      noises=args.noises, speech_threshold=args.speech_threshold)  # fmt: skip
     summary = report.summary()
     if args.json:
         print(json.dumps(summary, indent=2))
