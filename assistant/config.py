@@ -49,7 +49,7 @@ class AudioSettings(_Section):
         "voice; off = half-duplex (the microphone pauses while the avatar speaks)",
     )
     barge_in_min_speech_ms: int = Field(
-        180, ge=30, le=2000, description="voiced audio that interrupts the avatar (higher: fewer false interruptions)"
+        120, ge=30, le=2000, description="voiced audio that interrupts the avatar (higher: fewer false interruptions)"
     )
     echo_delay_ms: int = Field(
         250, ge=0, le=2000, description="the avatar's playback delay the echo canceller aligns to (bench live)"

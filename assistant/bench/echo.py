@@ -58,6 +58,7 @@ from assistant.audio.io import load_audio
 from assistant.audio.vad import SpeechStarted, VadSegmenter, VadSettings
 from assistant.bench import measure
 from assistant.bench.rig import SpeakerRecorder, _spawn, _terminate, build_room, require, start_pulse, stop_all
+from assistant.config import AudioSettings
 from assistant.events import SegmentReady, SpeechAudio, Utterance
 from assistant.live.stream import LiveStream, StreamDrained, StreamSettings, StreamSpeechStarted
 from assistant.turn_taking import HANDS_FREE, TurnTaking
@@ -71,6 +72,7 @@ PLAYER_LATENCY_MS = 250  # pacat's buffer: stands in for the app's player (VLC m
 INTERRUPT_AFTER_S = 2.5
 NOISE_BURST_DBFS = -12.0  # `--noises`: coughs and a knock at about the user's level ...
 NOISE_AT_S = (4.0, 8.0, 12.0)  # ... this long into each reply nobody interrupts
+MIN_SPEECH_MS = AudioSettings().barge_in_min_speech_ms  # the app's default onset for a barge-in
 USER_VOICE = "en+f3"  # the interrupting user: espeak-ng's female voice (the avatar speaks with en-us)
 NOISE_DBFS = -50.0
 REPLY = (
@@ -291,7 +293,7 @@ def _user_speaker(voice: str, root: Path) -> Any:
 
 
 def run_echo(runs: int, delay_ms: float, echo_gain_db: float, option: str, out_dir: Path,
-             min_speech_ms: int = 180, progress=print, user_voice: str = USER_VOICE,
+             min_speech_ms: int = MIN_SPEECH_MS, progress=print, user_voice: str = USER_VOICE,
              noises: bool = False, speech_threshold: float = EchoSettings.speech_threshold) -> EchoReport:  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix=f"bench-echo-{option}-", dir=out_dir))
@@ -555,7 +557,7 @@ def register(bsub: argparse._SubParsersAction) -> None:
     parser.add_argument("--echo-gain-db", type=float, default=-6.0, help="the echo's level in the microphone")
     parser.add_argument("--option", choices=("aec3", "pulse", "none"), default="aec3",
                         help="aec3: pywebrtc-audio in the app; pulse: module-echo-cancel; none: no canceller")
-    parser.add_argument("--min-speech-ms", type=int, default=180, help="audio.barge_in_min_speech_ms")
+    parser.add_argument("--min-speech-ms", type=int, default=MIN_SPEECH_MS, help="audio.barge_in_min_speech_ms")
     parser.add_argument("--user-voice", default=USER_VOICE,
                         help="the interrupting user's voice: an espeak-ng voice, or piper-joe (the bundled Piper)")
     parser.add_argument("--noises", action="store_true",
