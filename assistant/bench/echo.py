@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 import webrtcvad
 
 from assistant.audio.echo import EchoCanceller, EchoSettings
@@ -58,7 +59,7 @@ from assistant.audio.io import load_audio
 from assistant.audio.vad import SpeechStarted, VadSegmenter, VadSettings
 from assistant.bench import measure
 from assistant.bench.rig import SpeakerRecorder, _spawn, _terminate, build_room, require, start_pulse, stop_all
-from assistant.config import AudioSettings
+from assistant.config import ASRSettings, AudioSettings, Settings
 from assistant.events import SegmentReady, SpeechAudio, Utterance
 from assistant.live.stream import LiveStream, StreamDrained, StreamSettings, StreamSpeechStarted
 from assistant.turn_taking import HANDS_FREE, TurnTaking
@@ -230,8 +231,6 @@ def _speak(text: str, path: Path, voice: str, speed: int = 165) -> Path:
 
 
 def _noise(path: Path, seconds: float) -> Path:
-    import soundfile as sf
-
     rng = np.random.default_rng(3)
     x = rng.normal(0, 1, int(seconds * STREAM_RATE))
     x = np.convolve(x, np.ones(8) / 8, mode="same")  # pinkish: fan / room hum rather than hiss
@@ -243,8 +242,6 @@ def _noise(path: Path, seconds: float) -> Path:
 def _noise_bursts(root: Path) -> list[Path]:
     """Sounds that must not interrupt the avatar: cough-like bursts (band-limited noise, 10 ms attack, decaying;
     150 and 400 ms) and a knock (three 40 ms thuds), each at -12 dBFS (loudest 100 ms), about a user's level."""
-    import soundfile as sf
-
     rng = np.random.default_rng(7)
 
     def band(ms: float, lo: float, hi: float) -> np.ndarray:
@@ -273,15 +270,12 @@ def _noise_bursts(root: Path) -> list[Path]:
     return paths
 
 
-def _user_speaker(voice: str, root: Path) -> Any:
+def _user_speaker(voice: str) -> Any:
     """The user's voice: an espeak-ng voice (160 words a minute) or a Piper voice by its registry name (the
     bundled `piper-joe`, its sampling noise off). Returns text, path -> path of a WAV."""
     if not voice.startswith("piper-"):
         return lambda text, path: _speak(text, path, voice, 160)
-    import soundfile as sf
-
     from assistant.bench.asr import _piper_speaker
-    from assistant.config import Settings
 
     speak = _piper_speaker(voice, Settings().models_dir, STREAM_RATE)
 
@@ -299,7 +293,7 @@ def run_echo(runs: int, delay_ms: float, echo_gain_db: float, option: str, out_d
     root = Path(tempfile.mkdtemp(prefix=f"bench-echo-{option}-", dir=out_dir))
     reply_wav = _speak(REPLY, root / "reply.wav", "en-us")
     questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(runs)]
-    speak_user = _user_speaker(user_voice, root)
+    speak_user = _user_speaker(user_voice)
     question_wavs = [speak_user(q, root / f"question-{i}.wav") for i, (q, _) in enumerate(questions)]
     bursts = _noise_bursts(root) if noises else []
     q_lead = [next((s.start_s for s in measure.sound_onsets(load_audio(p, STREAM_RATE), STREAM_RATE)), 0.0)
@@ -524,8 +518,6 @@ def _transcribe(report: EchoReport) -> None:
     model = bundled_model_dir()
     if model is None:
         return
-    from assistant.config import ASRSettings
-
     asr = WhisperASR.from_settings(ASRSettings(), model, "cpu")  # as the app's default config recognises speech
     asr.load()
     root = Path(report.artifacts)
@@ -541,8 +533,6 @@ def _transcribe(report: EchoReport) -> None:
         if utt is None:
             continue
         if root.is_dir():  # what the recogniser heard, to listen to
-            import soundfile as sf
-
             sf.write(root / f"utterance-{i}.wav", np.asarray(utt.samples, np.float32), utt.sample_rate_hz)
         t = asr.transcribe(utt)
         run.transcript = t.text if t is not None else ""
