@@ -8,6 +8,7 @@ import io
 import json
 import re
 import subprocess
+from difflib import SequenceMatcher
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,10 @@ def _whisper_text(path: Path) -> str:
     return " ".join(s.text for s in segments)
 
 
+def _letters(text: str) -> str:
+    return re.sub(r"[^a-z]", "", text.lower())
+
+
 def _words(text: str) -> set[str]:
     return {w for w in re.findall(r"[a-z]+", text.lower()) if len(w) >= 4}
 
@@ -78,11 +83,12 @@ def test_listen_answers_a_spoken_question_with_speech_and_video(listen_result):
     # The joined reply stays in sync: both streams start together and end within one frame.
     assert abs(info.video_start_s - info.audio_start_s) <= 0.04
     assert abs(info.video_duration_s - info.audio_duration_s) <= 1 / info.fps + 0.005
-    # The reply's own words come back out of its audio.
-    heard = _words(_whisper_text(audio))
-    said = _words(result["reply"])
+    # The reply's own words come back out of its audio. Compared letter by letter, not word by word: tiny.en may
+    # join or split words of an odd reply ("Le Grand Paris" came back as "grandparents"), while silence or another
+    # sentence scores far below (0.2-0.3 for unrelated sentences of the same length).
+    said, heard = _letters(result["reply"]), _letters(_whisper_text(audio))
     assert said, result["reply"]
-    assert len(said & heard) / len(said) >= 0.6, (said, heard)
+    assert SequenceMatcher(None, said, heard).ratio() >= 0.6, (result["reply"], heard)
 
 
 def test_the_turn_is_in_the_conversation_log(listen_result):
