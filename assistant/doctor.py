@@ -157,6 +157,20 @@ def _tool_checks() -> list[Check]:
                 True,
             )
         )
+    speex = ctypes.util.find_library("speexdsp")
+    if speex:
+        checks.append(Check("tools", "libspeexdsp", OK, speex, "", False))
+    else:
+        checks.append(
+            Check(
+                "tools",
+                "libspeexdsp",
+                OPTIONAL,
+                "not found (barge-in: a question started over the avatar's voice may lose its first sounds)",
+                "sudo apt-get install libspeexdsp1",
+                False,
+            )
+        )
     return checks
 
 

@@ -89,6 +89,7 @@ APT_PACKAGES=(
   rabbitmq-server  # the livestream tests start a private broker in user space
   fonts-dejavu-core  # the slides of `assistant present`
   strace  # tests/integration/test_privacy.py watches a whole turn for network use
+  libspeexdsp1  # speex's linear echo canceller: what the recogniser hears of a barge-in (assistant/audio/speex.py)
   x11-xserver-utils  # xsetroot: tests/integration/test_rig.py changes the screen it records
   # what PySide6's xcb platform plugin loads
   libxkbcommon-x11-0 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-randr0 libxcb-shape0

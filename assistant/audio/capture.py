@@ -88,6 +88,7 @@ class EchoStage(Protocol):
     """What the listener needs of an echo canceller (assistant.audio.echo.EchoCanceller)."""
 
     far_active: bool  # the avatar's voice may be in the chunk just processed
+    for_asr: np.ndarray  # that chunk as the recogniser should hear it (int16, same length)
 
     def process(self, chunk: np.ndarray, captured_at: float) -> np.ndarray: ...
 
@@ -242,8 +243,9 @@ class LiveListener:
         barge_in_onset_ms: int | None = None,
     ) -> None:
         # echo: an echo canceller (assistant.audio.echo) run on every chunk before the meter and the VAD; its
-        # `is_speech` becomes the VAD's classifier, and while the avatar speaks an utterance needs
-        # `barge_in_onset_ms` of voiced audio to start (a cough or a burst of residual echo does not interrupt).
+        # `is_speech` becomes the VAD's classifier, utterances are cut from its `for_asr` (what the recogniser
+        # should hear), and while the avatar speaks an utterance needs `barge_in_onset_ms` of voiced audio to
+        # start (a cough or a burst of residual echo does not interrupt).
         # clock: when a block was captured, read in the audio callback (tests pass a fake one).
         self.device = device
         self.vad = vad or VadSettings()
@@ -428,13 +430,15 @@ class LiveListener:
                 segmenter.skip(len(chunk))
                 self._call(self.on_level, SILENCE_DBFS)
                 continue
+            for_asr = None
             if self.echo is not None:
                 chunk = self.echo.process(chunk, captured_at)
+                for_asr = self.echo.for_asr
                 if self._barge_in_onset_ms is not None:
                     far = self.echo.far_active
                     segmenter.set_onset_ms(self._barge_in_onset_ms if far else self.vad.onset_ms)
             self._call(self.on_level, rms_dbfs(chunk))
-            self._dispatch(segmenter.push(chunk, at=captured_at))
+            self._dispatch(segmenter.push(chunk, at=captured_at, for_asr=for_asr))
         return None
 
     def _dispatch(self, events: list[SegmenterEvent]) -> None:

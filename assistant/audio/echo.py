@@ -25,6 +25,12 @@ coughs and knocks for speech, see `assistant.audio.silero`), the cancelled level
 the raw microphone level (a user speaking dominates the microphone; residual echo is 20-40 dB below it) and above a
 floor, and not just after the machine stalled (`STALL_MS`, `STALL_HOLD_S`).
 
+What the recogniser hears (`for_asr`): AEC3's echo suppressor also removes the user's weak sounds under the
+avatar's voice (the first 250-300 ms of an interrupting question, until the reply stops), so the utterance is cut
+from a linear canceller's output instead (speex's, `assistant.audio.speex`, fed the same aligned reference), as long
+as that one is cancelling the echo (`LINEAR_MIN_ERLE_DB` over the recent echo-only frames); otherwise, and without
+libspeexdsp, from AEC3's.
+
 Needs numpy, soxr and webrtcvad; `pywebrtc-audio` is optional: without it `load_echo_canceller` says why and the
 app stays half-duplex. Without `silero-vad` the guard is webrtcvad's alone (logged).
 """
@@ -45,6 +51,7 @@ import webrtcvad
 
 from assistant.audio.capture import SILENCE_DBFS, rms_dbfs
 from assistant.audio.silero import SileroSpeech, load_silero
+from assistant.audio.speex import LinearEchoCanceller, load_linear_canceller
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +88,10 @@ MIC_CLOCK_WINDOW_S = 5.0  # the microphone's sample clock is fitted to the earli
 MIC_GAP_S = 0.5  # stamps this much later than the sample clock: chunks were not handed over (muted); start again
 FAR_ACTIVE_DBFS = -50.0  # reference louder than this in the window around the aligned time: the avatar speaks
 FAR_WINDOW_S = 0.6  # window around the aligned time (covers the delay AEC3 has to find)
+LINEAR_MIN_ERLE_DB = 6.0  # the recogniser hears the linear canceller only while it removes at least this much
+# echo (a fresh or lost filter passes the avatar's voice through; AEC3's output is then the better of the two) ...
+LINEAR_ERLE_DECAY = 0.99  # ... measured over the echo-only frames of the last few seconds (30 ms frames: ~3 s)
+LINEAR_MIN_FRAMES = 30  # ... and at least this many of them since it started (or was reset): ~1 s of echo
 INSTALL_HINT = "install it with: .venv/bin/pip install pywebrtc-audio"
 
 
@@ -197,6 +208,15 @@ class EchoCanceller:
         self.reference = EchoReference(s.sample_rate_hz, clock)
         self._vad = webrtcvad.Vad(s.vad_aggressiveness)
         self._silero: SileroSpeech | None = load_silero(s.sample_rate_hz) if s.speech_threshold > 0 else None
+        self._linear: LinearEchoCanceller | None = load_linear_canceller(s.sample_rate_hz)
+        # AEC3's output trails its input (128 samples at 16 kHz); the linear output is held back as much, so the
+        # recogniser's signal stays one unbroken signal when it changes from one canceller to the other
+        self._linear_hold = np.zeros(_output_lag(Aec3, s.sample_rate_hz) if self._linear else 0, np.int16)
+        self.for_asr = np.zeros(0, np.int16)  # the last chunk as the recogniser should hear it (see the docstring)
+        self.linear_dbfs = SILENCE_DBFS
+        self._linear_in = 0.0  # decayed echo-only power before and after the linear canceller (LINEAR_ERLE_DECAY)
+        self._linear_out = 0.0
+        self._linear_frames = 0  # echo-only frames measured since the linear canceller started or was reset
         self._stream: Any = None
         self._read_pos: int | None = None  # the next reference sample to hand to AEC3
         self._mic_samples = 0  # microphone samples processed
@@ -266,6 +286,10 @@ class EchoCanceller:
         elif abs(target - self._read_pos) > REAIM_MS * rate / 1000 and self._quiet_samples >= REAIM_QUIET_S * rate:
             pos = target  # the clocks drifted apart: follow them while the avatar is silent, with a fresh AEC3
             self._aec.reset()
+            if self._linear is not None:
+                self._linear.reset()
+                self._linear_in = self._linear_out = 0.0
+                self._linear_frames = 0
             self.reaims += 1
             log.info("echo reference re-aimed by %.0f ms between replies (clock drift)", (target - self._read_pos) / rate * 1000)
         else:
@@ -285,6 +309,16 @@ class EchoCanceller:
         self.raw_dbfs = rms_dbfs(chunk)
         out = (np.clip(y, -1.0, 1.0) * 32767.0).round().astype(np.int16)
         self.out_dbfs = rms_dbfs(out)
+        self.for_asr = out
+        if self._linear is not None:
+            lin = self._linear.process(chunk, (np.clip(far, -1.0, 1.0) * 32767.0).round().astype(np.int16))
+            self.linear_dbfs = rms_dbfs(lin)  # level of this very chunk (the ERLE compares it with the raw one)
+            if len(self._linear_hold):
+                held = np.concatenate([self._linear_hold, lin])
+                lin, self._linear_hold = held[:n], held[n:]
+            erle = self.linear_erle_db
+            if erle is not None and erle >= LINEAR_MIN_ERLE_DB:
+                self.for_asr = lin
         return out
 
     def _mic_time(self, n: int, captured_at: float) -> float:
@@ -322,7 +356,18 @@ class EchoCanceller:
         if not voiced:  # echo only, as far as the guard can tell: count it for ERLE
             self.echo_in_energy += 10 ** (self.raw_dbfs / 10)
             self.echo_out_energy += 10 ** (level / 10)
+            self._linear_in = LINEAR_ERLE_DECAY * self._linear_in + 10 ** (self.raw_dbfs / 10)
+            self._linear_out = LINEAR_ERLE_DECAY * self._linear_out + 10 ** (self.linear_dbfs / 10)
+            self._linear_frames += 1
         return user
+
+    @property
+    def linear_erle_db(self) -> float | None:
+        """The linear canceller's echo reduction over the last seconds' echo-only frames; None: too few measured
+        yet (LINEAR_MIN_FRAMES), or no linear canceller."""
+        if self._linear is None or self._linear_frames < LINEAR_MIN_FRAMES or self._linear_out <= 0:
+            return None
+        return 10.0 * float(np.log10(self._linear_in / self._linear_out))
 
     @property
     def erle_db(self) -> float | None:
@@ -330,6 +375,18 @@ class EchoCanceller:
         if self.echo_out_energy <= 0 or self.echo_in_energy <= 0:
             return None
         return 10.0 * float(np.log10(self.echo_in_energy / self.echo_out_energy))
+
+
+def _output_lag(aec3_class: Any, rate_hz: int) -> int:
+    """How many samples AEC3's output trails its input (a filter bank's delay), measured on a throwaway instance:
+    half a second of noise with a silent far end, the lag of the best match."""
+    probe = np.random.default_rng(0).normal(0.0, 0.1, rate_hz // 2).astype(np.float32)
+    aec, step = aec3_class(rate_hz, 1, 0), rate_hz // 100
+    silent = np.zeros(step, np.float32)
+    y = np.concatenate([aec.process(probe[i : i + step], silent) for i in range(0, len(probe) - step + 1, step)])
+    span = len(y) // 2
+    scores = [float(np.dot(y[lag : lag + span], probe[:span])) for lag in range(len(y) - span)]
+    return int(np.argmax(scores))
 
 
 def load_echo_canceller(

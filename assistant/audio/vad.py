@@ -211,6 +211,7 @@ class VadSegmenter:
         self._max_frames = max(1, round(s.max_utterance_s * 1000 / s.frame_ms))
         self._clock = 0  # samples seen since the stream started
         self._pending = np.zeros(0, dtype=np.int16)  # a partial frame waiting for more samples
+        self._pending_asr = self._pending  # the same samples as the recogniser hears them (push's for_asr)
         # While idle: recent (frame, voiced) pairs, enough for the pre-roll plus the onset window.
         self._history: deque[tuple[np.ndarray, bool]] = deque(
             maxlen=self._preroll_frames + self._onset_window
@@ -247,42 +248,54 @@ class VadSegmenter:
         """Stream time of the next sample to be pushed."""
         return (self._clock + len(self._pending)) / self.settings.sample_rate_hz
 
-    def push(self, samples: np.ndarray, at: float | None = None) -> list[SegmenterEvent]:
+    def push(
+        self, samples: np.ndarray, at: float | None = None, for_asr: np.ndarray | None = None
+    ) -> list[SegmenterEvent]:
         """Feed any number of mono samples (int16, or float in [-1, 1]); returns the events they completed.
 
         `at`: time.monotonic() when the last of these samples was captured (a live source); the events then say
-        when speech ended on that clock."""
+        when speech ended on that clock. `for_asr`: the same stretch of audio as the recogniser should hear it,
+        when that is not what the VAD hears (the echo canceller's linear output: `assistant.audio.speex`);
+        utterances are cut from it where `samples` says speech is."""
         chunk = to_int16(samples)
+        keep = chunk if for_asr is None else to_int16(for_asr)
+        if len(keep) != len(chunk):
+            raise ValueError(f"for_asr has {len(keep)} samples, the chunk {len(chunk)}: they must cover the same audio")
         if len(self._pending):
             chunk = np.concatenate([self._pending, chunk])
+            keep = np.concatenate([self._pending_asr, keep])
         whole = len(chunk) - len(chunk) % self._n
         events: list[SegmenterEvent] = []
         rate = self.settings.sample_rate_hz
         for i in range(0, whole, self._n):
             frame_at = None if at is None else at - (len(chunk) - i - self._n) / rate
-            events.extend(self.push_frame(chunk[i : i + self._n], frame_at))
+            events.extend(self.push_frame(chunk[i : i + self._n], frame_at, keep[i : i + self._n]))
         self._pending = chunk[whole:].copy()
+        self._pending_asr = keep[whole:].copy()
         return events
 
-    def push_frame(self, frame: np.ndarray, at: float | None = None) -> list[SegmenterEvent]:
-        """Feed exactly one frame of `frame_samples` int16 samples; `at` as for push(), for this frame's end."""
+    def push_frame(
+        self, frame: np.ndarray, at: float | None = None, for_asr: np.ndarray | None = None
+    ) -> list[SegmenterEvent]:
+        """Feed exactly one frame of `frame_samples` int16 samples; `at` and `for_asr` as for push()."""
         self._frame_at = at
         try:
-            return self._push_frame(frame)
+            return self._push_frame(frame, frame if for_asr is None else for_asr)
         finally:
             self._frame_at = None
 
-    def _push_frame(self, frame: np.ndarray) -> list[SegmenterEvent]:
-        if frame.dtype != np.int16 or frame.shape != (self._n,):
+    def _push_frame(self, frame: np.ndarray, keep: np.ndarray) -> list[SegmenterEvent]:
+        if frame.dtype != np.int16 or frame.shape != (self._n,) or keep.dtype != np.int16 or keep.shape != (self._n,):
             raise ValueError(
                 f"push_frame needs ({self._n},) int16 samples ({self.settings.frame_ms} ms at "
-                f"{self.settings.sample_rate_hz} Hz), got {frame.shape} {frame.dtype}; use push() for other sizes"
+                f"{self.settings.sample_rate_hz} Hz), got {frame.shape} {frame.dtype}"
+                f"{'' if keep is frame else f' (for_asr: {keep.shape} {keep.dtype})'}; use push() for other sizes"
             )
         voiced = bool(self._is_speech(frame))
         self._clock += self._n
         if self._frames is None:
-            return self._idle_frame(frame, voiced)
-        self._frames.append(frame)
+            return self._idle_frame(keep, voiced)
+        self._frames.append(keep)
         events: list[SegmenterEvent] = []
         if voiced:
             self._voiced += 1
@@ -322,13 +335,13 @@ class VadSegmenter:
         events: list[SegmenterEvent] = []
         if self._frames is not None:
             if len(self._pending):
-                self._frames.append(self._pending)
+                self._frames.append(self._pending_asr)
                 self._clock += len(self._pending)
                 self._trailing += 1  # the unclassified remainder counts as non-speech for the trim
             events = self._finish(cut=False, reason="too little voiced audio")
         else:
             self._clock += len(self._pending)
-        self._pending = np.zeros(0, dtype=np.int16)
+        self._pending = self._pending_asr = np.zeros(0, dtype=np.int16)
         self._history.clear()
         return events
 
@@ -347,7 +360,7 @@ class VadSegmenter:
                 )
             )
         self._clock += len(self._pending)
-        self._pending = np.zeros(0, dtype=np.int16)
+        self._pending = self._pending_asr = np.zeros(0, dtype=np.int16)
         self._history.clear()
         self._frames = None
         return events

@@ -27,8 +27,8 @@ sink), `none` (no canceller: what barge-in would do without one).
   do; each utterance is kept as `utterance-N.wav`); `transcript_clean_ok` the same for the questions' own recordings
   (no room, no avatar): what the recogniser makes of that voice at best.
 
-With `aec3` the recordings folder also holds `tap.npz`: every microphone chunk raw and cancelled, the reference
-AEC3 got with it, the reference positions and the runs' times, so a false barge-in can be traced (and AEC3 and the
+With `aec3` the recordings folder also holds `tap.npz`: every microphone chunk raw, cancelled and as the
+recogniser heard it (`asr`: the linear canceller's output, see `assistant.audio.echo`), the reference AEC3 got with it, the reference positions and the runs' times, so a false barge-in can be traced (and AEC3 and the
 guard replayed) offline.
 
 Needs PulseAudio (pulseaudio, pulseaudio-utils), espeak-ng, the bundled Whisper model; pywebrtc-audio for aec3.
@@ -329,8 +329,8 @@ def run_echo(runs: int, delay_ms: float, echo_gain_db: float, option: str, out_d
 
         segmenter = VadSegmenter.from_settings(vad, is_speech=echo.is_speech if echo else plain_is_speech)
         processed: list[tuple[float, np.ndarray, bool]] = []  # (captured_at, processed chunk, far active)
-        tap: list[tuple[np.ndarray, np.ndarray, float, tuple]] = []  # (raw chunk, aligned reference, its window's
-        # level dBFS, (target, read, written) reference positions): tap.npz, to replay the canceller offline
+        tap: list[tuple] = []  # (raw chunk, aligned reference, its window's level dBFS, (target, read, written)
+        # reference positions, the chunk as the recogniser heard it): tap.npz, to replay the canceller offline
         events: list[tuple[float, Any]] = []
         cond = threading.Condition()
 
@@ -380,8 +380,10 @@ def run_echo(runs: int, delay_ms: float, echo_gain_db: float, option: str, out_d
             segmenter.set_onset_ms(min_speech_ms if far else vad.onset_ms)
             processed.append((at, out, far))
             if echo is not None:
-                tap.append((chunk, (echo.last_far * 32767).astype(np.int16), echo.far_dbfs, echo.last_read))
-            for ev in segmenter.push(out, at=at):
+                tap.append(
+                    (chunk, (echo.last_far * 32767).astype(np.int16), echo.far_dbfs, echo.last_read, echo.for_asr)
+                )
+            for ev in segmenter.push(out, at=at, for_asr=echo.for_asr if echo is not None else None):
                 with cond:
                     events.append((at, ev))
                     cond.notify_all()
@@ -459,7 +461,8 @@ def run_echo(runs: int, delay_ms: float, echo_gain_db: float, option: str, out_d
                 root / "tap.npz", at=np.array([p[0] for p in processed]), raw=np.stack([t[0] for t in tap]),
                 far=np.stack([t[1] for t in tap]), far_dbfs=np.array([t[2] for t in tap]),
                 read=np.array([[-1 if v is None else v for v in t[3]] for t in tap], np.int64),
-                out=np.stack([p[1] for p in processed]), marks=np.array(run_marks), reply_s=reply_s,
+                out=np.stack([p[1] for p in processed]), asr=np.stack([t[4] for t in tap]), marks=np.array(run_marks),
+                reply_s=reply_s,
             )  # fmt: skip
         report.reaims = echo.reaims if echo is not None else 0
         report.stall_holds = echo.stall_holds if echo is not None else 0

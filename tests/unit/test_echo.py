@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.audio.echo import EchoCanceller, EchoSettings, barge_in_setup
+from assistant.audio.echo import LINEAR_MIN_ERLE_DB, EchoCanceller, EchoSettings, barge_in_setup
 from assistant.audio.io import load_audio
 from assistant.config import AudioSettings
 from assistant.turn_taking import HANDS_FREE, TurnState, TurnTaking
@@ -33,8 +33,11 @@ def _voice_like(seconds: float, seed: int) -> np.ndarray:
     return (0.3 * x * env).astype(np.float32)  # (n,) float32 at 48 kHz
 
 
-def _run_room(echo: EchoCanceller, far48: np.ndarray, delay_s: float, gain: float, near_extra=None, stall=None):
-    """The stream writes one 40 ms frame per tick from t=100; the microphone hears it `delay_s` later.
+def _run_room(
+    echo: EchoCanceller, far48: np.ndarray, delay_s: float, gain: float, near_extra=None, stall=None, asr=None
+):
+    """The stream writes one 40 ms frame per tick from t=100; the microphone hears it `delay_s` later; `asr` (a
+    list) gets each chunk as the recogniser would hear it.
 
     `stall` = (side, at_s, for_s): the stream's ticks ("stream") or the microphone's chunks ("mic") due in that
     span arrive together at its end, as on a machine that stalled."""
@@ -70,6 +73,8 @@ def _run_room(echo: EchoCanceller, far48: np.ndarray, delay_s: float, gain: floa
             fi += 1
         chunk = echo.process(mic16[j : j + 480], captured)
         out.append(chunk)
+        if asr is not None:
+            asr.append(echo.for_asr)
         voiced.append(echo.is_speech(chunk))
     return mic16, np.concatenate(out), np.array(voiced)
 
@@ -134,6 +139,56 @@ def test_coughs_and_knocks_over_the_echo_do_not_pass_the_guard(tmp_path: Path) -
     # webrtcvad alone (Silero off) takes the long cough for speech long enough to interrupt: the second opinion is
     # what rejects it
     assert max(webrtc_alone) >= 180
+
+
+def _user_to_error_db(user: np.ndarray, heard: np.ndarray) -> float:
+    """How far above what is not the user's voice (echo left, noise, damage to the voice) the voice is, in dB."""
+    return 10 * float(np.log10(np.sum(user.astype(np.float64) ** 2) / np.sum((heard - user).astype(np.float64) ** 2)))
+
+
+def test_the_recogniser_hears_the_users_first_sounds_under_the_echo() -> None:
+    """AEC3's suppressor damages a question's start under the avatar's voice (the "H" of "How tall" in bench
+    echo); the recogniser hears the linear canceller's output there instead, once that one cancels the echo."""
+    speech = load_audio(SPEECH, RATE)
+    near = (speech * (0.5 / np.abs(speech).max())).astype(np.float32)
+    echo = EchoCanceller(EchoSettings(delay_ms=250))
+    at = 14 * RATE  # the linear filter (512 ms long) has converged by then
+    user = np.zeros(16 * RATE, np.float32)
+    user[at : at + len(near)] = near
+    asr: list[np.ndarray] = []
+    mic, out, _ = _run_room(echo, _voice_like(16.0, 0), delay_s=0.33, gain=0.5, near_extra=user, asr=asr)
+    assert echo.linear_erle_db is not None and echo.linear_erle_db >= LINEAR_MIN_ERLE_DB
+    heard = np.concatenate(asr).astype(np.float32) / 32767
+    lag = len(echo._linear_hold)  # both outputs trail the microphone by AEC3's own delay (128 samples)
+    assert lag == 128
+    first = at + int(np.argmax(np.abs(near) > 0.05))  # the first sound of the question, over the avatar's voice
+    span = slice(first, first + int(0.3 * RATE))
+    late = slice(span.start + lag, span.stop + lag)
+    raw_db = _user_to_error_db(user[span], mic[span].astype(np.float32) / 32767)
+    aec3_db = _user_to_error_db(user[span], out[late].astype(np.float32) / 32767)
+    asr_db = _user_to_error_db(user[span], heard[late])
+    # measured: raw 10.7, AEC3 8.5 (its suppressor takes some of the voice with the echo), recogniser's 15.8 dB
+    assert asr_db >= aec3_db + 4.0 and asr_db >= raw_db + 3.0, (raw_db, aec3_db, asr_db)
+
+
+def test_the_recogniser_hears_aec3_until_the_linear_filter_cancels() -> None:
+    echo = EchoCanceller(EchoSettings(delay_ms=250))
+    asr: list[np.ndarray] = []
+    _, out, _ = _run_room(echo, _voice_like(3.0, 0), delay_s=0.33, gain=0.5, asr=asr)
+    chunks = np.split(out, len(asr))
+    assert all(np.array_equal(a, o) for a, o in zip(asr[:60], chunks[:60]))  # its first 1.8 s: not converged
+    assert echo.linear_erle_db is not None and echo.linear_erle_db < LINEAR_MIN_ERLE_DB
+
+
+def test_without_libspeexdsp_the_recogniser_hears_aec3(monkeypatch: pytest.MonkeyPatch) -> None:
+    from assistant.audio import speex
+
+    monkeypatch.setattr(speex, "LIBRARY_NAMES", ("no-such-speexdsp-library",))  # as if it were not installed
+    echo = EchoCanceller(EchoSettings(delay_ms=250))
+    asr: list[np.ndarray] = []
+    _, out, _ = _run_room(echo, _voice_like(8.0, 0), delay_s=0.33, gain=0.5, asr=asr)
+    assert echo.linear_erle_db is None
+    assert np.array_equal(np.concatenate(asr), out)
 
 
 def test_no_canceller_gives_a_notice_and_half_duplex(monkeypatch: pytest.MonkeyPatch) -> None:

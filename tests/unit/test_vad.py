@@ -335,3 +335,27 @@ def test_live_capture_stamps_the_last_voiced_frame_with_its_capture_time():
         listener.stop()
     assert paused[0].voice_ended_at == pytest.approx(T0 + 1.5)
     assert ended[0].voice_ended_at == pytest.approx(T0 + 1.5)
+
+
+def test_utterances_carry_the_recognisers_signal_where_the_vad_heard_speech():
+    """push(..., for_asr=): speech is found in one signal (AEC3's output, for the guard) and the utterance is cut
+    from the other (the linear canceller's), in chunks of any size, pre-roll and a partial last frame included."""
+    heard = np.concatenate([pattern("." * 15 + "v" * 25), np.full(100, VOICE, np.int16)])  # still open at the end
+    for_asr = np.arange(len(heard), dtype=np.int64).astype(np.int16)  # a different signal, every sample its own
+    whole = utterances(run(segmenter(), heard))
+    seg, rng, events, i = segmenter(), np.random.default_rng(2), [], 0
+    while i < len(heard):
+        n = int(rng.integers(1, 2000))
+        events += seg.push(heard[i : i + n], for_asr=for_asr[i : i + n])
+        i += n
+    (utt,) = utterances(events + seg.flush())
+    (plain,) = whole
+    assert (utt.start_s, utt.end_s) == (plain.start_s, plain.end_s)  # the same stretch, found in `heard`
+    assert utt.end_s == pytest.approx(len(heard) / RATE)  # the partial last frame too
+    start, end = round(utt.start_s * RATE), round(utt.end_s * RATE)
+    np.testing.assert_array_equal(utt.samples, for_asr[start:end].astype(np.float32) / 32768)
+
+
+def test_for_asr_must_cover_the_same_samples():
+    with pytest.raises(ValueError, match="for_asr has 400 samples, the chunk 480"):
+        segmenter().push(np.zeros(480, np.int16), for_asr=np.zeros(400, np.int16))
