@@ -11,7 +11,12 @@ import pytest
 
 from assistant.audio.capture import rms_dbfs
 from assistant.audio.vad import VadSettings
-from tests.unit.test_capture_errors import MIC, FakeBackend, open_streams, rec, speech, wait_until  # noqa: F401
+from tests.unit.test_capture_errors import MIC, FakeBackend, Recorder, open_streams, speech, wait_until
+
+
+@pytest.fixture
+def rec() -> Recorder:
+    return Recorder()
 
 
 class HalvingEcho:
