@@ -27,9 +27,9 @@ floor, and not just after the machine stalled (`STALL_MS`, `STALL_HOLD_S`).
 
 What the recogniser hears (`for_asr`): AEC3's echo suppressor also removes the user's weak sounds under the
 avatar's voice (the first 250-300 ms of an interrupting question, until the reply stops), so the utterance is cut
-from a linear canceller's output instead (speex's, `assistant.audio.speex`, fed the same aligned reference), as long
-as that one is cancelling the echo (`LINEAR_MIN_ERLE_DB` over the recent echo-only frames); otherwise, and without
-libspeexdsp, from AEC3's.
+from a linear canceller's output instead (speex's, `assistant.audio.speex`, fed the same reference, read as its own
+unbroken signal: `LINEAR_REAIM_MS`), as long as that one is cancelling the echo (`LINEAR_MIN_ERLE_DB` over the
+recent echo-only frames); otherwise, and without libspeexdsp, from AEC3's.
 
 Needs numpy, soxr and webrtcvad; `pywebrtc-audio` is optional: without it `load_echo_canceller` says why and the
 app stays half-duplex. Without `silero-vad` the guard is webrtcvad's alone (logged).
@@ -92,6 +92,12 @@ LINEAR_MIN_ERLE_DB = 6.0  # the recogniser hears the linear canceller only while
 # echo (a fresh or lost filter passes the avatar's voice through; AEC3's output is then the better of the two) ...
 LINEAR_ERLE_DECAY = 0.99  # ... measured over the echo-only frames of the last few seconds (30 ms frames: ~3 s)
 LINEAR_MIN_FRAMES = 30  # ... and at least this many of them since it started (or was reset): ~1 s of echo
+LINEAR_REAIM_MS = 120.0  # the linear canceller reads its own unbroken reference, not re-aimed with AEC3's: an
+# adaptive filter follows a slow drift of the echo by itself, while a reset costs it 5-10 s of echo to learn the
+# path again (the recogniser hears AEC3 meanwhile: in bench echo at 200 ms the one question that lost its key
+# words came 2.5 s into the first reply after a re-aim). It follows AEC3's read, with a reset, only once the two
+# are this far apart, between replies (REAIM_QUIET_S), or at once for what makes AEC3's jump (RESYNC_MS, unwritten
+# reference). 100 ppm of drift takes 20 minutes to get there; the filter (512 ms) holds the echo that long.
 INSTALL_HINT = "install it with: .venv/bin/pip install pywebrtc-audio"
 
 
@@ -217,6 +223,8 @@ class EchoCanceller:
         self._linear_in = 0.0  # decayed echo-only power before and after the linear canceller (LINEAR_ERLE_DECAY)
         self._linear_out = 0.0
         self._linear_frames = 0  # echo-only frames measured since the linear canceller started or was reset
+        self._linear_pos: int | None = None  # the next reference sample to hand to it (LINEAR_REAIM_MS)
+        self.linear_reaims = 0
         self._stream: Any = None
         self._read_pos: int | None = None  # the next reference sample to hand to AEC3
         self._mic_samples = 0  # microphone samples processed
@@ -286,10 +294,6 @@ class EchoCanceller:
         elif abs(target - self._read_pos) > REAIM_MS * rate / 1000 and self._quiet_samples >= REAIM_QUIET_S * rate:
             pos = target  # the clocks drifted apart: follow them while the avatar is silent, with a fresh AEC3
             self._aec.reset()
-            if self._linear is not None:
-                self._linear.reset()
-                self._linear_in = self._linear_out = 0.0
-                self._linear_frames = 0
             self.reaims += 1
             log.info("echo reference re-aimed by %.0f ms between replies (clock drift)", (target - self._read_pos) / rate * 1000)
         else:
@@ -311,7 +315,8 @@ class EchoCanceller:
         self.out_dbfs = rms_dbfs(out)
         self.for_asr = out
         if self._linear is not None:
-            lin = self._linear.process(chunk, (np.clip(far, -1.0, 1.0) * 32767.0).round().astype(np.int16))
+            lin_far = far if pos is None else self._linear_reference(pos, n, written, far)
+            lin = self._linear.process(chunk, (np.clip(lin_far, -1.0, 1.0) * 32767.0).round().astype(np.int16))
             self.linear_dbfs = rms_dbfs(lin)  # level of this very chunk (the ERLE compares it with the raw one)
             if len(self._linear_hold):
                 held = np.concatenate([self._linear_hold, lin])
@@ -320,6 +325,28 @@ class EchoCanceller:
             if erle is not None and erle >= LINEAR_MIN_ERLE_DB:
                 self.for_asr = lin
         return out
+
+    def _linear_reference(self, pos: int, n: int, written: int, far: np.ndarray) -> np.ndarray:
+        """The reference for the linear canceller: read on from where it was, unless it must follow AEC3's `pos`
+        (see LINEAR_REAIM_MS); then it starts afresh."""
+        rate = self.settings.sample_rate_hz
+        lin = self._linear_pos
+        apart = None if lin is None else abs(lin - pos)
+        if lin is not None and (
+            apart <= LINEAR_REAIM_MS * rate / 1000
+            or (apart <= RESYNC_MS * rate / 1000 and self._quiet_samples < REAIM_QUIET_S * rate)
+        ) and lin + n <= written:
+            self._linear_pos = lin + n
+            return far if lin == pos else self.reference.samples(lin, n)
+        if lin is not None:
+            assert self._linear is not None
+            self._linear.reset()
+            self._linear_in = self._linear_out = 0.0
+            self._linear_frames = 0
+            self.linear_reaims += 1
+            log.info("linear echo canceller re-aimed by %.0f ms", (pos - lin) / rate * 1000)
+        self._linear_pos = pos + n
+        return far
 
     def _mic_time(self, n: int, captured_at: float) -> float:
         """When the chunk that ends now was really captured, on time.monotonic().

@@ -259,10 +259,13 @@ def test_late_microphone_stamps_do_not_move_the_reference() -> None:
 
 
 
-def _drifting_session(echo: EchoCanceller, seconds: float, speak_s: float, cycle_s: float, seed: int):
+def _drifting_session(
+    echo: EchoCanceller, seconds: float, speak_s: float, cycle_s: float, seed: int, linear: list | None = None
+):
     """The stream speaks `speak_s` of every `cycle_s` (a reply, then a pause) while the microphone's sample clock
     runs 500 ppm fast against time.monotonic(). Returns, per microphone chunk, the read position and how far the
-    clocks put the reference from it, and per 40 ms tick whether the avatar spoke."""
+    clocks put the reference from it, and per 40 ms tick whether the avatar spoke; `linear` (a list) gets the
+    linear canceller's next read position after each chunk."""
     t = [0.0]
     echo.reference._clock = lambda: t[0]
     rng = np.random.default_rng(seed)
@@ -281,6 +284,8 @@ def _drifting_session(echo: EchoCanceller, seconds: float, speak_s: float, cycle
         echo.process(silent, at)
         target, pos, _ = echo.last_read
         positions.append(pos)
+        if linear is not None:
+            linear.append(echo._linear_pos)
         off.append(abs(target - pos))
     return np.array(positions), off, spoken
 
@@ -304,13 +309,35 @@ def test_drift_is_followed_between_replies_with_a_fresh_canceller() -> None:
     resets = []
     real_reset = echo._aec.reset
     echo._aec = type("Aec", (), {"process": echo._aec.process, "reset": lambda self: (resets.append(1), real_reset())})()
-    positions, off, spoken = _drifting_session(echo, 120, speak_s=8.0, cycle_s=12.0, seed=6)
+    linear: list[int] = []
+    positions, off, spoken = _drifting_session(echo, 120, speak_s=8.0, cycle_s=12.0, seed=6, linear=linear)
     jumps_at = [int(p) for p, step in zip(positions[1:], np.diff(positions)) if step != 480]
     assert echo.reaims == len(jumps_at) == len(resets) >= 2  # 60 ms of drift, followed in 30 ms steps
+    # the linear canceller keeps its unbroken reference (it follows a slow drift by itself; LINEAR_REAIM_MS)
+    assert echo.linear_reaims == 0 and set(np.diff(linear)) == {480}
     for pos in jumps_at:  # each re-aim landed where the reference had been silent for REAIM_QUIET_S and more
         first, last_frame = (pos - int(echo_mod.REAIM_QUIET_S * RATE)) // 640, pos // 640
         assert not any(spoken[max(first, 0) : last_frame + 1])
     assert max(off) < (echo_mod.REAIM_MS + 8 * 0.5 + 5) / 1000 * RATE  # never more than one reply's drift behind
+
+
+def test_the_linear_canceller_follows_a_long_drift_between_replies() -> None:
+    # 500 ppm for five minutes: 150 ms, past LINEAR_REAIM_MS; the linear canceller's read then follows AEC3's in a
+    # silence between replies, afresh (its filter learnt the echo where it no longer is)
+    from assistant.audio import echo as echo_mod
+
+    echo = EchoCanceller(EchoSettings(delay_ms=250))
+    linear: list[int] = []
+    positions, _, spoken = _drifting_session(echo, 300, speak_s=8.0, cycle_s=12.0, seed=7, linear=linear)
+    jumps = [(i, int(p)) for i, (p, step) in enumerate(zip(linear[1:], np.diff(linear))) if step != 480]
+    assert echo.linear_reaims == len(jumps) >= 1 and echo.reaims > len(jumps)
+    for i, _ in jumps:
+        assert linear[i + 1] == positions[i + 1] + 480  # it now reads where AEC3 reads
+        pos = int(positions[i + 1])
+        first, last_frame = (pos - int(echo_mod.REAIM_QUIET_S * RATE)) // 640, pos // 640
+        assert not any(spoken[max(first, 0) : last_frame + 1])  # in a silence between replies
+    apart = [abs(a - b) for a, b in zip(linear, positions)]
+    assert max(apart) <= (echo_mod.LINEAR_REAIM_MS + 8 * 0.5 + 5) / 1000 * RATE + 480
 
 
 @pytest.mark.parametrize("side", ["stream", "mic"])
