@@ -143,35 +143,25 @@ def _tool_checks() -> list[Check]:
         checks.append(
             Check("tools", tool.name, OK, _version_line(path, tool.version_args), "", tool.required)
         )
-    lib = ctypes.util.find_library("vlc")
-    if lib:
-        checks.append(Check("tools", "libvlc", OK, lib, "", True))
-    else:
-        checks.append(
-            Check(
-                "tools",
-                "libvlc",
-                FAIL,
-                "libvlc.so not found (the video player needs it)",
-                "sudo apt-get install vlc",
-                True,
-            )
+    checks.append(_library_check("vlc", "libvlc", True, "libvlc.so not found (the video player needs it)", "vlc"))
+    checks.append(
+        _library_check(
+            "speexdsp",
+            "libspeexdsp",
+            False,
+            "not found (barge-in: a question started over the avatar's voice may lose its first sounds)",
+            "libspeexdsp1",
         )
-    speex = ctypes.util.find_library("speexdsp")
-    if speex:
-        checks.append(Check("tools", "libspeexdsp", OK, speex, "", False))
-    else:
-        checks.append(
-            Check(
-                "tools",
-                "libspeexdsp",
-                OPTIONAL,
-                "not found (barge-in: a question started over the avatar's voice may lose its first sounds)",
-                "sudo apt-get install libspeexdsp1",
-                False,
-            )
-        )
+    )
     return checks
+
+
+def _library_check(lib: str, name: str, required: bool, missing: str, apt: str) -> Check:
+    """A shared library the app loads itself (ctypes): found, or FAIL/OPTIONAL with the apt command."""
+    path = ctypes.util.find_library(lib)
+    if path:
+        return Check("tools", name, OK, path, "", required)
+    return Check("tools", name, FAIL if required else OPTIONAL, missing, f"sudo apt-get install {apt}", required)
 
 
 def _version_line(path: str, args: tuple[str, ...]) -> str:
