@@ -19,7 +19,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
-from collections.abc import Callable
 
 import numpy as np
 
@@ -128,12 +127,10 @@ class LinearEchoCanceller:
             pass
 
 
-def load_linear_canceller(
-    rate_hz: int, factory: Callable[[int], LinearEchoCanceller] = LinearEchoCanceller
-) -> LinearEchoCanceller | None:
+def load_linear_canceller(rate_hz: int) -> LinearEchoCanceller | None:
     """A linear canceller, or None (logged) when libspeexdsp cannot be used here. Never raises."""
     try:
-        return factory(rate_hz)
+        return LinearEchoCanceller(rate_hz)
     except SpeexUnavailable as e:
         log.warning("no linear echo canceller for recognition (%s): a question started over the avatar's voice "
                     "may lose its first sounds", e)
