@@ -28,8 +28,9 @@ sink), `none` (no canceller: what barge-in would do without one).
   (no room, no avatar): what the recogniser makes of that voice at best.
 
 With `aec3` the recordings folder also holds `tap.npz`: every microphone chunk raw, cancelled and as the
-recogniser heard it (`asr`: the linear canceller's output, see `assistant.audio.echo`), the reference AEC3 got with it, the reference positions and the runs' times, so a false barge-in can be traced (and AEC3 and the
-guard replayed) offline.
+recogniser heard it (`asr`: the linear canceller's output, see `assistant.audio.echo`), the reference AEC3 got
+with it, the reference positions and the runs' times, so a false barge-in can be traced (and AEC3 and the guard
+replayed) offline.
 
 Needs PulseAudio (pulseaudio, pulseaudio-utils), espeak-ng, the bundled Whisper model; pywebrtc-audio for aec3.
 """

@@ -76,7 +76,8 @@ def _load_voice(voice_class: Any, onnx_path: Path, config_path: Path, use_cuda: 
     address space, partly touched): in a long session each new longest sentence raised the process's memory for
     good (+21 MB at turn 22 of `bench soak`, in steps that did not level off). Without it the buffers of a
     sentence are freed when it is spoken. It costs some speed: 53-59 ms against 45 ms a short sentence on 2 cores
-    (the same sentences, alternating runs), for memory that stays level over a long session. `PiperVoice.load` takes no session options, so the session is made here.
+    (the same sentences, alternating runs), for memory that stays level over a long session. `PiperVoice.load`
+    takes no session options, so the session is made here.
     """
     import json
 
