@@ -1,12 +1,15 @@
 """Resolve `gpu_profile` (auto/low/medium/high) and every "auto" setting into concrete choices, recording where each
 value came from (the profile, the user's file or the shipped defaults).
 
-The profile picks the speech recognition model, the voice, the talking head and the dialogue model. A profile
-never asks for work the machine cannot do in real time: `medium` or `high` on a machine without a CUDA GPU
-steps down to `low` (1080p Wav2Lip on a CPU gave 4-17 s silences) and says so in `notices`. One exception, from
-a measurement: when the profile's Wav2Lip checkpoint is on disk and this CPU renders Wav2Lip at 720p25 faster
-than real time (with CPU_LIPSYNC_MIN_REALTIME to spare), the talking head stays Wav2Lip (at `standard`) instead
-of the light engine. The measurement (a 2 s render, a few seconds with the model load) runs once per process.
+The profile picks the speech recognition model, the voice, the talking head and the dialogue model. With a CUDA
+GPU, its free memory picks the profile (PROFILES). Without one, the profiles are CPU tiers (assistant.recommend):
+`auto` takes the highest tier this CPU keeps quick, measured (assistant.capability: a second, once per machine),
+and of that tier's dialogue model and recogniser the best ones on disk, so a downloaded model is used without the
+user naming it; a named `medium` or `high` runs its tier's models (the bundled ones stand in until they are
+downloaded) and says when this CPU is too slow for it. Voice and talking head on a CPU stay Piper and the light
+engine, with one exception, from a measurement: when a named profile's Wav2Lip checkpoint is on disk and this CPU
+renders Wav2Lip at 720p25 faster than real time (with CPU_LIPSYNC_MIN_REALTIME to spare), the talking head stays
+Wav2Lip (at `standard`). Each measurement runs once per process.
 
 Probing the GPU needs torch; it is imported only when the profile or a device needs the answer. Whether
 llama.cpp can offload layers (`dialogue.gpu_layers: auto`) is asked of llama_cpp, imported only then.
@@ -20,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
+from assistant.capability import MachineSpeed
 from assistant.config import Settings
 
 log = logging.getLogger(__name__)
@@ -51,7 +55,7 @@ PROFILES: dict[str, ProfileChoice] = {
     "medium": ProfileChoice("whisper-small", "coqui", "coqui-vits", "wav2lip", "standard", "llama-3.2-1b"),
     "high": ProfileChoice("whisper-medium", "coqui", "coqui-xtts-v2", "wav2lip_gan", "high", "llama-3.2-3b"),
 }
-CPU_PROFILE = "low"  # what medium/high step down to without a CUDA GPU
+CPU_PROFILE = "low"  # the bundled demo set; its choices are the base of every CPU tier (assistant.recommend)
 # Wav2Lip on a CPU only when it renders this much faster than real time: the margin is for the rest of a turn
 # (speech recognition, the dialogue model and the voice share the cores) and for a machine busier than when measured.
 CPU_LIPSYNC_MIN_REALTIME = 1.2
@@ -78,6 +82,7 @@ class ResolvedSettings:
     requested_profile: str = ""  # the profile asked for (auto, or one named in the config)
     sources: dict[str, str] = field(default_factory=dict)
     notices: tuple[str, ...] = ()  # why a choice differs from what the config asked for
+    cpu_speed: MachineSpeed | None = None  # without CUDA: how fast this CPU ran the dialogue workload
 
     @property
     def stepped_down(self) -> bool:
@@ -183,83 +188,141 @@ def profile_for_gpu(gpu: GPUInfo | None) -> str:
     return "low"
 
 
+def measure_cpu_speed(settings: Settings) -> MachineSpeed | None:
+    """This CPU's speed for the dialogue model's workload (assistant.capability; cached per machine), or None
+    when the bundled model cannot be timed (then the CPU gets the `low` tier)."""
+    from assistant.capability import measure_machine
+    from assistant.errors import AssistantError
+    from assistant.models import locate
+    from assistant.recommend import BUNDLED_LLM
+
+    try:
+        bundled = locate(BUNDLED_LLM, settings.models_dir)
+        return measure_machine(settings.cache_dir, bundled, settings.dialogue.threads)
+    except AssistantError as e:
+        log.warning("cannot time this CPU (%s): the low profile's models", e)
+        return None
+
+
+@dataclass
+class _Resolution:
+    """What resolve() decides step by step: the profile, its models, where each value came from, and why."""
+
+    settings: Settings
+    gpu: GPUInfo | None
+    profile: str = ""
+    choice: ProfileChoice = PROFILES[CPU_PROFILE]
+    sources: dict[str, str] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
+    lipsync_note: str = ""
+    cpu_speed: MachineSpeed | None = None
+
+    def origin(self, key: str) -> str:
+        return "user config" if key in self.settings.user_keys else "default config"
+
+
+def _gpu_profile(res: _Resolution) -> None:
+    requested, gpu = res.settings.gpu_profile, res.gpu
+    if requested == "auto":
+        res.profile = profile_for_gpu(gpu)
+        assert gpu is not None  # auto without a GPU is _cpu_profile's
+        res.sources["profile"] = f"auto: {gpu.name} with {gpu.free_bytes / GIB:.1f} GiB free"
+    else:
+        res.profile = requested
+        res.sources["profile"] = res.origin("gpu_profile")
+    res.choice = PROFILES[res.profile]
+
+
+def _cpu_profile(res: _Resolution, speed: MachineSpeed | None) -> None:
+    """No CUDA GPU: the tier this CPU sustains (auto, with the best of its models on disk), or the one named."""
+    from assistant.recommend import CPU_TIERS, TIER_BY_PROFILE, best_present, sustained_tier, tier_cost
+
+    requested, models = res.settings.gpu_profile, res.settings.models_dir
+    res.cpu_speed = speed
+    if requested == "auto":
+        tier = sustained_tier(speed) if speed else CPU_TIERS[0]
+        llm, asr = best_present(tier, "llm", models), best_present(tier, "asr", models)
+        timed = f"{speed.workload.total_s:.2f} s for the dialogue workload" if speed else "not timed"
+        res.sources["profile"] = f"auto: no CUDA GPU, this CPU sustains {tier.profile} ({timed})"
+    else:
+        tier = TIER_BY_PROFILE[requested]
+        llm, asr = tier.dialogue_model, tier.asr_model
+        res.sources["profile"] = f"{res.origin('gpu_profile')}: {requested} on a CPU (no CUDA GPU)"
+        cost = tier_cost(tier, speed) if speed else None
+        if cost is not None and not cost.sustained and cost.llm_s is not None:
+            res.notices.append(
+                f"Profile {requested} on this CPU: its dialogue model needs about {cost.llm_s:.1f} s before the "
+                "first sentence, so replies start late; gpu_profile auto picks what this CPU keeps quick"
+            )
+    res.profile = tier.profile
+    res.choice = replace(PROFILES[CPU_PROFILE], asr_model=asr, dialogue_model=llm)
+
+
+def _cpu_wav2lip(res: _Resolution, probe: Callable[[Settings, str], float | None]) -> None:
+    """A named medium/high on a CPU whose talking head is left to it: Wav2Lip stays if this CPU keeps up."""
+    requested = res.settings.gpu_profile
+    if res.gpu is not None or requested in ("auto", CPU_PROFILE) or res.settings.talking_head.engine != "auto":
+        return
+    wanted = PROFILES[requested].talking_head_engine
+    rate = probe(res.settings, wanted)
+    if rate is not None and rate >= CPU_LIPSYNC_MIN_REALTIME:
+        res.choice = replace(res.choice, talking_head_engine=wanted, quality_mode=CPU_LIPSYNC_QUALITY)
+        res.lipsync_note = f"{wanted} at {rate:.2f}x real time on this CPU"
+        res.notices.append(
+            f"The talking head stays {wanted} (at {CPU_LIPSYNC_QUALITY} quality): it renders at {rate:.2f}x "
+            "real time on this CPU"
+        )
+    elif rate is not None:
+        log.info("%s at %.2fx real time on this CPU (needs %.2fx): the light engine", wanted, rate,
+                 CPU_LIPSYNC_MIN_REALTIME)  # fmt: skip
+
+
 def resolve(
     settings: Settings,
     probe: Callable[[], GPUInfo | None] = probe_cuda,
     llm_gpu_probe: Callable[[], bool] = llama_gpu_offload,
     cpu_lipsync_probe: Callable[[Settings, str], float | None] | None = None,
+    cpu_speed_probe: Callable[[Settings], MachineSpeed | None] | None = None,
 ) -> ResolvedSettings:
     """The concrete choices for `settings` on this machine. `probe` finds the CUDA GPU, `llm_gpu_probe` says
     whether llama.cpp can offload layers, `cpu_lipsync_probe` (default `measure_cpu_lipsync`) how fast Wav2Lip
-    runs on this CPU; tests inject them."""
-    sources: dict[str, str] = {}
-    notices: list[str] = []
-
-    def origin(key: str) -> str:
-        return "user config" if key in settings.user_keys else "default config"
-
-    requested = settings.gpu_profile
-    needs_probe = requested != "low" or "auto" in (
+    runs on this CPU, `cpu_speed_probe` (default `measure_cpu_speed`) how fast this CPU runs the dialogue model;
+    tests inject them."""
+    needs_probe = settings.gpu_profile != "low" or "auto" in (
         settings.asr.device,
         settings.tts.device,
         settings.talking_head.device,
     )
-    gpu = probe() if needs_probe else None
-    if requested == "auto":
-        profile = profile_for_gpu(gpu)
-        sources["profile"] = (
-            f"auto: {gpu.name} with {gpu.free_bytes / GIB:.1f} GiB free" if gpu else "auto: no CUDA GPU"
-        )
-    elif requested != CPU_PROFILE and gpu is None:
-        # Without CUDA the profile's Wav2Lip, Coqui and bigger models run slower than real time: long silences.
-        profile = CPU_PROFILE
-        sources["profile"] = f"{origin('gpu_profile')}: {requested}, stepped down to {profile}: no CUDA GPU"
-        notices.append(
-            f"Profile {requested} needs a CUDA GPU and none was found (no CUDA device, or torch without CUDA); "
-            f"using the {profile} profile's models and talking head, which keep up on a CPU"
-        )
+    res = _Resolution(settings, probe() if needs_probe else None)
+    if res.gpu is not None or settings.gpu_profile == CPU_PROFILE:
+        _gpu_profile(res)
     else:
-        profile = requested
-        sources["profile"] = origin("gpu_profile")
-    choice = PROFILES[profile]
-    lipsync_note = ""
-    # a stepped-down profile whose talking head is left to it: Wav2Lip stays if this CPU keeps up (measured)
-    if (
-        profile == CPU_PROFILE
-        and requested not in ("auto", CPU_PROFILE)
-        and settings.talking_head.engine == "auto"
-    ):
-        wanted = PROFILES[requested].talking_head_engine
-        rate = (cpu_lipsync_probe or measure_cpu_lipsync)(settings, wanted)
-        if rate is not None and rate >= CPU_LIPSYNC_MIN_REALTIME:
-            choice = replace(choice, talking_head_engine=wanted, quality_mode=CPU_LIPSYNC_QUALITY)
-            lipsync_note = f"{wanted} at {rate:.2f}x real time on this CPU"
-            notices.append(
-                f"The talking head stays {wanted} (at {CPU_LIPSYNC_QUALITY} quality): it renders at {rate:.2f}x "
-                "real time on this CPU"
-            )
-        elif rate is not None:
-            log.info("%s at %.2fx real time on this CPU (needs %.2fx): the light engine", wanted, rate,
-                     CPU_LIPSYNC_MIN_REALTIME)  # fmt: skip
+        _cpu_profile(res, (cpu_speed_probe or measure_cpu_speed)(settings))
+    _cpu_wav2lip(res, cpu_lipsync_probe or measure_cpu_lipsync)
+    return _resolved(res, llm_gpu_probe)
+
+
+def _resolved(res: _Resolution, llm_gpu_probe: Callable[[], bool]) -> ResolvedSettings:
+    settings, sources, profile, choice, gpu = res.settings, res.sources, res.profile, res.choice, res.gpu
 
     def pick(key: str, configured: str | None, from_profile: str, sentinel: str | None = "auto") -> str:
         if configured is None or configured == sentinel:
-            talking_head = key.startswith("talking_head.") and lipsync_note
-            sources[key] = f"gpu_profile={profile}" + (f", {lipsync_note}" if talking_head else "")
+            talking_head = key.startswith("talking_head.") and res.lipsync_note
+            sources[key] = f"gpu_profile={profile}" + (f", {res.lipsync_note}" if talking_head else "")
             return from_profile
-        sources[key] = origin(key)
+        sources[key] = res.origin(key)
         return configured
 
     def pick_device(key: str, configured: str) -> str:
         if configured != "auto":
-            sources[key] = origin(key)
+            sources[key] = res.origin(key)
             return configured
         sources[key] = "auto: CUDA found" if gpu else "auto: no CUDA"
         return "cuda" if gpu else "cpu"
 
     def pick_gpu_layers(configured: int | str) -> int:
         if configured != "auto":
-            sources["dialogue.gpu_layers"] = origin("dialogue.gpu_layers")
+            sources["dialogue.gpu_layers"] = res.origin("dialogue.gpu_layers")
             return int(configured)
         if llm_gpu_probe():
             sources["dialogue.gpu_layers"] = "auto: llama.cpp built with GPU offload"
@@ -281,7 +344,8 @@ def resolve(
         talking_head_device=pick_device("talking_head.device", th.device),
         dialogue_model=pick("dialogue.model", settings.dialogue.model, choice.dialogue_model),
         dialogue_gpu_layers=pick_gpu_layers(settings.dialogue.gpu_layers),
-        requested_profile=requested,
+        requested_profile=settings.gpu_profile,
         sources=sources,
-        notices=tuple(notices),
+        notices=tuple(res.notices),
+        cpu_speed=res.cpu_speed,
     )

@@ -13,7 +13,9 @@ from assistant.config import load_settings, settings_to_dict, validate_dict
 from assistant.events import Notice
 from assistant.models import REGISTRY, install_dir
 import assistant.profile
+from assistant.capability import MachineSpeed, WorkloadTime
 from assistant.profile import CPU_LIPSYNC_MIN_REALTIME, GIB, PROFILES, GPUInfo, measure_cpu_lipsync, resolve
+from assistant.recommend import CPU_TIERS, REFERENCE_MACHINE_S, TIER_BY_PROFILE, sustained_tier, tier_cost
 from assistant.session import Session, _keys
 
 BIG_GPU = GPUInfo("RTX 3090", 24 * GIB, 20 * GIB)
@@ -94,22 +96,65 @@ def test_gpu_layers_follow_the_llama_cpp_build(tmp_path, configured, offload, la
 
 
 @pytest.mark.parametrize("profile", ["medium", "high"])
-def test_medium_and_high_step_down_to_low_without_cuda(tmp_path, profile):
+def test_medium_and_high_on_a_cpu_run_their_cpu_tier(tmp_path, profile):
     r = resolve(settings_for(tmp_path, gpu_profile=profile), probe=lambda: None, llm_gpu_probe=lambda: False)
-    low = PROFILES["low"]
-    assert r.profile == "low" and r.requested_profile == profile and r.stepped_down
+    tier = TIER_BY_PROFILE[profile]
+    assert r.profile == profile and r.requested_profile == profile and not r.stepped_down
     chosen = (r.asr_model, r.tts_engine, r.talking_head_engine, r.quality_mode, r.dialogue_model)
-    assert chosen == (
-        low.asr_model,
-        low.tts_engine,
-        low.talking_head_engine,
-        low.quality_mode,
-        low.dialogue_model,
-    )
+    assert chosen == (tier.asr_model, "piper", "light", "standard", tier.dialogue_model)
+    assert tier.dialogue_model != "smollm2-135m" and tier.asr_model != "whisper-tiny.en"
     assert r.talking_head_device == "cpu"
-    assert len(r.notices) == 1
-    assert f"Profile {profile} needs a CUDA GPU and none was found" in r.notices[0]
-    assert r.sources["profile"] == f"user config: {profile}, stepped down to low: no CUDA GPU"
+    assert r.sources["profile"] == f"user config: {profile} on a CPU (no CUDA GPU)"
+
+
+def slow_cpu(factor: float) -> MachineSpeed:
+    return MachineSpeed(WorkloadTime(REFERENCE_MACHINE_S * factor, 0.0), 2, "slow")
+
+
+def test_a_named_tier_this_cpu_cannot_keep_quick_says_so(tmp_path):
+    r = resolve(
+        settings_for(tmp_path, gpu_profile="high"), probe=lambda: None, llm_gpu_probe=lambda: False,
+        cpu_speed_probe=lambda s: slow_cpu(20.0),
+    )  # fmt: skip
+    assert r.profile == "high" and r.dialogue_model == TIER_BY_PROFILE["high"].dialogue_model
+    assert len(r.notices) == 1 and "Profile high on this CPU" in r.notices[0] and "start late" in r.notices[0]
+
+
+@pytest.mark.parametrize("factor", [0.2, 1.0, 3.0, 50.0])
+def test_auto_on_a_cpu_takes_the_highest_tier_it_sustains(tmp_path, factor):
+    speed = slow_cpu(factor)
+    r = resolve(settings_for(tmp_path), probe=lambda: None, llm_gpu_probe=lambda: False,
+                cpu_speed_probe=lambda s: speed)  # fmt: skip
+    tier = sustained_tier(speed)
+    assert r.profile == tier.profile and r.cpu_speed == speed
+    for higher in CPU_TIERS[CPU_TIERS.index(tier) + 1 :]:
+        assert not tier_cost(higher, speed).sustained
+    if tier.profile != "low":
+        assert tier_cost(tier, speed).sustained
+    # nothing downloaded: the bundled models answer, and no notice nags about it
+    assert (r.dialogue_model, r.asr_model, r.notices) == ("smollm2-135m", "whisper-tiny.en", ())
+    assert r.sources["profile"].startswith(f"auto: no CUDA GPU, this CPU sustains {tier.profile}")
+
+
+def test_a_slower_cpu_never_gets_a_bigger_tier():
+    ranks = [CPU_TIERS.index(sustained_tier(slow_cpu(f))) for f in (0.1, 0.5, 1.0, 2.0, 4.0, 100.0)]
+    assert ranks == sorted(ranks, reverse=True) and ranks[-1] == 0
+
+
+def test_auto_on_a_cpu_uses_a_downloaded_model_of_its_tier(tmp_path):
+    settings = settings_for(tmp_path)
+    tier = sustained_tier(slow_cpu(0.1))
+    assert tier.profile != "low"  # a fast CPU sustains a bigger tier than the demo set
+    fake_download(tier.dialogue_model, settings.models_dir)
+    r = resolve(settings, probe=lambda: None, llm_gpu_probe=lambda: False, cpu_speed_probe=lambda s: slow_cpu(0.1))
+    assert (r.dialogue_model, r.asr_model) == (tier.dialogue_model, "whisper-tiny.en")
+    assert r.sources["dialogue.model"] == f"gpu_profile={tier.profile}"
+
+
+def test_an_untimed_cpu_gets_the_demo_tier(tmp_path):
+    r = resolve(settings_for(tmp_path), probe=lambda: None, llm_gpu_probe=lambda: False,
+                cpu_speed_probe=lambda s: None)  # fmt: skip
+    assert (r.profile, r.dialogue_model) == ("low", "smollm2-135m") and "not timed" in r.sources["profile"]
 
 
 @pytest.mark.parametrize(("profile", "engine"), [("medium", "wav2lip"), ("high", "wav2lip_gan")])
@@ -123,16 +168,12 @@ def test_without_cuda_wav2lip_stays_where_this_cpu_renders_it_in_real_time(tmp_p
     settings = settings_for(tmp_path, gpu_profile=profile)
     r = resolve(settings, probe=lambda: None, llm_gpu_probe=lambda: False, cpu_lipsync_probe=fast_cpu)
     assert asked == [engine]
-    low = PROFILES["low"]
-    assert r.profile == "low" and r.stepped_down
+    tier = TIER_BY_PROFILE[profile]
+    assert r.profile == profile and not r.stepped_down
     assert (r.talking_head_engine, r.quality_mode, r.talking_head_device) == (engine, "standard", "cpu")
-    assert (r.asr_model, r.tts_engine, r.dialogue_model) == (
-        low.asr_model,
-        low.tts_engine,
-        low.dialogue_model,
-    )
+    assert (r.asr_model, r.tts_engine, r.dialogue_model) == (tier.asr_model, "piper", tier.dialogue_model)
     assert f"{engine} at 1.50x real time on this CPU" in r.sources["talking_head.engine"]
-    assert len(r.notices) == 2 and f"talking head stays {engine}" in r.notices[1]
+    assert len(r.notices) == 1 and f"talking head stays {engine}" in r.notices[0]
 
 
 @pytest.mark.parametrize("rate", [None, CPU_LIPSYNC_MIN_REALTIME - 0.05, 0.65])
@@ -141,7 +182,7 @@ def test_without_cuda_a_slow_cpu_or_missing_weights_get_the_light_engine(tmp_pat
     r = resolve(
         settings, probe=lambda: None, llm_gpu_probe=lambda: False, cpu_lipsync_probe=lambda s, e: rate
     )
-    assert (r.talking_head_engine, r.quality_mode) == ("light", "standard") and len(r.notices) == 1
+    assert (r.talking_head_engine, r.quality_mode) == ("light", "standard") and r.notices == ()
 
 
 @pytest.mark.parametrize(
@@ -173,10 +214,10 @@ def test_with_cuda_the_named_profile_stays_and_says_nothing(tmp_path):
     assert not r.stepped_down and r.notices == ()
 
 
-def test_a_setting_named_by_the_user_survives_the_step_down(tmp_path):
-    settings = settings_for(tmp_path, gpu_profile="high", **{"talking_head.engine": "static"})
+def test_a_setting_named_by_the_user_survives_the_cpu_tier(tmp_path):
+    settings = settings_for(tmp_path, gpu_profile="high", **{"talking_head.engine": "static", "asr.model": "whisper-tiny.en"})
     r = resolve(settings, probe=lambda: None, llm_gpu_probe=lambda: False)
-    assert r.profile == "low" and r.talking_head_engine == "static" and r.asr_model == "whisper-tiny.en"
+    assert r.profile == "high" and r.talking_head_engine == "static" and r.asr_model == "whisper-tiny.en"
 
 
 # ---- the Session builds what was resolved, and reports what it built ----
@@ -216,21 +257,24 @@ def test_session_uses_the_bundled_model_until_the_bigger_one_is_downloaded(tmp_p
     assert session.notices == []
 
 
-def test_session_reports_the_step_down_once_with_its_reason(tmp_path, no_llama_load):
+def test_session_reports_a_slow_tier_once_with_its_reason(tmp_path, no_llama_load, monkeypatch):
+    monkeypatch.setattr(assistant.profile, "measure_cpu_speed", lambda settings: slow_cpu(20.0))
     events: list = []
     settings = settings_for(tmp_path, gpu_profile="high")
     session = Session(settings, events.append, probe=lambda: None, llm_gpu_probe=lambda: False)
     session.dialogue = session._build_dialogue()
     summary = session.engines_summary()
-    assert summary["profile"] == "low (instead of high: no CUDA GPU)"
-    assert summary["llm"] == "smollm2-135m on CPU"  # low's model: nothing to fall back from
-    assert len(session.notices) == 1 and "Profile high needs a CUDA GPU" in session.notices[0]
+    assert summary["profile"] == "high"
+    tier_model = TIER_BY_PROFILE["high"].dialogue_model
+    assert summary["llm"] == f"smollm2-135m on CPU (instead of {tier_model}: not downloaded)"
+    assert [n.split(" ")[:2] for n in session.notices] == [["Profile", "high"], ["Dialogue", "model:"]]
     session._keys = None
     session.load = lambda progress=None: None  # type: ignore[method-assign]
-    session.reconfigure(settings)  # the same settings again: the notice is not told twice
-    assert len([e for e in events if isinstance(e, Notice)]) == 1 and len(session.notices) == 1
+    session.reconfigure(settings)  # the same settings again: the profile's notice is not told twice
+    assert len([e for e in events if isinstance(e, Notice) and e.message.startswith("Profile")]) == 1
     session.reconfigure(settings_for(tmp_path, gpu_profile="low"))
-    assert session.notices == [] and session.engines_summary()["profile"] == "low"
+    assert session.engines_summary()["profile"] == "low"
+    assert not [n for n in session.notices if n.startswith("Profile")]
 
 
 def test_every_substitution_is_reported_not_only_the_last(tmp_path, no_llama_load):
@@ -238,6 +282,6 @@ def test_every_substitution_is_reported_not_only_the_last(tmp_path, no_llama_loa
     session = Session(settings, probe=lambda: None, llm_gpu_probe=lambda: False)
     session.dialogue = session._build_dialogue()
     summary = session.engines_summary()
-    assert summary["profile"] == "low (instead of high: no CUDA GPU)"
+    assert summary["profile"] == "high"
     assert summary["llm"] == "smollm2-135m on CPU (instead of llama-3.2-3b: not downloaded)"
-    assert [n.split(" ")[:2] for n in session.notices] == [["Profile", "high"], ["Dialogue", "model:"]]
+    assert [n.split(" ")[:2] for n in session.notices] == [["Dialogue", "model:"]]
