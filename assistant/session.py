@@ -29,6 +29,7 @@ from assistant.heap import release_free_memory
 from assistant.models import locate, state
 from assistant.pipeline import Hold, Stages, TurnResult, TurnRunner
 from assistant.profile import GPUInfo, ResolvedSettings, llama_gpu_offload, probe_cuda, resolve
+from assistant.recommend import Recommendation, recommend
 from assistant.retention import prune_media
 from assistant.storage import describe as describe_storage
 
@@ -95,6 +96,8 @@ class Session:
         # settings', and (what was asked for, why not in a few words) when it runs something else.
         self._notices: dict[str, list[str]] = {}
         self._substituted: dict[str, tuple[str, str]] = {}
+        # Without CUDA: the model set this CPU sustains and what of it is missing (the window offers it).
+        self.recommendation: Recommendation | None = None
         self.resolved = self._resolve(settings)
         self.out_dir = Path(out_dir) if out_dir else settings.data_dir / "replies"
         self.conversation_log = ConversationLog(settings.data_dir / "conversations")
@@ -123,13 +126,25 @@ class Session:
         self.on_event(Notice(0, time.monotonic(), message, level))
 
     def _resolve(self, settings: Settings) -> ResolvedSettings:
-        """Resolve the profile; a step-down (medium/high without CUDA) is a notice, told once while it lasts."""
+        """Resolve the profile (and, on a CPU, what to recommend); a profile's notice is told once while it lasts."""
         resolved = resolve(settings, self._probe, self._llm_gpu_probe)
+        self.recommendation = self._recommend(settings, resolved)
         if list(resolved.notices) != self._notices.get("profile", []):
             self._notices.pop("profile", None)
             for message in resolved.notices:
                 self._notice(message, stage="profile")
         return resolved
+
+    @staticmethod
+    def _recommend(settings: Settings, r: ResolvedSettings) -> Recommendation | None:
+        """The set this CPU should run and what of it is missing (None with a CUDA GPU or an untimed CPU)."""
+        if r.cpu_speed is None:
+            return None
+        try:
+            return recommend(r.cpu_speed, settings.models_dir, r.dialogue_model, r.asr_model)
+        except ModelError as e:  # a tier names a model the registry lacks: a bug, but no reason to stop
+            log.warning("no model recommendation: %s", e)
+            return None
 
     def _model_path(self, wanted: str, bundled: str, what: str, stage: str) -> tuple[Path, str]:
         """A model folder/file from a path or registry name; a missing download falls back to the bundled one."""
