@@ -220,6 +220,10 @@ class UISettings(_Section):
     window_height: int = Field(720, ge=300, description="initial window height")
     show_timings: bool = Field(True, description="show per-stage times in the status line")
     push_to_talk_key: str = Field("space", description="key held for push-to-talk")
+    model_offer_declined: list[str] = Field(
+        default_factory=list,
+        description="models of a recommended set the user said 'Not now' to; a set with another model is offered",
+    )
 
 
 class ModelsSettings(_Section):
