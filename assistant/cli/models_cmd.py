@@ -19,6 +19,7 @@ from assistant.errors import DownloadError, ModelError
 from assistant.inputs import folder_arg
 from assistant.models import (
     REGISTRY,
+    CommercialUse,
     ModelSpec,
     ModelStatus,
     get_spec,
@@ -115,6 +116,14 @@ def human_bytes(n: int | None, exact: bool = True) -> str:
     return str(n)
 
 
+_COMMERCIAL_TEXT = {
+    CommercialUse.YES: "yes",
+    CommercialUse.CONDITIONS: "with conditions",
+    CommercialUse.NO: "no",
+    CommercialUse.UNKNOWN: "unknown",
+}
+
+
 def list_models(
     models_dir: Path,
     *,
@@ -137,6 +146,8 @@ def list_models(
                 "size_bytes": spec.size_bytes,
                 "size_exact": spec.size_is_exact,
                 "licence": spec.licence,
+                "commercial_use": spec.commercial_use.value,  # yes, conditions, no or unknown
+                "commercial_terms": spec.commercial_terms,  # the conditions, or why not
                 "optional": spec.optional,
                 "bundled": spec.bundled,
                 "verified": st.verified,
@@ -151,23 +162,31 @@ def list_models(
     if as_json:
         print(json.dumps(rows, indent=2), file=out)
         return 0
-    table = [("NAME", "KIND", "STATE", "SIZE", "TRUST", "LICENCE")] + [
+    table = [("NAME", "KIND", "STATE", "SIZE", "TRUST", "COMMERCIAL", "LICENCE")] + [
         (
             r["name"],
             r["kind"],
             r["state_text"] + (" (verified)" if r["verified"] else ""),
             human_bytes(r["size_bytes"], r["size_exact"]),
             r["trust"].upper() if r["trust"] == "unverified" else r["trust"],
+            _COMMERCIAL_TEXT[CommercialUse(r["commercial_use"])],
             r["licence"],
         )
         for r in rows
     ]
-    widths = [max(len(str(row[i])) for row in table) for i in range(5)]
+    last = len(table[0]) - 1  # the licence, unpadded: the longest column goes last
+    widths = [max(len(str(row[i])) for row in table) for i in range(last)]
     for row in table:
-        print("  ".join(str(row[i]).ljust(widths[i]) for i in range(5)) + "  " + str(row[5]), file=out)
+        print("  ".join(str(row[i]).ljust(widths[i]) for i in range(last)) + "  " + str(row[last]), file=out)
     for r in rows:
         if r["trust_note"]:
             print(r["trust_note"], file=out)
+    conditional: dict[tuple[str, str], list[str]] = {}  # one line per licence, naming its models
+    for r in rows:
+        if r["commercial_use"] == CommercialUse.CONDITIONS.value:
+            conditional.setdefault((r["licence"], r["commercial_terms"]), []).append(r["name"])
+    for (licence, terms), names in conditional.items():
+        print(f"{licence} ({', '.join(names)}): commercial use with conditions: {terms}", file=out)
     notes = [r for r in rows if r["state"] == ModelStatus.CORRUPT.value or r["partial_bytes"]]
     for r in notes:
         fix = f"assistant models download {r['name']}" + (" --force" if r["state"] == "corrupt" else "")

@@ -22,6 +22,7 @@ from assistant.download import resolve_url
 from assistant.errors import ModelError
 from assistant.models import (
     REGISTRY,
+    CommercialUse,
     ModelFile,
     ModelSpec,
     ModelStatus,
@@ -36,9 +37,15 @@ EXPECTED = {
     "whisper-tiny.en",
     "whisper-small",
     "whisper-medium",
+    "whisper-base.en",
+    "whisper-small.en",
+    "distil-small.en",
     "smollm2-135m",
     "llama-3.2-1b",
     "llama-3.2-3b",
+    "qwen2.5-1.5b",
+    "smollm2-1.7b",
+    "gemma-3-1b",
     "piper-joe",
     "coqui-vits",
     "coqui-xtts-v2",
@@ -48,6 +55,14 @@ EXPECTED = {
     "gfpgan-v1.3",
 }
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
+CANDIDATES = {  # added for issue #20: name -> Hugging Face repository
+    "qwen2.5-1.5b": "Qwen/Qwen2.5-1.5B-Instruct-GGUF",
+    "smollm2-1.7b": "bartowski/SmolLM2-1.7B-Instruct-GGUF",
+    "gemma-3-1b": "bartowski/google_gemma-3-1b-it-GGUF",
+    "whisper-base.en": "Systran/faster-whisper-base.en",
+    "whisper-small.en": "Systran/faster-whisper-small.en",
+    "distil-small.en": "Systran/faster-distil-whisper-small.en",
+}
 
 
 def _fake(name: str, files: dict[str, bytes], *, with_sha: bool = True) -> ModelSpec:
@@ -121,6 +136,76 @@ def test_downloadable_models_have_sources_sizes_and_licences(name: str) -> None:
     assert all(f.sha256 for f in big)
 
 
+@pytest.mark.parametrize("name", sorted(CANDIDATES))
+def test_candidates_are_pinned_and_installed_where_their_kind_is_loaded_from(name: str) -> None:
+    spec = REGISTRY[name]
+    assert spec.optional and not spec.bundled
+    pinned = re.compile(rf"https://huggingface\.co/{re.escape(CANDIDATES[name])}/resolve/[0-9a-f]{{40}}/(.+)")
+    for f in spec.files:  # every URL names a commit, never a branch that can move
+        (url,) = f.urls
+        match = pinned.fullmatch(url)
+        assert match and match.group(1) == f.rel_path
+    weights = max(spec.files, key=lambda f: f.size_bytes or 0)
+    assert weights.sha256 and weights.size_bytes  # the LFS weights are always checked by their sum
+    if spec.kind == "llm":  # one GGUF in the shared llm folder, loaded by llama.cpp as a file
+        (gguf,) = spec.files
+        assert spec.install_dir == "llm" and spec.entry == gguf.rel_path and "Q4_K_M" in gguf.rel_path.upper()
+    else:  # a CTranslate2 folder, loaded by faster-whisper as a folder
+        assert spec.kind == "asr" and spec.install_dir.startswith("whisper/") and spec.entry is None
+        assert {"model.bin", "config.json", "tokenizer.json"} <= {f.rel_path for f in spec.files}
+        assert weights.rel_path == "model.bin"
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_model_has_a_licence_and_says_whether_commercial_use_is_allowed(name: str) -> None:
+    spec = REGISTRY[name]
+    assert spec.licence and isinstance(spec.commercial_use, CommercialUse)
+    assert spec.commercial_use is not CommercialUse.UNKNOWN  # every licence here has been read
+    if spec.commercial_use in (CommercialUse.CONDITIONS, CommercialUse.NO):
+        assert spec.commercial_terms  # a user must be told the conditions, or why not
+    else:
+        assert not spec.commercial_terms
+
+
+def test_commercial_use_follows_each_licence() -> None:
+    by_use = {use: {n for n, s in REGISTRY.items() if s.commercial_use is use} for use in CommercialUse}
+    assert by_use[CommercialUse.NO] == {"coqui-xtts-v2", "wav2lip", "wav2lip_gan"}
+    assert by_use[CommercialUse.CONDITIONS] == {"llama-3.2-1b", "llama-3.2-3b", "gemma-3-1b"}
+    assert "700 million" in REGISTRY["llama-3.2-3b"].commercial_terms
+    assert "Prohibited Use Policy" in REGISTRY["gemma-3-1b"].commercial_terms
+    for name in ("qwen2.5-1.5b", "smollm2-1.7b", "smollm2-135m", "coqui-vits", "gfpgan"):
+        assert REGISTRY[name].licence == "Apache-2.0" and REGISTRY[name].commercial_use is CommercialUse.YES
+    asr = {n for n, s in REGISTRY.items() if s.kind == "asr"}
+    assert asr <= by_use[CommercialUse.YES] and {REGISTRY[n].licence for n in asr} == {"MIT"}
+
+
+def test_models_list_shows_commercial_use_as_a_column_and_a_json_key(tmp_path: Path) -> None:
+    from assistant.cli.models_cmd import list_models
+
+    reg = make_registry(REGISTRY[n] for n in ("llama-3.2-1b", "coqui-xtts-v2", "qwen2.5-1.5b"))
+    table = io.StringIO()
+    list_models(tmp_path, registry=reg, out=table)
+    lines = table.getvalue().splitlines()
+    header = lines[0].split()
+    assert header == ["NAME", "KIND", "STATE", "SIZE", "TRUST", "COMMERCIAL", "LICENCE"]
+    column = lines[0].index("COMMERCIAL")
+    rows = {line.split()[0]: line for line in lines[1:4]}
+    assert rows["llama-3.2-1b"][column:].startswith("with conditions  Llama 3.2 Community License")
+    assert rows["coqui-xtts-v2"][column:].startswith("no ")
+    assert rows["qwen2.5-1.5b"][column:].startswith("yes ")
+    # the conditions are spelled out once per licence, under the table
+    assert any(line.startswith("Llama 3.2 Community License (llama-3.2-1b): commercial use with conditions: ")
+               for line in lines)
+
+    listing = io.StringIO()
+    list_models(tmp_path, as_json=True, registry=reg, out=listing)
+    by_name = {r["name"]: r for r in json.loads(listing.getvalue())}
+    assert by_name["llama-3.2-1b"]["commercial_use"] == "conditions"
+    assert "700 million" in by_name["llama-3.2-1b"]["commercial_terms"]
+    assert by_name["coqui-xtts-v2"]["commercial_use"] == "no"
+    assert (by_name["qwen2.5-1.5b"]["commercial_use"], by_name["qwen2.5-1.5b"]["commercial_terms"]) == ("yes", "")
+
+
 def test_install_paths_follow_the_models_layout(tmp_path: Path) -> None:
     spec_paths = {
         "wav2lip": "wav2lip/wav2lip.pth",
@@ -129,6 +214,12 @@ def test_install_paths_follow_the_models_layout(tmp_path: Path) -> None:
         "whisper-medium": "whisper/medium",
         "llama-3.2-1b": "llm/Llama-3.2-1B-Instruct-Q4_K_M.gguf",
         "llama-3.2-3b": "llm/Llama-3.2-3B-Instruct-Q4_K_M.gguf",
+        "qwen2.5-1.5b": "llm/qwen2.5-1.5b-instruct-q4_k_m.gguf",
+        "smollm2-1.7b": "llm/SmolLM2-1.7B-Instruct-Q4_K_M.gguf",
+        "gemma-3-1b": "llm/google_gemma-3-1b-it-Q4_K_M.gguf",
+        "whisper-base.en": "whisper/base.en",
+        "whisper-small.en": "whisper/small.en",
+        "distil-small.en": "whisper/distil-small.en",
         "coqui-vits": "coqui/tts_models--en--ljspeech--vits",
         "coqui-xtts-v2": "coqui/tts_models--multilingual--multi-dataset--xtts_v2",
         "gfpgan": "gfpgan/GFPGANv1.4.pth",
