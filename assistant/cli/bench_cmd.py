@@ -13,6 +13,7 @@ _BENCH_MODULES = (
     "assistant.bench.echo",
     "assistant.bench.soak",
     "assistant.bench.asr",
+    "assistant.bench.answers",
 )
 
 
