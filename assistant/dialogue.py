@@ -18,7 +18,9 @@ The chat template is the one stored in the GGUF (`create_chat_completion` applie
   word, which may be cut in half).
 - Degenerate replies stay out of history (`degenerate_reason`): one mostly in another language than the
   configured one, or one repeating an earlier reply. The user still sees and hears it once, but it is never
-  fed back to the model, where a small model would copy it into every following answer.
+  fed back to the model, where a small model would copy it into every following answer. A reply copying an
+  earlier reply's pattern ("The answer is ..." to unrelated questions, `copied_pattern`) stays out, and takes
+  the turn it copied out with it.
 """
 
 from __future__ import annotations
@@ -107,6 +109,83 @@ def degenerate_reason(reply: str, earlier_replies: Iterable[str], language: str 
             if theirs == mine or difflib.SequenceMatcher(None, mine, theirs).ratio() >= REPEAT_SIMILARITY:
                 return "repeats an earlier reply"
     return None
+
+
+# ---- copied reply patterns (kept out of history, with the reply they copy) ----
+# A reply's opening: its first OPENING_WORDS words, up to its first number ("The answer is 1." and "The answer
+# is about 8,720.69 feet." open alike: "the answer is"). Two openings match over the shorter one, of at least
+# MIN_OPENING_WORDS words: "About 330 metres" and "About 96 metres" share a word, not a frame.
+OPENING_WORDS = 4
+MIN_OPENING_WORDS = 3
+_TOKEN_RE = re.compile(r"\d(?:[\d,.]*\d)?|[^\W\d_]+")  # a number ("8,720.69") or a word
+
+
+def _tokens(text: str) -> list[str]:
+    """The words of `text` as written, each number "#"."""
+    return ["#" if t[0].isdigit() else t for t in _TOKEN_RE.findall(text)]
+
+
+def _template(tokens: list[str]) -> str:
+    """Lower case, numbers "#", names "N": "Tokyo is the capital of Japan." -> "N is the capital of N"."""
+    return " ".join("N" if t[0].isupper() and t.lower() not in _ENGLISH_WORDS else t.lower() for t in tokens)
+
+
+def _opening(tokens: list[str]) -> list[str]:
+    words = tokens[:OPENING_WORDS]
+    return words[: words.index("#")] if "#" in words else words
+
+
+def _same_opening(mine: list[str], theirs: list[str]) -> list[str]:
+    """The opening both replies share, as `mine` writes it (empty: none)."""
+    a, b = _opening(mine), _opening(theirs)
+    n = min(len(a), len(b))
+    same = n >= MIN_OPENING_WORDS and [t.lower() for t in a[:n]] == [t.lower() for t in b[:n]]
+    return a[:n] if same else []
+
+
+def _stem(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") else word  # "legs" asks about a "leg"
+
+
+def _content(tokens: Iterable[str]) -> set[str]:
+    """The words of a reply's own making: lower case as written (not names), not numbers, not function words,
+    not contraction tails ("s" of "Here's"). "answer" in "The answer is 1." is one; "Eiffel" is not."""
+    return {_stem(t) for t in tokens if t.islower() and len(t) > 2 and t not in _ENGLISH_WORDS}
+
+
+def _asked(*questions: str) -> set[str]:
+    return {_stem(w) for q in questions for w in _WORD_RE.findall(q.lower())}
+
+
+def copied_pattern(question: str, reply: str, earlier: Iterable[DialogueTurn]) -> list[DialogueTurn]:
+    """The earlier turns whose reply `reply` copies the pattern of, answering a different question (empty: none).
+
+    A small model copies the frame of its own earlier answer into the next ones ("The answer is 1. The
+    spider...", "The answer is 8,720.69 feet", then "The answer is 1,920.67 inches" to every question). A
+    pattern is copied when
+    - the reply opens like an earlier one (see OPENING_WORDS), or its whole template (numbers and names masked)
+      matches an earlier one's (difflib ratio >= REPEAT_SIMILARITY) while it shares no word with its own
+      question (it fills the old frame instead of answering);
+    - and the words the two share are the model's own: none of them was asked in either question. "Tokyo is the
+      capital of Japan." after "Paris is the capital of France." shares "capital" with "What is the capital of
+      Japan?", and "Tokyo" with "Tell me about Tokyo": a shape shared by two answers, not a copy.
+    """
+    mine = _tokens(reply)
+    if len(mine) < MIN_WORDS_TO_JUDGE_REPEAT:
+        return []
+    answers_question = bool(_content(w.lower() for w in mine) & _asked(question))
+    copied = []
+    for turn in earlier:
+        theirs = _tokens(turn.reply_text)
+        if len(theirs) < MIN_WORDS_TO_JUDGE_REPEAT:
+            continue
+        shared = _content(_same_opening(mine, theirs))
+        if not shared and not answers_question:
+            similarity = difflib.SequenceMatcher(None, _template(mine), _template(theirs)).ratio()
+            shared = _content(mine) & _content(theirs) if similarity >= REPEAT_SIMILARITY else set()
+        if shared and not shared & _asked(question, turn.user_text):
+            copied.append(turn)
+    return copied
 
 
 def _cut_at_last_sentence(tail: list[str], released_before: int) -> list[str]:
@@ -415,8 +494,16 @@ class DialogueManager:
 
     def _remember(self, user_text: str, reply_text: str, interrupted: bool) -> None:
         with self._history_lock:
-            earlier = [turn.reply_text for turn in self._history]
-        reason = degenerate_reason(reply_text, earlier, self.language)
+            earlier = list(self._history)
+        reason = degenerate_reason(reply_text, [turn.reply_text for turn in earlier], self.language)
+        copied = [] if reason else copied_pattern(user_text, reply_text, earlier)
+        if copied:
+            # The turn that set the pattern leaves too: while it is in the prompt the model copies it again. Whole
+            # turns go: a question left without its answer would break the user/assistant alternation that some
+            # chat templates insist on.
+            reason = f"copies the pattern of an earlier reply, which leaves too: {copied[0].reply_text[:60]!r}"
+            with self._history_lock:
+                self._history[:] = [turn for turn in self._history if all(turn is not c for c in copied)]
         if reason:
             log.warning("reply kept out of the conversation history (%s): %.80r", reason, reply_text)
             return

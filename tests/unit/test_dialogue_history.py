@@ -17,6 +17,8 @@ from assistant.dialogue import (
     MESSAGE_OVERHEAD_TOKENS,
     REPLY_PRIMING_TOKENS,
     DialogueManager,
+    DialogueTurn,
+    copied_pattern,
     degenerate_reason,
 )
 from assistant.errors import ConfigError, DialogueError, ModelError
@@ -398,3 +400,85 @@ def test_an_interrupted_degenerate_reply_is_not_remembered_either() -> None:
         token.cancel("new user speech")
     assert dm.last_reply is not None and dm.last_reply.cancelled
     assert dm.history == ()
+
+
+# ---- replies copying an earlier reply's pattern stay out of history, with the reply they copy ----
+SPIDER = ("How many legs does a spider have?", "The answer is 1. The spider has one leg on each side.")
+EVEREST = ("How tall is Mount Everest?", "The answer is 8,720.69 feet.")
+CAPITAL_OF_FRANCE = ("What is the capital of France?", "Paris is the capital of France.")
+
+
+def turns(*exchanges: tuple[str, str]) -> list[DialogueTurn]:
+    return [DialogueTurn(question, reply, tokens=0) for question, reply in exchanges]
+
+
+@pytest.mark.parametrize(
+    ("question", "reply", "earlier", "copied"),
+    [
+        # The reported conversation: the frame of the first answer, filled in for unrelated questions.
+        ("How tall is Mount Everest?", "The answer is 8,720.69 feet.", [SPIDER], [0]),
+        ("How long is the Golden Gate?", "The answer is 1,920.67 inches (483.5 cm).", [SPIDER, EVEREST], [0, 1]),
+        # Another opening with the same filler ahead of the number.
+        ("How long is a bus?", "The answer is about 1,920.67 inches (483.5 cm).", [SPIDER], [0]),
+        # The same template, numbers refilled, nothing of the question in it.
+        (
+            "How tall is the Eiffel Tower?",
+            "That would be 2,150.3 inches (546.2 cm).",
+            [("How long is a bus?", "That would be 1,920.67 inches (483.5 cm).")],
+            [0],
+        ),
+    ],
+)
+def test_a_reply_copying_an_earlier_pattern_is_recognised(question, reply, earlier, copied) -> None:
+    history = turns(*earlier)
+    assert copied_pattern(question, reply, history) == [history[i] for i in copied]
+
+
+@pytest.mark.parametrize(
+    ("question", "reply", "earlier"),
+    [
+        # Short factual answers share a shape; the shared words were asked for, or are names and numbers.
+        ("What is the capital of Japan?", "Tokyo is the capital of Japan.", CAPITAL_OF_FRANCE),
+        ("Tell me about Tokyo.", "Tokyo is the capital of Japan.", ("Tell me about Paris.", CAPITAL_OF_FRANCE[1])),
+        ("And Japan?", "The capital of Japan is Tokyo.", (CAPITAL_OF_FRANCE[0], "The capital of France is Paris.")),
+        ("What is two plus two?", "The answer is 4.", ("What is the answer to 3 + 3?", "The answer is 6.")),
+        ("How tall is the Eiffel Tower?", "It is 330 metres tall.", ("How tall is Big Ben?", "It is 96 metres tall.")),
+        ("How tall is it?", "The Eiffel Tower is 330 metres tall.", ("A fact?", "The Eiffel Tower is in Paris.")),
+        ("How far is it?", "About 384,400 kilometres away.", ("And the sun?", "About 150 million kilometres away.")),
+        ("Tell me a poem.", "Sure! Here's a poem about the sea.", ("A joke?", "Sure! Here's a joke about cats.")),
+        ("Why is the sky blue?", "Sunlight scatters off air, blue light the most.", CAPITAL_OF_FRANCE),
+    ],
+)
+def test_answers_sharing_a_shape_are_not_copies(question: str, reply: str, earlier: tuple[str, str]) -> None:
+    assert copied_pattern(question, reply, turns(earlier)) == []
+
+
+def test_the_copied_pattern_leaves_the_history_with_the_reply_it_copied() -> None:
+    dm, llm = manager(tokens_of(SPIDER[1]))
+    dm.reply(SPIDER[0])
+    assert [t.reply_text for t in dm.history] == [SPIDER[1]]
+    llm.script = tokens_of(EVEREST[1])
+    reply = dm.reply(EVEREST[0])
+    assert reply.text == EVEREST[1]  # the user still gets it
+    assert dm.history == ()  # neither it nor the answer it copied is sent again
+    llm.script = tokens_of("The Golden Gate Bridge is about 2.7 kilometres long.")
+    dm.reply("How long is the Golden Gate Bridge?")
+    assert llm.calls[-1] == [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": "How long is the Golden Gate Bridge?"},
+    ]
+    assert [t.user_text for t in dm.history] == ["How long is the Golden Gate Bridge?"]
+
+
+def test_short_factual_answers_to_different_questions_are_all_remembered() -> None:
+    dm, llm = manager([])
+    exchanges = [
+        CAPITAL_OF_FRANCE,
+        ("What is the capital of Japan?", "Tokyo is the capital of Japan."),
+        ("And of Italy?", "The capital of Italy is Rome."),
+        ("How tall is the Eiffel Tower?", "The Eiffel Tower is 330 metres tall."),
+    ]
+    for question, answer in exchanges:
+        llm.script = tokens_of(answer)
+        dm.reply(question)
+    assert [(t.user_text, t.reply_text) for t in dm.history] == exchanges
