@@ -28,7 +28,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -263,9 +263,11 @@ class WhisperASR:
         return device, compute_type
 
     # ---- recognition ----
-    def transcribe(self, utterance: Utterance) -> Transcript | None:
+    def transcribe(self, utterance: Utterance, overrides: Mapping[str, Any] | None = None) -> Transcript | None:
         """Recognise one utterance; None when it held no speech (see `last_drop_reason`). Blocks: run it in a
-        worker thread. Raises ModelError when the model cannot load, ASRError when decoding fails."""
+        worker thread. Raises ModelError when the model cannot load, ASRError when decoding fails.
+        `overrides`: faster-whisper transcribe options that replace the app's (a speed twin's teacher forcing,
+        assistant.twins.whisper.forced_decode_options)."""
         started = time.monotonic()
         self.last_drop_reason = None
         samples = np.asarray(utterance.samples, dtype=np.float32).reshape(-1)
@@ -281,18 +283,19 @@ class WhisperASR:
             capped = {} if window is None else {
                 "max_new_tokens": int(FITTED_TOKENS_PER_S * len(samples) / SAMPLE_RATE_HZ) + FITTED_TOKENS_EXTRA
             }  # fmt: skip
-            segments, info = self._model.transcribe(
-                samples,
-                language=self.language,
-                beam_size=self.beam_size,
-                temperature=list(TEMPERATURES),
-                vad_filter=False,
-                condition_on_previous_text=False,
-                without_timestamps=True,
-                no_speech_threshold=self.no_speech_threshold,
-                log_prob_threshold=LOG_PROB_THRESHOLD,
+            options = {
+                "language": self.language,
+                "beam_size": self.beam_size,
+                "temperature": list(TEMPERATURES),
+                "vad_filter": False,
+                "condition_on_previous_text": False,
+                "without_timestamps": True,
+                "no_speech_threshold": self.no_speech_threshold,
+                "log_prob_threshold": LOG_PROB_THRESHOLD,
                 **capped,
-            )
+                **(overrides or {}),
+            }
+            segments, info = self._model.transcribe(samples, **options)
             decoded = list(segments)  # the lazy generator does the decoding: here, in this thread
         except (RuntimeError, ValueError) as e:
             raise ASRError(
@@ -315,6 +318,15 @@ class WhisperASR:
             model=self.name,
             elapsed_s=time.monotonic() - started,
         )
+
+    def tokenizer(self) -> Any:
+        """faster-whisper's Tokenizer for this model (English, transcribe task); loads the model."""
+        from faster_whisper.tokenizer import Tokenizer
+
+        self.load()
+        multilingual = self._model.model.is_multilingual
+        return Tokenizer(self._model.hf_tokenizer, multilingual, task="transcribe",
+                         language=(self.language or "en") if multilingual else None)  # fmt: skip
 
     def _window_frames(self, n_samples: int) -> int | None:
         """The encoder window for an utterance of `n_samples` (None: the full 30 s)."""
