@@ -143,6 +143,11 @@ class Notice(TurnEvent):
 
 
 @dataclass(frozen=True)
+class ConversationReset(TurnEvent):
+    """The user asked for a new conversation (a spoken command): the assistant forgot what was said before."""
+
+
+@dataclass(frozen=True)
 class TurnDone(TurnEvent):
     transcript: str
     reply: str

@@ -3,7 +3,9 @@
 The stages overlap: the language model streams sentences into a queue, a TTS thread speaks each one as it comes, a
 talking-head thread turns each spoken sentence into a video segment, so the first segment is ready long before the
 reply is finished. Every step is reported as a typed event (assistant.events) to one callback. A cancel token stops
-a reply in flight (new user speech). Qt-free: the desktop app drives it from a QThread, the CLI from the main thread.
+a reply in flight (new user speech). A transcript that is a spoken command (assistant.commands: "new
+conversation") is carried out and answered without the language model. Qt-free: the desktop app drives it from
+a QThread, the CLI from the main thread.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from typing import Protocol
 import numpy as np
 
 from assistant.cancel import CancelToken
+from assistant.commands import NEW_CONVERSATION, SpokenCommand, recognise_command
 from assistant.errors import AssistantError, Cancelled, VideoOutOfMemoryError
 from assistant.events import (
     AvatarVideo,
+    ConversationReset,
     Notice,
     ReplySentence,
     ReplySentenceReady,
@@ -123,6 +127,7 @@ class Hold:
         self._emit: EventCallback | None = None
         self.state = "held"  # "held", "released" or "discarded"
         self._rollback: Callable[[], None] | None = None
+        self._on_release: list[Callable[[], None]] = []
         self.released_at: float | None = None
 
     def attach(self, emit: EventCallback) -> None:
@@ -143,6 +148,9 @@ class Hold:
                 return
             self.state = "released"
             self.released_at = time.monotonic()
+            actions, self._on_release = self._on_release, []
+            for action in actions:  # before the events that report it
+                action()
             buffered, self._buffer = self._buffer, []
             if self._emit is not None:
                 for event in buffered:
@@ -154,10 +162,22 @@ class Hold:
                 return
             self.state = "discarded"
             self._buffer.clear()
+            self._on_release.clear()
             self.cancel.cancel(reason)
             rollback, self._rollback = self._rollback, None
         if rollback is not None:
             rollback()
+
+    def when_released(self, action: Callable[[], None]) -> None:
+        """Run `action` once the turn is confirmed: now if it is, at release() while held, never if discarded
+        (a speculative "start over" the speaker went on from must not forget the conversation)."""
+        with self._lock:
+            if self.state == "held":
+                self._on_release.append(action)
+                return
+            confirmed = self.state == "released"
+        if confirmed:
+            action()
 
     def finished(self, rollback: Callable[[], None]) -> None:
         """The turn ended; `rollback` undoes its effects if it is (or later gets) discarded."""
@@ -273,7 +293,10 @@ class TurnRunner:
                 result.dropped = True
                 return result
             result.transcript = user_text
-            self._respond(turn_id, user_text, token, turn_dir, result, t0)
+            command = recognise_command(user_text)
+            if command is NEW_CONVERSATION:
+                self._start_new_conversation(turn_id, hold)
+            self._respond(turn_id, user_text, token, turn_dir, result, t0, command)
         except Cancelled:
             result.cancelled = True
         finally:
@@ -314,6 +337,16 @@ class TurnRunner:
             forget(result.transcript)
         log.info("speculative turn %d discarded: the speaker went on", result.turn_id)
 
+    def _start_new_conversation(self, turn_id: int, hold: Hold | None) -> None:
+        """The user said "new conversation": the dialogue forgets its history (once a speculative turn is
+        confirmed), and the listener hears of it."""
+        reset = getattr(self.stages.dialogue, "reset", None)
+        if reset is not None and hold is not None:
+            hold.when_released(reset)
+        elif reset is not None:
+            reset()
+        self._emit(ConversationReset(turn_id, time.monotonic()))
+
     def _recognize(
         self, turn_id: int, utterance: Utterance | None, text: str | None, result: TurnResult, t0: float
     ) -> str | None:
@@ -334,8 +367,10 @@ class TurnRunner:
         return transcript.text.strip()
 
     def _respond(
-        self, turn_id: int, user_text: str, token: CancelToken, turn_dir: Path, result: TurnResult, t0: float
+        self, turn_id: int, user_text: str, token: CancelToken, turn_dir: Path, result: TurnResult, t0: float,
+        command: SpokenCommand | None = None,
     ) -> None:
+        """Speak the reply: the language model's, or a spoken command's answer (the model is not asked)."""
         speech_q: queue.Queue = queue.Queue()
         video_q: queue.Queue = queue.Queue()
         errors: list[BaseException] = []
@@ -355,7 +390,11 @@ class TurnRunner:
         th_thread.start()
         sentences: list[str] = []
         try:
-            for sentence in self.stages.dialogue.stream_reply(user_text, token):
+            replies = (
+                iter([ReplySentence(0, command.reply, is_last=True)]) if command is not None
+                else self.stages.dialogue.stream_reply(user_text, token)
+            )  # fmt: skip
+            for sentence in replies:
                 if token.cancelled:
                     break
                 if not sentences:

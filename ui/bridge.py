@@ -17,6 +17,7 @@ from PySide6.QtCore import QObject, Signal
 
 from assistant.errors import AssistantError
 from assistant.events import (
+    ConversationReset,
     Notice,
     ReplySentenceReady,
     SegmentReady,
@@ -41,6 +42,7 @@ _SIGNAL_OF: dict[type, str] = {
     SegmentReady: "segment_ready",
     StageFailed: "stage_failed",
     Notice: "notice",
+    ConversationReset: "conversation_reset",
     TurnDone: "turn_done",
 }
 
@@ -57,6 +59,7 @@ class EventBridge(QObject):
     segment_ready = Signal(object)  # SegmentReady
     stage_failed = Signal(object)  # StageFailed
     notice = Signal(object)  # Notice
+    conversation_reset = Signal(object)  # ConversationReset
     turn_done = Signal(object)  # TurnDone
 
     # Microphone (LiveListener callbacks).

@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from assistant.config import Settings
-from assistant.events import Notice, SegmentReady, StageFailed, TurnDone
+from assistant.events import ConversationReset, Notice, SegmentReady, StageFailed, TurnDone
 from assistant.live import StreamSpeechFinished, StreamSpeechStarted
 from assistant.live.spoken import SpokenLedger, SpokenVerdict
 from assistant.audio.echo import barge_in_setup
@@ -231,7 +231,7 @@ class MainWindow(QMainWindow):
         b, w, live = self.bridge, self.worker, self.live
         bridge_signals = (
             "utterance_captured", "transcript_ready", "reply_sentence_ready", "speech_ready", "video_ready",
-            "segment_ready", "stage_failed", "notice", "turn_done",
+            "segment_ready", "stage_failed", "notice", "conversation_reset", "turn_done",
             "mic_utterance", "mic_speech_started", "mic_speech_paused", "mic_speech_resumed", "mic_level",
             "mic_error", "mic_notice",
         )  # fmt: skip
@@ -345,6 +345,10 @@ class MainWindow(QMainWindow):
         self._forgotten_through = self._last_turn_id
         self._forget_in_flight = self.worker_busy
         self._reset_history()
+        self._clear_conversation()
+
+    def _clear_conversation(self) -> None:
+        """The panel of a new conversation (from the menu or said aloud): one line saying so."""
         self.conversation.entries.clear()
         self._user_entry_of_job.clear()
         self.timings_label.clear()
@@ -579,6 +583,14 @@ class MainWindow(QMainWindow):
             self._show_notice(event.message)
         else:
             self.statusBar().showMessage(event.message, 5000)
+
+    def _on_conversation_reset(self, event: ConversationReset) -> None:
+        """The user said "new conversation": the session forgot the history; the panel starts afresh as from the
+        menu, and the turn's confirmation is shown under it (late reports of older turns are not)."""
+        if not self.turns.turn_event(event):
+            return
+        self._forgotten_through = max(self._forgotten_through, event.turn_id - 1)
+        self._clear_conversation()
 
     def _on_turn_done(self, event: TurnDone) -> None:
         live = self.turns.turn_done(event)

@@ -1,6 +1,7 @@
 """The "New conversation" action: in the menu with a shortcut; it stops a reply in flight through the turn-taking
 controller, clears the conversation panel and makes the session forget the dialogue history, again once the cut
 turn has ended (a cut turn enters the history as it ends), and nothing of the old conversation comes back.
+Saying "new conversation" clears the panel the same way (the core forgets the history: tests/unit/test_commands.py).
 """
 
 from __future__ import annotations
@@ -91,6 +92,31 @@ def test_a_reply_in_flight_is_stopped_and_stays_forgotten(qtbot, window, make_se
     assert [e.role for e in window.conversation.entries] == ["system"]
     assert REPLY[0] not in window.conversation.plain_text()
     gate.set()
+
+
+def test_saying_new_conversation_clears_the_panel_like_the_menu_action(
+    qtbot, window, make_session, fake_listener_factory
+):
+    from assistant.commands import NEW_CONVERSATION
+
+    start(qtbot, window)
+    session = make_session.made[-1]
+    listener = fake_listener_factory.instances[-1]
+    with qtbot.waitSignal(window.bridge.turn_done, timeout=WAIT_MS) as done:
+        listener.say()
+    qtbot.waitUntil(lambda: len(window.stream_log.finished(done.args[0].turn_id)) == len(REPLY), timeout=WAIT_MS)
+    assert REPLY[0] in window.conversation.plain_text()
+
+    session.stages.asr.text = "New conversation."  # what Whisper hears next
+    with qtbot.waitSignal(window.bridge.turn_done, timeout=WAIT_MS) as done:
+        listener.say()
+    turn_id = done.args[0].turn_id
+    qtbot.waitUntil(lambda: len(window.stream_log.finished(turn_id)) == 1, timeout=WAIT_MS)  # the answer is said
+    qtbot.waitUntil(lambda: window.turns.state is TurnState.LISTENING, timeout=WAIT_MS)
+    assert [(e.role, e.text) for e in window.conversation.entries] == [
+        ("system", "New conversation: the assistant forgot what was said."),
+        ("assistant", NEW_CONVERSATION.reply),
+    ]
 
 
 def test_first_start_offers_the_profiles_better_model_when_it_is_not_downloaded(qtbot, window, make_session):
