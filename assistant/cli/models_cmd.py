@@ -53,6 +53,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     path.add_argument("--models-dir", metavar="DIR", type=folder_arg, help="instead of paths.models_dir from the config")
     path.set_defaults(func=_path)
 
+    twin = msub.add_parser("twin", help="build a speed twin: a model's exact shapes and quantisation, random weights")
+    twin.add_argument("name", metavar="NAME", help="registry name of the model twinned (e.g. llama-3.2-1b)")
+    twin.add_argument("--json", action="store_true", help="one JSON object")
+    twin.add_argument("--force", action="store_true", help="build again even when present")
+    twin.add_argument("--models-dir", metavar="DIR", type=folder_arg, help="instead of paths.models_dir from the config")
+    twin.set_defaults(func=_twin)
+
 
 def _settings(
     args: argparse.Namespace,
@@ -93,6 +100,23 @@ def _download(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+
+
+def _twin(args: argparse.Namespace) -> int:
+    from assistant.twins import build_twin
+
+    try:
+        result = build_twin(args.name, _models_dir(args), force=args.force)
+    except ModelError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"name": result.name, "path": str(result.path), "size_bytes": result.size_bytes,
+                          "kind": result.kind, "built": result.built}))  # fmt: skip
+    else:
+        done = f"built in {result.build_s:.0f} s" if result.built else "already there"
+        print(f"twin of {result.name} ({result.kind}, {human_bytes(result.size_bytes)}, {done}): {result.path}")
+    return 0
 
 
 def _path(args: argparse.Namespace) -> int:
