@@ -85,6 +85,9 @@ class DialogueSettings(_Section):
     gpu_layers: Literal["auto"] | int = Field(
         "auto", description="layers offloaded to the GPU: auto = all when llama.cpp has GPU support, else 0; -1 = all"
     )
+    forced_replies: str | None = Field(
+        None, description="benchmarks only: a YAML file of {question: reply} the model is made to say; null = off"
+    )
 
     @field_validator("gpu_layers", mode="before")
     @classmethod

@@ -32,13 +32,14 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from assistant.cancel import CancelToken
 from assistant.errors import ConfigError, DialogueError, ModelError
+from assistant.forced_reply import forcing_kwargs
 from assistant.events import Reply, ReplySentence
 from assistant.prompt_cache import PromptCache
 from assistant.sentences import SentenceSplitter, ends_sentence
@@ -283,6 +284,7 @@ class DialogueManager:
                 f"dialogue: history_budget_tokens ({history_budget_tokens}) + max_tokens ({max_tokens}) "
                 f"exceed the context of {n_ctx} tokens; lower history_budget_tokens or max_tokens, "
                 "or raise context_tokens"
+        forced_replies: Mapping[str, str] | None = None,
             )
         self.model_path = Path(model_path)
         self.system_prompt = system_prompt.strip()
@@ -308,6 +310,8 @@ class DialogueManager:
         # shifts them out of it before it starts (see assistant.prompt_cache).
         self._evicted: list[DialogueTurn] = []
         self._prompt_cache: PromptCache | None = None
+        # Benchmarks only: {question: reply} the model is made to say (assistant.forced_reply); None: it answers.
+        self.forced_replies = dict(forced_replies) if forced_replies else None
         self._system_tokens: int | None = None
         self.last_reply: Reply | None = None
         self.last_completion_tokens = 0  # streamed chunks of the last reply (one token each)
@@ -571,6 +575,7 @@ class DialogueManager:
                     temperature=self.temperature,
                     top_p=self.top_p,
                     repeat_penalty=self.repeat_penalty,
+                    **forcing_kwargs(self._llm, user_text, self.forced_replies),
                 )
                 for chunk in chunks:
                     if cancel.cancelled:

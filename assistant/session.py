@@ -169,6 +169,7 @@ class Session:
 
     def _build_dialogue(self) -> Any:
         from assistant.dialogue import DialogueManager
+        from assistant.forced_reply import load_forced_replies
 
         cfg = self.settings.dialogue
         path, name = self._model_path(self.resolved.dialogue_model, BUNDLED_LLM, "Dialogue model", "dialogue")
@@ -176,6 +177,7 @@ class Session:
             path, cfg.system_prompt, n_ctx=cfg.context_tokens, max_tokens=cfg.max_tokens,
             temperature=cfg.temperature, history_budget_tokens=cfg.history_budget_tokens,
             n_threads=cfg.threads, n_gpu_layers=self.resolved.dialogue_gpu_layers, name=name,
+            forced_replies=load_forced_replies(cfg.forced_replies) if cfg.forced_replies else None,
         )  # fmt: skip
         manager.load()
         return manager
