@@ -411,6 +411,9 @@ def register(bsub: argparse._SubParsersAction) -> None:
                         help="press Stop S seconds after each reply starts (measures the cancel)")  # fmt: skip
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config value for the app, e.g. --set live.caching_ms=60 (repeatable)")  # fmt: skip
+    parser.add_argument("--twin", metavar="NAME", default=None,
+                        help="dialogue by the speed twin of NAME (e.g. llama-3.2-1b; built once), made to say the "
+                             "real replies in assistant/bench/data/teacher_replies.yaml")  # fmt: skip
     parser.set_defaults(func=_run)
 
 
@@ -423,6 +426,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"error: --set wants KEY=VALUE, got {item!r}", file=sys.stderr)
             return 2
         overrides[key] = yaml.safe_load(value)
+    dialogue = _twin_dialogue(args.twin, overrides) if args.twin else None
     report = run_live(questions, args.out, overrides, cancel_after_s=args.cancel_after,
                       progress=(lambda m: print(m, file=sys.stderr)))  # fmt: skip
     summary = report.summary()
@@ -434,3 +438,18 @@ def _run(args: argparse.Namespace) -> int:
         print(f"black_frames {summary['black_frames']}  frozen_s {summary['frozen_s']}  idle {summary['idle_motion']}")
         print(f"engines: {summary['engines']}; recordings in {summary['artifacts']}")
     return 0
+
+
+def _twin_dialogue(name: str, overrides: dict[str, Any]) -> str:
+    """Point the app's dialogue at the twin of `name` (built once into the models folder) and force it to say the
+    teacher replies; the report's label for it."""
+    from assistant.bench.teacher import TEACHER_FILE
+    from assistant.config import load_settings
+    from assistant.twins import build_twin, twin_shape
+
+    twin_shape(name)  # ModelError: not a dialogue model with a twin
+    models_dir = overrides.get("paths.models_dir") or load_settings().models_dir
+    result = build_twin(name, Path(models_dir))
+    overrides["dialogue.model"] = str(result.path)
+    overrides["dialogue.forced_replies"] = str(TEACHER_FILE)
+    return f"twin of {name}, teacher-forced"
