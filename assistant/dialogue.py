@@ -275,6 +275,7 @@ class DialogueManager:
         language: str = "en",
         name: str | None = None,
         llm: ChatLLM | None = None,
+        forced_replies: Mapping[str, str] | None = None,
     ) -> None:
         # seed: None draws a random one (varied answers); an int makes replies reproducible.
         # cpu_extra_buffers: None = off on AMX CPUs (see _without_cpu_extra_buffers), on elsewhere.
@@ -284,7 +285,6 @@ class DialogueManager:
                 f"dialogue: history_budget_tokens ({history_budget_tokens}) + max_tokens ({max_tokens}) "
                 f"exceed the context of {n_ctx} tokens; lower history_budget_tokens or max_tokens, "
                 "or raise context_tokens"
-        forced_replies: Mapping[str, str] | None = None,
             )
         self.model_path = Path(model_path)
         self.system_prompt = system_prompt.strip()
@@ -301,6 +301,8 @@ class DialogueManager:
         self.first_clause_chars = first_clause_chars
         self.language = language  # the conversation's language: a reply in another one stays out of history
         self.name = name or self.model_path.stem
+        # Benchmarks only: {question: reply} the model is made to say (assistant.forced_reply); None: it answers.
+        self.forced_replies = dict(forced_replies) if forced_replies else None
         self._llm: ChatLLM | None = llm
         self._load_lock = threading.Lock()
         self._generate_lock = threading.Lock()
@@ -310,8 +312,6 @@ class DialogueManager:
         # shifts them out of it before it starts (see assistant.prompt_cache).
         self._evicted: list[DialogueTurn] = []
         self._prompt_cache: PromptCache | None = None
-        # Benchmarks only: {question: reply} the model is made to say (assistant.forced_reply); None: it answers.
-        self.forced_replies = dict(forced_replies) if forced_replies else None
         self._system_tokens: int | None = None
         self.last_reply: Reply | None = None
         self.last_completion_tokens = 0  # streamed chunks of the last reply (one token each)

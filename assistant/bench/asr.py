@@ -19,6 +19,12 @@ given here, so pacing changes nothing. Every utterance it cuts is recognised by 
   speech resumed: the app threw a speculative turn away;
 - ASR time per question (all its utterances; one warm-up transcription first, not counted), the audio length, RSS.
 
+With `--twin NAME` the recogniser is the bundled tiny.en, and after each of its transcriptions the speed twin of
+NAME (random weights, NAME's shape: assistant.twins.whisper; built in <models_dir>/twins/NAME if missing) decodes
+the same utterance through the same WhisperASR path, teacher-forced to as many tokens as tiny.en's transcript
+has: `twin.asr_s` is NAME's recognition time on this machine, to the extent that NAME would write as many tokens
+(and would not fall back to a higher temperature). The twin's words are random, so it has no WER.
+
 Needs espeak-ng, the bundled Whisper and Piper models (`make setup`), and jiwer.
 """
 
@@ -33,7 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -284,6 +290,7 @@ class QuestionResult:
     hypothesis_normalised: str
     errors: WordErrors
     asr_s: float  # Whisper's time over all the question's utterances
+    twin_asr_s: float | None = None  # the speed twin's, teacher-forced (`--twin`)
     wer: float = field(init=False)
 
     def __post_init__(self) -> None:
@@ -355,8 +362,32 @@ def build_asr(settings, resolved) -> Any:
     return asr
 
 
+def build_twin_asr(settings, resolved, name: str) -> Any:
+    """WhisperASR on the speed twin of registry model `name`, with the app's asr options; built if missing."""
+    from assistant.asr import WhisperASR
+    from assistant.twins.whisper import build_whisper_twin
+
+    folder = Path(settings.models_dir) / "twins" / name
+    if not (folder / "model.bin").is_file():
+        build_whisper_twin(name, folder)
+    asr = WhisperASR.from_settings(settings.asr, folder, resolved.asr_device, f"twin of {name}")
+    asr.load()
+    return asr
+
+
+def _timed_twin(twin: Any, reference: Any, utterance: Utterance, transcript: Any) -> float:
+    """The twin's time on `utterance`, forced to the token count of the reference model's `transcript`."""
+    from assistant.twins.whisper import count_tokens, forced_decode_options
+
+    tokens = count_tokens(reference.tokenizer(), transcript.text if transcript else "")
+    options = forced_decode_options(twin.tokenizer(), tokens)
+    started = time.monotonic()
+    twin.transcribe(utterance, overrides=options)
+    return time.monotonic() - started
+
+
 def run_bench(settings, questions: Sequence[Question] = QUESTIONS, voices: Sequence[Voice] = VOICES,
-              progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:  # fmt: skip
+              progress: Callable[[str], None] = lambda s: None, twin: str | None = None) -> dict[str, Any]:  # fmt: skip
     vad = VadSettings.from_config(settings.audio)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-asr-") as tmp:
@@ -367,17 +398,27 @@ def run_bench(settings, questions: Sequence[Question] = QUESTIONS, voices: Seque
     # The profile's CUDA probe imports torch (~190 MB), as in the app: before the RSS baseline, so the growth
     # from it is Whisper's.
     resolved = resolve(settings, llm_gpu_probe=lambda: False)  # only the ASR choice is wanted here
+    if twin is not None:
+        from assistant.session import BUNDLED_ASR
+
+        resolved = replace(resolved, asr_model=BUNDLED_ASR)  # the twin is forced to tiny.en's token counts
     rss_before = rss_mb()
     asr = build_asr(settings, resolved)
-    asr.transcribe(Utterance(spoken[0][2], vad.sample_rate_hz, 0.0, len(spoken[0][2]) / vad.sample_rate_hz))
+    twin_asr = None if twin is None else build_twin_asr(settings, resolved, twin)
+    warm_up = Utterance(spoken[0][2], vad.sample_rate_hz, 0.0, len(spoken[0][2]) / vad.sample_rate_hz)
+    for recogniser in (asr, twin_asr):
+        if recogniser is not None:
+            recogniser.transcribe(warm_up)
     results: list[QuestionResult] = []
     for q, voice, samples in spoken:
         seg = segment(samples, vad)
-        transcripts, dropped, asr_s = [], [], 0.0
+        transcripts, dropped, asr_s, twin_s = [], [], 0.0, 0.0
         for utt in seg.utterances:
             t = time.monotonic()
             transcript = asr.transcribe(utt)
             asr_s += time.monotonic() - t
+            if twin_asr is not None:
+                twin_s += _timed_twin(twin_asr, asr, utt, transcript)
             transcripts.append(transcript.text if transcript else "")
             if transcript is None:
                 dropped.append(asr.last_drop_reason or "")
@@ -390,6 +431,7 @@ def run_bench(settings, questions: Sequence[Question] = QUESTIONS, voices: Seque
             early_starts_wasted=seg.early_starts_wasted, transcripts=transcripts, dropped=dropped,
             reference_normalised=normalise(q.reference), hypothesis_normalised=normalise(hypothesis),
             errors=word_errors([q.reference], [hypothesis]), asr_s=round(asr_s, 3),
+            twin_asr_s=None if twin_asr is None else round(twin_s, 3),
         ))  # fmt: skip
         r = results[-1]
         progress(f"{voice.name}: {q.reference!r} -> {transcripts} (WER {r.wer:.2f}, {r.utterances} utterance(s))")
@@ -406,8 +448,15 @@ def run_bench(settings, questions: Sequence[Question] = QUESTIONS, voices: Seque
         "rss_mb": {"before_asr": round(rss_before, 1), "end": round(rss_mb(), 1),
                    "peak": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)},  # fmt: skip
         "elapsed_s": round(time.monotonic() - started, 1),
+        "twin": None if twin_asr is None else _twin_summary(twin, twin_asr, results),
         "questions": [asdict(r) for r in results],
     }
+
+
+def _twin_summary(name: str, twin: Any, results: Sequence[QuestionResult]) -> dict[str, Any]:
+    times = [r.twin_asr_s for r in results if r.twin_asr_s is not None]
+    return {"of": name, "folder": str(twin.source), "forced_to": "token counts of the bundled tiny.en's transcripts",
+            "asr_s": {"median": round(statistics.median(times), 3), "max": round(max(times), 3)}}  # fmt: skip
 
 
 def summarize(results: Sequence[QuestionResult]) -> dict[str, Any]:
@@ -452,6 +501,10 @@ def format_text(report: dict[str, Any]) -> str:
         lines.append(f"| {name} | {g['questions']} | {100 * g['wer']:.1f} | {g['false_cutoffs']} | {es['fired']} "
                      f"({es['wasted']}) | {g['asr_s']['median']:.2f} / {g['asr_s']['max']:.2f} | "
                      f"{g['audio_s']['median']:.2f} |")  # fmt: skip
+    if report.get("twin"):
+        t = report["twin"]
+        lines.append(f"twin of {t['of']} (random weights, forced to tiny.en's token counts; no WER): ASR s median / "
+                     f"max {t['asr_s']['median']:.2f} / {t['asr_s']['max']:.2f}")  # fmt: skip
     rss = report["rss_mb"]
     lines.append(f"RSS {rss['before_asr']:.0f} MB before Whisper (questions spoken, Piper closed, torch in), "
                  f"{rss['end']:.0f} MB at the end, peak {rss['peak']:.0f} MB")
@@ -465,6 +518,8 @@ def register(bsub: argparse._SubParsersAction) -> None:
     parser.add_argument("--early-start-ms", type=int, default=None, help="override audio.early_start_ms (0 = off)")
     parser.add_argument("--end-silence-ms", type=int, default=None, help="override audio.end_silence_ms")
     parser.add_argument("--json", action="store_true", help="print one JSON object (with every transcript)")
+    parser.add_argument("--twin", metavar="NAME", help="also time the speed twin of model NAME (e.g. whisper-small.en), "
+                        "teacher-forced to the bundled tiny.en's token counts")  # fmt: skip
     parser.set_defaults(func=_run)
 
 
@@ -479,6 +534,6 @@ def _run(args: argparse.Namespace) -> int:
             settings.audio.end_silence_ms = args.end_silence_ms
     except ValueError as e:  # pydantic validates the assignment against the config's limits
         raise AssistantError(f"bad benchmark setting: {e}") from e
-    report = run_bench(settings, progress=lambda s: print(s, file=sys.stderr))
+    report = run_bench(settings, progress=lambda s: print(s, file=sys.stderr), twin=args.twin)
     print(json.dumps(report, indent=2) if args.json else format_text(report))
     return 0

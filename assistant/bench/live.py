@@ -430,6 +430,7 @@ def _run(args: argparse.Namespace) -> int:
     report = run_live(questions, args.out, overrides, cancel_after_s=args.cancel_after,
                       progress=(lambda m: print(m, file=sys.stderr)))  # fmt: skip
     summary = report.summary()
+    summary["dialogue"] = dialogue or "the configured model"
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -437,6 +438,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{key:20s} {summary[key]}")
         print(f"black_frames {summary['black_frames']}  frozen_s {summary['frozen_s']}  idle {summary['idle_motion']}")
         print(f"engines: {summary['engines']}; recordings in {summary['artifacts']}")
+        print(f"dialogue: {summary['dialogue']}")
     return 0
 
 

@@ -123,3 +123,20 @@ def test_forced_twin_takes_the_real_models_time(real_dir: Path, twin_dir: Path, 
                 times[name].append(time.perf_counter() - started)
         ratios.append(statistics.median(times["twin"]) / statistics.median(times["real"]))
     assert statistics.median(ratios) == pytest.approx(1.0, abs=0.05), ratios
+
+
+def test_bench_asr_times_the_twin_without_its_wer(tmp_path: Path) -> None:
+    from assistant.bench.asr import QUESTIONS, VOICES, format_text, run_bench
+    from assistant.config import load_settings
+
+    settings = load_settings()
+    settings.paths.models_dir = tmp_path  # the twin is built in <models_dir>/twins/whisper-tiny.en
+    voices = [v for v in VOICES if v.name == "espeak-en-us"]
+    report = run_bench(settings, [QUESTIONS[8]], voices, twin="whisper-tiny.en")  # "the capital of Australia"
+
+    assert (tmp_path / "twins" / "whisper-tiny.en" / "model.bin").is_file()
+    assert report["settings"]["asr_model"] == "whisper-tiny.en"  # the reference the twin is forced to
+    assert report["twin"]["of"] == "whisper-tiny.en" and report["twin"]["asr_s"]["median"] > 0
+    (row,) = report["questions"]
+    assert row["twin_asr_s"] > 0 and "australia" in row["hypothesis_normalised"]  # the WER is the real model's
+    assert "twin of whisper-tiny.en" in format_text(report) and "no WER" in format_text(report)
