@@ -47,6 +47,7 @@ from assistant.bench.asr import (
     Question,
     Voice,
     normalise,
+    number_words,
     speak_questions,
     word_errors,
 )
@@ -113,12 +114,61 @@ def heard_exactly(question: str, transcript: str) -> bool:
     return normalise(transcript) == normalise(question)
 
 
+_UNITS = {number_words(n): n for n in range(20)}  # zero .. nineteen
+_TENS = {number_words(n): n for n in range(20, 100, 10)}  # twenty .. ninety
+_SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
+
+
+def _number_value(words: Sequence[str]) -> int:
+    """The value of number words that make one number ("one thousand twenty four" -> 1024)."""
+    total = current = 0
+    for w in words:
+        if w == "hundred":
+            current = (current or 1) * 100
+        elif w in _SCALES:
+            total, current = total + (current or 1) * _SCALES[w], 0
+        else:
+            current += _UNITS.get(w, 0) + _TENS.get(w, 0)
+    return total + current
+
+
+def _continues(run: Sequence[str], w: str) -> bool:
+    """Whether number word `w` goes on the number in `run` rather than starting another ("fifty six" is one
+    number; "seven eight" and "twelve five" are two)."""
+    last = run[-1]
+    if w in _SCALES:
+        return w != "hundred" or (last not in _SCALES and _number_value(run) % 1000 < 100)
+    if w in _TENS:
+        return last in _SCALES
+    return last in _SCALES or (last in _TENS and 0 < _UNITS[w] < 10)
+
+
+def answer_words(text: str) -> list[str]:
+    """normalise()'s words with every number one token of digits, however it was written: "56", "fifty-six" and
+    "fifty six" are all "56", and "twenty eight" is "28", so it never matches "8" inside it."""
+    out: list[str] = []
+    run: list[str] = []
+    for w in normalise(text).split():
+        if w in _UNITS or w in _TENS or w in _SCALES:  # a scale alone is one of it: "a hundred" -> "a 100"
+            if run and not _continues(run, w):
+                out.append(str(_number_value(run)))
+                run = []
+            run.append(w)
+            continue
+        if run:
+            out.append(str(_number_value(run)))
+            run = []
+        out.append(w)
+    return out + ([str(_number_value(run))] if run else [])
+
+
 def matched_answer(reply: str, accept: Sequence[str]) -> str | None:
-    """The first accepted answer found in `reply` as whole words (a run of the reply's normalised words), or None.
-    Numbers match as words either way round: "56" accepts "fifty-six" and "fifty six" accepts "56"."""
-    words = normalise(reply).split()
+    """The first accepted answer found in `reply` as whole words (a run of the reply's words), or None. Both are
+    read by answer_words(): numbers match as one token whether written in digits or words ("56" accepts
+    "fifty-six"), and never as a part of a longer number ("8" does not accept "28" or "eighteen")."""
+    words = answer_words(reply)
     for answer in accept:
-        wanted = normalise(answer).split()
+        wanted = answer_words(answer)
         n = len(wanted)
         if n and any(words[i : i + n] == wanted for i in range(len(words) - n + 1)):
             return answer
@@ -241,11 +291,12 @@ def run_bench(settings, questions: Sequence[AnswerQuestion], voices: Sequence[Vo
         engines = session.engines_summary()
     finally:
         session.close()
-    return report(results, voices, engines, vad, time.monotonic() - started)
+    return report(results, voices, engines, vad, settings.dialogue, time.monotonic() - started)
 
 
-def report(results: Sequence[AnswerResult], voices: Sequence[Voice], engines: dict[str, str], vad,
+def report(results: Sequence[AnswerResult], voices: Sequence[Voice], engines: dict[str, str], vad, dialogue,
            elapsed_s: float) -> dict[str, Any]:  # fmt: skip
+    """The benchmark's JSON object; `dialogue`: the settings' dialogue section (its sampling shapes the replies)."""
     return {
         "engines": engines,
         "settings": {
@@ -253,6 +304,8 @@ def report(results: Sequence[AnswerResult], voices: Sequence[Voice], engines: di
             "pace": "real time",
             "end_silence_ms": vad.silence_ms,
             "early_start_ms": vad.early_start_ms,
+            "temperature": dialogue.temperature,  # no fixed seed: with temperature > 0 replies vary between runs
+            "max_tokens": dialogue.max_tokens,
             "history": "reset before every question but a follow-up",
             "normalisation": "lower case, contractions expanded, numbers as words, punctuation dropped",
             "first_audio_computed_s": "COMPUTED from the pipeline's event times: end of the question's speech -> "

@@ -31,7 +31,7 @@ def test_bench_answers_scores_real_replies(capsys: pytest.CaptureFixture[str]) -
 
     assert {"asr", "llm", "tts"} <= set(report["engines"]) and "whisper" in report["engines"]["asr"]
     assert report["settings"]["voices"] == ["espeak-en-us", "piper-joe"]
-    assert "COMPUTED" in report["settings"]["first_audio_computed_s"]
+    assert "COMPUTED" in report["settings"]["first_audio_computed_s"] and "temperature" in report["settings"]
     rows = report["questions"]
     assert [(r["voice"], r["question"]) for r in rows] == [
         (v, q) for v in ("espeak-en-us", "piper-joe") for q in RIGHT

@@ -9,6 +9,7 @@ import pytest
 
 from assistant.bench.answers import (
     AnswerResult,
+    answer_words,
     apply_overrides,
     check_voices,
     first_questions,
@@ -40,10 +41,21 @@ def test_numbers_match_as_digits_or_words_but_never_inside_another_number() -> N
     assert matched_answer("The answer is 56.", ["fifty six"]) == "fifty six"
     assert matched_answer("A spider has eight legs.", ["8"]) == "8"
     assert matched_answer("Some spiders have 18 legs.", ["8"]) is None  # eighteen, not eight
+    assert matched_answer("Twenty-eight legs.", ["8"]) is None  # 28: the eight is part of it
+    assert matched_answer("It is 156.", ["56"]) is None  # one hundred fifty six holds "fifty six", but is 156
     assert matched_answer("7 * 8 = 54", ["56"]) is None
-    assert matched_answer("There are 1,000 grams in a kilogram.", ["1000", "a thousand"]) == "1000"
-    assert matched_answer("About a thousand.", ["1000", "a thousand"]) == "a thousand"
-    assert matched_answer("Two thousand.", ["1000", "a thousand"]) is None
+    assert matched_answer("There are 1,000 grams in a kilogram.", ["1000"]) == "1000"
+    assert matched_answer("About a thousand.", ["1000"]) == "1000"
+    assert matched_answer("One gram equals 1/1024 of a kilogram.", ["1000"]) is None
+    assert matched_answer("Two thousand.", ["1000"]) is None
+
+
+def test_answer_words_reads_each_number_as_one_value() -> None:
+    assert answer_words("one thousand nine hundred forty-five") == ["1945"]
+    assert answer_words("7 * 8 = 54") == ["7", "8", "54"]  # numbers side by side stay apart
+    assert answer_words("It is 12:05.") == ["it", "is", "12", "5"]
+    assert answer_words("a hundred") == ["a", "100"]
+    assert answer_words("What's twenty minus four?") == ["what", "is", "20", "minus", "4"]
 
 
 def test_the_request_to_decline_is_right_only_when_the_reply_refuses() -> None:
