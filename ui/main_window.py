@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from assistant.config import Settings
+from assistant.errors import ConfigError
 from assistant.events import ConversationReset, Notice, SegmentReady, StageFailed, TurnDone
 from assistant.live import StreamSpeechFinished, StreamSpeechStarted
 from assistant.live.spoken import SpokenLedger, SpokenVerdict
@@ -51,6 +52,7 @@ from ui.microphone import (
     MicrophoneControl,
     default_listener_factory,
 )
+from ui.model_offer import RecommendationBanner
 from ui.widgets import AvatarView, ChatEntry, ConversationView, LevelMeter
 from ui.workers import SessionFactory, SessionWorker, favour_gui_thread
 
@@ -147,6 +149,7 @@ class MainWindow(QMainWindow):
             "background:#fff3cd; color:#664d03; padding:6px; border:1px solid #ffe69c;"
         )
         self.notice_label.hide()
+        self.model_banner = RecommendationBanner()  # the demo notice and the recommended set's offer
 
         self.mode_combo = QComboBox(objectName="micMode")
         self.mode_combo.addItem("Hands-free", HANDS_FREE)
@@ -187,6 +190,7 @@ class MainWindow(QMainWindow):
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addWidget(self.model_banner)
         right_layout.addWidget(self.notice_label)
         right_layout.addWidget(self.conversation, 1)
         splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -243,6 +247,8 @@ class MainWindow(QMainWindow):
             getattr(b, name).connect(getattr(self, f"_on_{name}"))
         for name in worker_signals:
             getattr(w, name).connect(getattr(self, f"_on_{name}"))
+        self.model_banner.declined.connect(self._on_offer_declined)
+        self.model_banner.downloaded.connect(self._on_offer_downloaded)
         live.started.connect(self._on_live_started)
         live.failed.connect(self._on_live_failed)
         live.notice.connect(self._show_notice)
@@ -299,6 +305,7 @@ class MainWindow(QMainWindow):
         if app is not None:
             app.removeEventFilter(self)
         self.mic.stop()
+        self.model_banner.shutdown()  # a download in flight stops; its .part waits for the next start
         self.worker.cancel_current("the window is closing")
         self.live.shutdown()
         self.worker.shutdown()
@@ -407,6 +414,8 @@ class MainWindow(QMainWindow):
             user_config=self.user_config,
             engines=self.engines if self.ready else None,  # what ran, the live avatar's engine included
             notices=list(getattr(session, "notices", [])) + (self.live.setup.notices if self.live.setup else []),
+            # the dialog offers the recommended set too, unless the window is downloading it already
+            recommendation=None if self.model_banner.downloading else getattr(session, "recommendation", None),
             parent=self,
         )
         dialog.applied.connect(self.apply_settings)
@@ -471,10 +480,13 @@ class MainWindow(QMainWindow):
         self._offer_better_model()
 
     def _offer_better_model(self) -> None:
-        """First start with the profile's dialogue model not downloaded: say which one, and where to get it."""
+        """On a CPU: the demo notice and the recommended set's offer. With a CUDA GPU, first start with the
+        profile's dialogue model not downloaded: say which one, and where to get it."""
         from ui.model_offer import describe, offered_dialogue_model
 
         session = self.worker.session
+        if self._show_recommendation():
+            return
         spec = offered_dialogue_model(
             getattr(session, "resolved", None), self.settings.dialogue.model, self.settings.models_dir
         )
@@ -527,7 +539,30 @@ class MainWindow(QMainWindow):
         self.turns.turn_failed(message)
         self._show_notice(message)
 
+    def _show_recommendation(self) -> bool:
+        """The session's recommendation (assistant.recommend), shown; False when it has none (a CUDA GPU)."""
+        recommendation = getattr(self.worker.session, "recommendation", None)
+        self.model_banner.show_recommendation(recommendation, self.settings)
+        return recommendation is not None
+
+    def _on_offer_declined(self, names: tuple[str, ...]) -> None:
+        """"Not now": remembered in the user overlay, so the next start does not offer these models again."""
+        from ui.settings_dialog import save_changes
+
+        declined = sorted(set(self.settings.ui.model_offer_declined) | set(names))
+        try:
+            self.settings = save_changes(self.settings, {"ui.model_offer_declined": declined}, self.user_config)
+        except ConfigError as e:
+            self._show_notice(f"Cannot remember the 'Not now': {e}")
+        self._show_recommendation()
+
+    def _on_offer_downloaded(self, names: tuple[str, ...]) -> None:
+        """The recommended set is there: the session reloads with the same settings and switches to it."""
+        self.conversation.add(ChatEntry("system", f"Downloaded {' and '.join(names)}: switching to them."))
+        self.apply_settings(self.settings)
+
     def _on_reconfigured(self, reloaded: list[str], engines: dict[str, str]) -> None:
+        self._show_recommendation()
         self._set_ready(engines)
         what = ", ".join(reloaded) if reloaded else "nothing needed reloading"
         self.conversation.add(ChatEntry("system", f"Settings applied ({what})."))

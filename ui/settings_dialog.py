@@ -8,7 +8,9 @@ still be applied).
 
 When the profile picks a dialogue model that is not downloaded yet, the dialog offers it (ui.model_offer: name,
 size, licence, download with progress, cancel and resume); once it is there the dialog emits `applied` with the
-same settings, and the session reloads the dialogue stage with it.
+same settings, and the session reloads the dialogue stage with it. On a CPU (the session's `recommendation`), a
+Models section says what each hardware profile gives and costs on this machine and offers the recommended set,
+even after the window's "Not now" (ui.model_offer.ModelsPanel); once it is downloaded, the same happens.
 
 "In use" is what the running session loaded (its `engines_summary()`), with every reason a stage runs something
 other than what the settings ask for; before the models are loaded it says what the settings resolve to.
@@ -112,6 +114,16 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def save_changes(settings: Settings, changed: dict[str, Any], user_config: Path | None) -> Settings:
+    """Validate `changed` (dotted keys) over `settings`, save it to the user overlay, and return the new settings
+    (which remember the keys as the user's). ConfigError, and nothing saved, when a value is invalid."""
+    changes = _nest(changed)
+    new = validate_dict(_merge(settings_to_dict(settings), changes), "the settings")
+    path = save_user_settings(changes, user_config)
+    log.info("settings saved to %s: %s", path, ", ".join(sorted(changed)))
+    return new.model_copy(update={"user_keys": frozenset(settings.user_keys | set(changed))})
+
+
 def _combo(items: list[tuple[str, Any]], editable: bool = False, name: str = "") -> QComboBox:
     box = QComboBox(objectName=name, editable=editable)
     for text, data in items:
@@ -155,9 +167,11 @@ class SettingsDialog(QDialog):
         engines: dict[str, str] | None = None,
         notices: list[str] | None = None,
         model_registry: Any = None,
+        recommendation: Any = None,
         parent: QWidget | None = None,
     ) -> None:
-        # engines: what runs, as the session reports it (engines_summary); notices: why anything differs.
+        # engines: what runs, as the session reports it (engines_summary); notices: why anything differs;
+        # recommendation: the session's assistant.recommend.Recommendation (None with a CUDA GPU).
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self.setMinimumWidth(900)
@@ -167,6 +181,8 @@ class SettingsDialog(QDialog):
         self.notices = list(notices or [])
         self._model_registry = model_registry  # tests serve their own models
         self.model_offer: Any = None  # ui.model_offer.ModelOffer when there is a better model to offer
+        self.recommendation = recommendation
+        self.models_panel: Any = None  # ui.model_offer.ModelsPanel on a CPU
         self.user_config = user_config
         self._face_preview = face_preview or detect_face_crop
         self._workers: list[CallWorker] = []  # kept alive until they finish
@@ -307,6 +323,7 @@ class SettingsDialog(QDialog):
         columns.addLayout(right)
         main = QVBoxLayout(self)
         main.addLayout(columns)
+        self._add_models_section(main)
         main.addWidget(self.error_label)
         main.addWidget(self.buttons)
 
@@ -329,9 +346,25 @@ class SettingsDialog(QDialog):
         self.model_offer.downloaded.connect(self._on_model_downloaded)
         form.addRow("", self.model_offer)
 
-    def _on_model_downloaded(self, name: str) -> None:
-        """The profile's model is there: the session switches to it (the same settings, reloaded)."""
-        log.info("dialogue model %s downloaded: switching to it", name)
+    def _add_models_section(self, main: QVBoxLayout) -> None:
+        """On a CPU, across the dialog: what each profile gives and costs here, and the recommended set's offer."""
+        from ui.model_offer import ModelsPanel
+
+        if self.recommendation is None:
+            return
+        self.models_panel = ModelsPanel(
+            self.recommendation, getattr(self.resolved, "cpu_speed", None), self.settings.models_dir,
+            self.settings.models.mirror_url,
+        )  # fmt: skip
+        if self.models_panel.offer is not None:
+            self.models_panel.offer.downloaded.connect(self._on_model_downloaded)
+        group = QGroupBox("Models: what each hardware profile gives on this computer")
+        QVBoxLayout(group).addWidget(self.models_panel)
+        main.addWidget(group)
+
+    def _on_model_downloaded(self, names: tuple[str, ...]) -> None:
+        """The models are there: the session switches to them (the same settings, reloaded)."""
+        log.info("%s downloaded: the session switches", " and ".join(names))
         self.applied.emit(self.settings)
 
     @staticmethod
@@ -349,6 +382,8 @@ class SettingsDialog(QDialog):
             return None
         if r.gpu is not None:
             return profile_for_gpu(r.gpu)
+        if self.recommendation is not None:  # a CPU's auto: the tier it keeps quick
+            return self.recommendation.tier.profile
         if str(r.sources.get("profile", "")).startswith("auto") or any(
             str(src).startswith("auto: no CUDA") for src in r.sources.values()
         ):
@@ -446,16 +481,10 @@ class SettingsDialog(QDialog):
         changed = {k: v for k, v in values.items() if _get(self.settings, k) != v}
         if not changed:
             return True
-        changes = _nest(changed)
         try:
-            new = validate_dict(_merge(settings_to_dict(self.settings), changes), "the settings")
-            path = save_user_settings(changes, self.user_config)
+            self.settings = save_changes(self.settings, changed, self.user_config)
         except ConfigError as e:
             return self._refuse(str(e))
-        self.settings = new.model_copy(
-            update={"user_keys": frozenset(self.settings.user_keys | set(changed))}
-        )
-        log.info("settings saved to %s: %s", path, ", ".join(sorted(changed)))
         self.applied.emit(self.settings)
         return True
 
@@ -586,8 +615,9 @@ class SettingsDialog(QDialog):
 
     def done(self, result: int) -> None:  # noqa: D401 - Qt API: also called by accept/reject
         self._stop_probe()
-        if self.model_offer is not None:  # a download in flight stops; its .part waits for the next Resume
-            self.model_offer.shutdown()
+        for offer in (self.model_offer, self.models_panel):  # a download stops; its .part waits for a Resume
+            if offer is not None:
+                offer.shutdown()
         for worker in list(self._workers):
             worker.wait(10_000)  # a face check or device listing takes well under a second
         super().done(result)

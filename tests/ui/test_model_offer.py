@@ -65,7 +65,7 @@ def test_download_cancel_and_resume(qtbot, tmp_path, server, monkeypatch):
     kept = part.stat().st_size
     with qtbot.waitSignal(offer.downloaded, timeout=WAIT_MS) as done:
         offer.button.click()  # Resume
-    assert done.args == [SPEC.name]
+    assert done.args == [(SPEC.name,)]
     assert server.requests[-1].range == f"bytes={kept}-" and server.requests[-1].status == 206
     assert (models / "llm" / "Llama-Test.gguf").read_bytes() == BODY and not part.exists()
     assert state(SPEC.name, models, registry=REGISTRY).usable
