@@ -13,16 +13,22 @@ Tokenizer: the English-only models (tiny.en, base.en, small.en, distil-small.en)
 so tiny.en's tokenizer.json and vocabulary.txt, and the token lists of its config.json (suppressed tokens,
 language ids), are copied from the bundled model. The multilingual tokenizer (whisper-small, whisper-medium) is
 nowhere on this machine (it ships with the real models and with openai-whisper as a tiktoken file), so their
-twins are built without tokenizer.json: faster-whisper then loads "openai/whisper-tiny"'s tokenizer from the
-Hugging Face Hub, which works only online or with that tokenizer in the local Hub cache. Alignment heads (used
-only for word timestamps, which the app does not ask for) are the converter's default, the last half of the
-decoder's heads.
+twins are built without tokenizer.json (and with placeholder names in their CTranslate2 vocabulary):
+faster-whisper then loads "openai/whisper-tiny"'s tokenizer from the Hugging Face Hub, which works only online or
+with that tokenizer in the local Hub cache. (tiny.en's tokenizer.json copied in by hand runs them at the same
+cost, its special tokens one id lower, but a transcript's tokens are then counted by the .en tokenizer, which
+may split English text differently from the multilingual one.) Alignment heads (used only for word timestamps, which the app does not ask
+for) are the converter's default, the last half of the decoder's heads.
+
+A twin's model.bin is within 100 bytes of the published one (whisper-small: 483,546,977 against Systran's
+483,546,902 bytes; CTranslate2 4.8's converter stores two more flags), and tiny.en's twin has every variable of
+the bundled tiny.en with the same shape and dtype (tests/integration/test_whisper_twin.py).
 
 Teacher forcing: a random model decodes garbage of random length, and faster-whisper's temperature fallback would
 decode it again up to five times. `forced_decode_options()` gives the `transcribe` options that make a decode run
 exactly as many decoder steps as the real model's on the same utterance: the real transcript's token count (its
 tokenizer's count) plus the step that yields end-of-text, end-of-text and timestamps suppressed until then, one
-temperature and no fallback. `forced_transcribe()` runs it through the app's own `WhisperASR.transcribe`.
+temperature and no fallback: pass them to the app's own `WhisperASR.transcribe(utterance, overrides=...)`.
 
 Needs torch and transformers (only to build a twin), ctranslate2 and faster-whisper.
 """
@@ -325,10 +331,4 @@ def forced_decode_options(tokenizer: Any, text_tokens: int) -> dict[str, Any]:
         "log_prob_threshold": None,
         "no_speech_threshold": None,
     }
-
-
-def forced_transcribe(asr: Any, utterance: Any, text_tokens: int) -> Any:
-    """`asr.transcribe(utterance)` (a WhisperASR) teacher-forced to `text_tokens`: returns its Transcript or None;
-    the text is meaningless on a twin, the time is the point."""
-    return asr.transcribe(utterance, overrides=forced_decode_options(asr.tokenizer(), text_tokens))
 
