@@ -186,7 +186,7 @@ class ModelOffer(QWidget):
         self.models_dir, self.base_url = Path(models_dir), base_url
         self.registry = registry if registry is not None else make_registry(self.specs)
         count = len(self.specs)
-        self.download_text = "Download" if count == 1 else "Download both" if count == 2 else f"Download all {count}"
+        self.download_text = {1: "Download", 2: "Download both"}.get(count, f"Download all {count}")
         self.worker: DownloadWorker | None = None
         described = "; ".join(describe(s) for s in self.specs)
         self.label = QLabel(f"Better answers: {described}", objectName="modelOfferLabel", wordWrap=True)
@@ -371,7 +371,8 @@ def _tier_download(tier: Tier, rec: Recommendation, models_dir: Path) -> str:
 
 def _tier_verdict(tier: Tier, rec: Recommendation, speed: Any) -> str:
     if tier == rec.tier:
-        return "Recommended here." if tier == CPU_TIERS[0] else f"Recommended here: {later_text(rec.extra_first_word_s)}."
+        later = "" if tier == CPU_TIERS[0] else f": {later_text(rec.extra_first_word_s)}"
+        return f"Recommended here{later}."
     if tier == CPU_TIERS[0]:
         return "The quickest."
     cost = tier_cost(tier, speed) if speed is not None else None
