@@ -193,9 +193,8 @@ class AnswerResult:
     matched: str | None  # the accepted answer found in the reply
     accepted: tuple[str, ...]
     speech_s: float  # the spoken question as the VAD cut it
-    first_audio_computed_s: (
-        float | None
-    )  # COMPUTED: end of speech -> first reply audio delivered (None: no audio)
+    # COMPUTED from event times: end of speech -> first reply audio delivered to the listener (None: no audio)
+    first_audio_computed_s: float | None
 
 
 def pick_voices(names: Sequence[str]) -> list[Voice]:
