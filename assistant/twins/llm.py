@@ -235,22 +235,28 @@ def _tensors(shape: LlmShape, plan: list[tuple[str, tuple[int, ...]]], seed: int
 
 
 def quantise(src: Path, dst: Path, ftype: int) -> None:
-    """llama.cpp's quantiser (as `llama-quantize` runs it): each tensor's type chosen for `ftype`."""
+    """llama.cpp's quantiser (as `llama-quantize` runs it): each tensor's type chosen for `ftype`.
+
+    Its log (a line per tensor) is held back while it runs; its warnings and errors go into the error raised."""
     import ctypes
-    import logging
 
     import llama_cpp
+    import llama_cpp._logger
+
+    said: list[str] = []
+
+    @llama_cpp.llama_log_callback
+    def keep(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        if level in (3, 4):  # ggml's GGML_LOG_LEVEL_WARN, GGML_LOG_LEVEL_ERROR (DEBUG is 1, INFO 2)
+            said.append(text.decode("utf-8", "replace").strip())
 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
     params.nthread = 0  # all cores
-    # llama-cpp-python prints llama.cpp's log at or above its logger's level: a line per tensor, unless raised.
-    logger = logging.getLogger("llama-cpp-python")
-    level = logger.level
-    logger.setLevel(max(level, logging.ERROR))
+    llama_cpp.llama_log_set(keep, ctypes.c_void_p(0))
     try:
         rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
     finally:
-        logger.setLevel(level)
+        llama_cpp.llama_log_set(llama_cpp._logger.llama_log_callback, ctypes.c_void_p(0))
     if rc != 0:
-        raise RuntimeError(f"llama.cpp's quantiser failed on {src} (return code {rc})")
+        raise RuntimeError(f"llama.cpp's quantiser failed on {src} (return code {rc}): {' '.join(said[-3:])}")

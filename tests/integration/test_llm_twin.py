@@ -53,9 +53,10 @@ def test_the_twin_has_the_real_tensors_and_hyperparameters(twin):
 
 def _manager(path: Path, replies: dict[str, str]) -> DialogueManager:
     cfg = DialogueSettings()
+    # One thread: llama.cpp's spinning threads make timings erratic on a busy 2-core machine.
     manager = DialogueManager(
         path, cfg.system_prompt, n_ctx=cfg.context_tokens, max_tokens=cfg.max_tokens, temperature=cfg.temperature,
-        history_budget_tokens=cfg.history_budget_tokens, seed=0, forced_replies=replies,
+        history_budget_tokens=cfg.history_budget_tokens, seed=0, forced_replies=replies, n_threads=1,
     )  # fmt: skip
     manager.load()
     return manager
