@@ -13,13 +13,15 @@ Tokenizer (assistant.twins.whisper_tokens): the English-only models (tiny.en, ba
 share tiny.en's GPT-2 tokenizer, so their twins get the bundled tiny.en's tokenizer.json, vocabulary.txt and
 config.json token lists. The multilingual tokenizer (whisper-small, whisper-medium) is nowhere on this machine
 (it ships with the real models, and with openai-whisper as a tiktoken file): their twins get a surrogate, GPT-2's
-BPE with the special tokens at the multilingual ids, which decodes the real 4-token multilingual prompt at the
-real cost but spells its (random) text with the wrong BPE. Alignment heads (used only for word timestamps, which
+BPE with the special tokens at the multilingual ids, which spells its (random) text with the wrong BPE. (The
+CTranslate2 4.8.5 here reports is_multilingual False for these twins, so faster-whisper prompts them with the
+2-token English prompt instead of the multilingual 4: two tokens fewer in the one prompt step.) Alignment heads (used only for word timestamps, which
 the app does not ask for) are the converter's default, the last half of the decoder's heads.
 
-A twin's model.bin is within 100 bytes of the published one (whisper-small: 483,546,977 against Systran's
-483,546,902 bytes; CTranslate2 4.8's converter stores two more flags), and tiny.en's twin has every variable of
-the bundled tiny.en with the same shape and dtype (tests/integration/test_whisper_twin.py).
+A twin's model.bin has the size of the published one to the byte (distil-small.en: 332,308,257), or 75 bytes
+more where Systran converted with an older CTranslate2 that stored two fewer flags (whisper-small: 483,546,977
+against 483,546,902); tiny.en's twin has every variable of the bundled tiny.en with the same shape and dtype
+(tests/integration/test_whisper_twin.py).
 
 Teacher forcing: a random model decodes garbage of random length, and faster-whisper's temperature fallback would
 decode it again up to five times. `forced_decode_options()` gives the `transcribe` options that make a decode run
@@ -289,13 +291,13 @@ def forced_decode_options(tokenizer: Any, text_tokens: int) -> dict[str, Any]:
     and no threshold can ask for a fallback or skip the segment."""
     timestamps = range(tokenizer.timestamp_begin, tokenizer.timestamp_begin + N_TIMESTAMP_TOKENS)
     steps = text_tokens + 1
-    # faster-whisper asks CTranslate2 for max_length = prompt + max_new_tokens, and CTranslate2's Whisper decodes
-    # min(max_length // 2, max_length - prompt) tokens (OpenAI's half-context sample_len): ask for enough that
-    # the first bound is `steps`. The prompt: the start-of-transcript sequence and <|notimestamps|> (the app
-    # decodes without timestamps and without previous text).
+    # faster-whisper asks CTranslate2 for max_length = prompt + max_new_tokens, and CTranslate2's Whisper
+    # (whisper.cc) decodes min(max_length // 2, max_length - (prompt - 1)) tokens, the half being OpenAI's
+    # sample_len: the smallest max_length whose bound is `steps`. The prompt: the start-of-transcript sequence and
+    # <|notimestamps|> (the app decodes without timestamps and without previous text).
     prompt = len(tokenizer.sot_sequence) + 1
     return {
-        "max_new_tokens": max(2 * steps - prompt, steps),
+        "max_new_tokens": max(2 * steps - prompt, steps - 1),
         "suppress_tokens": [-1, tokenizer.eot, *timestamps],  # -1: Whisper's non-speech tokens, as by default
         "temperature": 0.0,
         "compression_ratio_threshold": None,

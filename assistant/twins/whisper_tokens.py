@@ -7,9 +7,9 @@ The multilingual tokenizer (its own byte-level BPE, 50,257 tokens) is not on thi
 gets a surrogate: GPT-2's BPE from tiny.en with the special tokens one id up, where the multilingual vocabulary
 has them (<|endoftext|> 50257, <|startoftranscript|> 50258, <|en|> 50259, ..., <|notimestamps|> 50363, timestamps
 from 50364), and a placeholder at 50256. CTranslate2 finds the prompt's special tokens by name in the vocabulary
-and faster-whisper by name in tokenizer.json, so the twin decodes the real multilingual prompt (start, language,
-task, no timestamps: 4 tokens) over a 51,865-token vocabulary, at the real cost; only its text (random anyway)
-is spelt with the wrong BPE. A transcript's tokens are counted by the reference model's tokenizer, not by this.
+and faster-whisper by name in tokenizer.json, so the twin decodes over a 51,865-token vocabulary at the real
+cost; only its text (random anyway) is spelt with the wrong BPE. A transcript's tokens are counted by the
+reference model's tokenizer, not by this.
 """
 
 from __future__ import annotations

@@ -69,10 +69,10 @@ class Tokens:
 
 
 def decoded_tokens(prompt: int, max_new_tokens: int) -> int:
-    """Tokens CTranslate2 decodes (whisper.cc): max_length = prompt + max_new_tokens (faster-whisper), then
-    min(max_length / 2, max_length - prompt)."""
+    """Tokens CTranslate2 decodes (whisper.cc: the prompt but its last token is the decoder's start state, then
+    min(max_length / 2, max_length - start_step)); faster-whisper asks for max_length = prompt + max_new_tokens."""
     max_length = prompt + max_new_tokens
-    return min(max_length // 2, max_length - prompt)
+    return min(max_length // 2, max_length - (prompt - 1))
 
 
 @pytest.mark.parametrize("sot_sequence", [(50257,), (50258, 50259, 50360)], ids=["english", "multilingual"])
