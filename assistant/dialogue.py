@@ -253,6 +253,15 @@ def _cpu_has_amx() -> bool:
     return b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
 
 
+def open_llama(llama_class: type, path: Path, extra_buffers: bool | None = None, **params: Any) -> Any:
+    """`llama_class(model_path=path, verbose=False, **params)`, with llama.cpp's extra CPU buffers off on AMX CPUs
+    (extra_buffers None) or as told: the one place a GGUF is opened, so every caller gets the AMX workaround."""
+    extra = extra_buffers if extra_buffers is not None else not _cpu_has_amx()
+    guard = contextlib.nullcontext() if extra else _without_cpu_extra_buffers()
+    with guard:
+        return llama_class(model_path=str(path), verbose=False, **params)
+
+
 class DialogueManager:
     """A chat with history over a local GGUF model. Thread-safe; one reply generates at a time."""
 
@@ -352,20 +361,11 @@ class DialogueManager:
                     f"llama-cpp-python is not installed, so {path} cannot be loaded: "
                     "pip install llama-cpp-python"
                 ) from e
-            extra_buffers = (
-                self.cpu_extra_buffers if self.cpu_extra_buffers is not None else not _cpu_has_amx()
-            )
-            guard = contextlib.nullcontext() if extra_buffers else _without_cpu_extra_buffers()
             try:
-                with guard:
-                    self._llm = Llama(
-                        model_path=str(path),
-                        n_ctx=self.n_ctx,
-                        n_threads=self.n_threads,
-                        n_gpu_layers=self.n_gpu_layers,
-                        verbose=False,
-                        **({"seed": self.seed} if self.seed is not None else {}),
-                    )
+                self._llm = open_llama(
+                    Llama, path, self.cpu_extra_buffers, n_ctx=self.n_ctx, n_threads=self.n_threads,
+                    n_gpu_layers=self.n_gpu_layers, **({"seed": self.seed} if self.seed is not None else {}),
+                )  # fmt: skip
             except (ValueError, RuntimeError, OSError) as e:
                 raise ModelError(
                     f"Cannot load dialogue model {path}: {e}. The file is probably truncated or corrupt, "
