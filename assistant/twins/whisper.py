@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from assistant.asr import max_new_tokens_for
 from assistant.errors import ModelError
 from assistant.twins.whisper_tokens import write_tokenizer
 
@@ -291,13 +292,11 @@ def forced_decode_options(tokenizer: Any, text_tokens: int) -> dict[str, Any]:
     and no threshold can ask for a fallback or skip the segment."""
     timestamps = range(tokenizer.timestamp_begin, tokenizer.timestamp_begin + N_TIMESTAMP_TOKENS)
     steps = text_tokens + 1
-    # faster-whisper asks CTranslate2 for max_length = prompt + max_new_tokens, and CTranslate2's Whisper
-    # (whisper.cc) decodes min(max_length // 2, max_length - (prompt - 1)) tokens, the half being OpenAI's
-    # sample_len: the smallest max_length whose bound is `steps`. The prompt: the start-of-transcript sequence and
-    # <|notimestamps|> (the app decodes without timestamps and without previous text).
+    # The prompt: the start-of-transcript sequence and <|notimestamps|> (the app decodes without timestamps and
+    # without previous text); assistant.asr.max_new_tokens_for says how CTranslate2 bounds the decode.
     prompt = len(tokenizer.sot_sequence) + 1
     return {
-        "max_new_tokens": max(2 * steps - prompt, steps - 1),
+        "max_new_tokens": max_new_tokens_for(steps, prompt),
         "suppress_tokens": [-1, tokenizer.eot, *timestamps],  # -1: Whisper's non-speech tokens, as by default
         "temperature": 0.0,
         "compression_ratio_threshold": None,

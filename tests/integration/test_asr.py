@@ -4,6 +4,7 @@ broken or missing models fail with a ModelError that says what to do."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,20 @@ def test_loads_int8_on_cpu_once(asr: WhisperASR) -> None:
     assert asr._model is model
     assert (asr.resolved_device, asr.resolved_compute_type) == ("cpu", "int8")
     assert asr.name == "whisper-tiny.en"
+
+
+def test_a_long_question_is_heard_to_its_last_word(asr: WhisperASR, tmp_path: Path) -> None:
+    # 31 words in about 8 s: the fitted window's token cap once let CTranslate2 decode only half of it
+    # ("... usually takes on a").
+    wav = tmp_path / "long.wav"
+    text = (
+        "Could you please tell me how many kilometres it is from the city of London to the city of Edinburgh, "
+        "and how long the train journey usually takes on a weekday morning?"
+    )
+    subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(wav), text], check=True)
+    transcript = asr.transcribe(utterance(load_audio(wav)))
+    assert transcript is not None
+    assert transcript.text.lower().rstrip("?. ").endswith("weekday morning")
 
 
 def test_spoken_question_is_recognised(asr: WhisperASR, spoken_question: Path) -> None:
