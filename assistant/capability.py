@@ -20,7 +20,9 @@ import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+from assistant.dialogue import usable_cores
 from assistant.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -61,11 +63,7 @@ def machine_key() -> str:
         build = getattr(llama_cpp, "__version__", "?")
     except ImportError:
         build = "none"
-    return f"{_cpu_name()}|{_cores()} cores|llama-cpp-python {build}"
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return f"{_cpu_name()}|{usable_cores()} cores|llama-cpp-python {build}"
 
 
 def _cpu_name() -> str:
@@ -78,9 +76,8 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def time_llm_workload(model_path: Path, n_threads: int | None = None, rounds: int = ROUNDS) -> WorkloadTime:
-    """The workload on `model_path` (any GGUF llama.cpp loads): fastest of `rounds`. Token ids are fixed and
-    the same for every model (ids below every vocabulary's size), so only the model's shape sets the time."""
+def open_for_workload(model_path: Path, n_threads: int | None = None) -> Any:
+    """A llama.cpp model loaded to run the workload (any GGUF llama.cpp loads)."""
     from assistant.dialogue import open_llama
 
     try:
@@ -88,25 +85,32 @@ def time_llm_workload(model_path: Path, n_threads: int | None = None, rounds: in
     except ImportError as e:
         raise ModelError("llama-cpp-python is not installed: pip install llama-cpp-python") from e
     try:
-        llm = open_llama(Llama, model_path, n_ctx=256, n_batch=256, n_threads=n_threads)
+        return open_llama(Llama, model_path, n_ctx=256, n_batch=256, n_threads=n_threads)
     except (ValueError, RuntimeError, OSError) as e:
         raise ModelError(f"cannot load {model_path} to time it: {e}") from e
+
+
+def run_workload(llm: Any) -> WorkloadTime:
+    """One round of the workload on a loaded model. Token ids are fixed and the same for every model (ids below
+    every vocabulary's size), so only the model's shape sets the time."""
+    prompt = [1000 + (7 * i) % 20000 for i in range(PROMPT_TOKENS)]
+    sentence = [2000 + (11 * i) % 20000 for i in range(SENTENCE_TOKENS)]
+    llm.reset()
+    started = time.perf_counter()
+    llm.eval(prompt)
+    prompted = time.perf_counter()
+    for token in sentence:
+        llm.eval([token])
+    return WorkloadTime(prompted - started, time.perf_counter() - prompted)
+
+
+def time_llm_workload(model_path: Path, n_threads: int | None = None, rounds: int = ROUNDS) -> WorkloadTime:
+    """The workload on `model_path`: the fastest of `rounds` after a warm-up round (the first one pages the
+    weights in)."""
+    llm = open_for_workload(model_path, n_threads)
     try:
-        prompt = [1000 + (7 * i) % 20000 for i in range(PROMPT_TOKENS)]
-        sentence = [2000 + (11 * i) % 20000 for i in range(SENTENCE_TOKENS)]
-        best: WorkloadTime | None = None
-        for _ in range(rounds):
-            llm.reset()
-            started = time.perf_counter()
-            llm.eval(prompt)
-            prompted = time.perf_counter()
-            for token in sentence:
-                llm.eval([token])
-            done = time.perf_counter()
-            this = WorkloadTime(prompted - started, done - prompted)
-            best = this if best is None or this.total_s < best.total_s else best
-        assert best is not None
-        return best
+        run_workload(llm)
+        return min((run_workload(llm) for _ in range(rounds)), key=lambda w: w.total_s)
     finally:
         llm.close()
 
@@ -120,7 +124,7 @@ def measure_machine(cache_dir: Path, bundled_model: Path, n_threads: int | None 
     if cached is not None:
         return cached
     workload = time_llm_workload(bundled_model, n_threads)
-    speed = MachineSpeed(workload, _cores(), key)
+    speed = MachineSpeed(workload, usable_cores(), key)
     log.info("this machine: %.3f s for the language-model workload (%s)", workload.total_s, key)
     _write_cache(cache, speed)
     return speed

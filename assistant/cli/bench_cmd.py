@@ -14,6 +14,7 @@ _BENCH_MODULES = (
     "assistant.bench.soak",
     "assistant.bench.asr",
     "assistant.bench.answers",
+    "assistant.bench.tiers",
 )
 
 
