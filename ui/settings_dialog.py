@@ -213,9 +213,9 @@ class SettingsDialog(QDialog):
         self.profile_combo = _combo(
             [
                 (auto_text, "auto"),
-                ("low: CPU / small GPU", "low"),
-                ("medium: 4 GiB GPU", "medium"),
-                ("high: 10 GiB GPU", "high"),
+                ("low: the bundled demo models", "low"),
+                ("medium: a 1B model (CPU) / a 4 GiB GPU", "medium"),
+                ("high: a 3B model (fast CPU) / a 10 GiB GPU", "high"),
             ],
             name="gpuProfile",
         )

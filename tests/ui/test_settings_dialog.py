@@ -64,9 +64,13 @@ def test_dialog_lists_every_reason_something_else_runs(qtbot, window, make_sessi
 
 
 def test_before_loading_the_dialog_says_what_the_settings_resolve_to(qtbot, settings, tmp_path):
+    from assistant.capability import MachineSpeed, WorkloadTime
     from assistant.profile import resolve
 
-    resolved = resolve(settings.model_copy(update={"gpu_profile": "medium"}), probe=lambda: None)
+    slow_cpu = MachineSpeed(WorkloadTime(20.0, 0.0), 2, "slow")  # far too slow for high's tier
+    resolved = resolve(
+        settings.model_copy(update={"gpu_profile": "high"}), probe=lambda: None, cpu_speed_probe=lambda s: slow_cpu
+    )
     dialog = SettingsDialog(
         settings, resolved=resolved, user_config=tmp_path / "user.yaml", device_lister=lambda: [],
         level_probe=None, notices=list(resolved.notices),
@@ -74,8 +78,8 @@ def test_before_loading_the_dialog_says_what_the_settings_resolve_to(qtbot, sett
     )  # fmt: skip
     qtbot.addWidget(dialog)
     text = dialog.resolved_label.text()
-    assert text.startswith("The settings resolve to: profile low") and "still loading" in text
-    assert "dialogue smollm2-135m" in text and "• Profile medium needs a CUDA GPU" in text
+    assert text.startswith("The settings resolve to: profile high") and "still loading" in text
+    assert "dialogue llama-3.2-3b" in text and "• Profile high on this CPU" in text
     dialog.reject()
 
 
