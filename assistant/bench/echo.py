@@ -564,7 +564,8 @@ def register(bsub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    report = run_echo(args.runs, args.delay_ms, args.echo_gain_db, args.option, args.out, args.min_speech_ms,
+    out = args.out.absolute()  # PulseAudio, started with this folder, wants an absolute path
+    report = run_echo(args.runs, args.delay_ms, args.echo_gain_db, args.option, out, args.min_speech_ms,
                       progress=lambda m: print(m, file=sys.stderr), user_voice=args.user_voice,
                       noises=args.noises, speech_threshold=args.speech_threshold)  # fmt: skip
     summary = report.summary()

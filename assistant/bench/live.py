@@ -427,7 +427,7 @@ def _run(args: argparse.Namespace) -> int:
             return 2
         overrides[key] = yaml.safe_load(value)
     dialogue = _twin_dialogue(args.twin, overrides) if args.twin else None
-    report = run_live(questions, args.out, overrides, cancel_after_s=args.cancel_after,
+    report = run_live(questions, args.out.absolute(), overrides, cancel_after_s=args.cancel_after,
                       progress=(lambda m: print(m, file=sys.stderr)))  # fmt: skip
     summary = report.summary()
     summary["dialogue"] = dialogue or "the configured model"
