@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import platform
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ SENTENCE_TOKENS = 16  # the first sentence of a short answer
 ROUNDS = 3
 CACHE_NAME = "machine_speed.json"
 CACHE_VERSION = 1
+_MEASURING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -120,14 +122,17 @@ def measure_machine(cache_dir: Path, bundled_model: Path, n_threads: int | None 
     else measured now (about a second) and cached."""
     key = machine_key()
     cache = Path(cache_dir) / CACHE_NAME
-    cached = _read_cache(cache, key)
-    if cached is not None:
-        return cached
-    workload = time_llm_workload(bundled_model, n_threads)
-    speed = MachineSpeed(workload, usable_cores(), key)
-    log.info("this machine: %.3f s for the language-model workload (%s)", workload.total_s, key)
-    _write_cache(cache, speed)
-    return speed
+    # One measurement at a time: the app's session and its live stream resolve the profile at once on the first
+    # start, and two measurements side by side would each time the other's load.
+    with _MEASURING:
+        cached = _read_cache(cache, key)
+        if cached is not None:
+            return cached
+        workload = time_llm_workload(bundled_model, n_threads)
+        speed = MachineSpeed(workload, usable_cores(), key)
+        log.info("this machine: %.3f s for the language-model workload (%s)", workload.total_s, key)
+        _write_cache(cache, speed)
+        return speed
 
 
 def _read_cache(path: Path, key: str) -> MachineSpeed | None:
