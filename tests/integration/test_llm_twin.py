@@ -22,6 +22,7 @@ pytestmark = pytest.mark.integration
 NAME = "smollm2-135m"
 QUESTION = "How do I boil an egg?"  # the longest teacher reply: ~80 forced tokens
 ROUNDS = 7
+ATTEMPTS = 3
 ARCH_KEYS = (
     "block_count", "context_length", "embedding_length", "feed_forward_length", "attention.head_count",
     "attention.head_count_kv", "rope.freq_base", "attention.layer_norm_rms_epsilon", "vocab_size",
@@ -66,17 +67,26 @@ def test_the_twin_says_the_forced_reply_at_the_real_models_speed(twin):
     replies = yaml.safe_load(TEACHER_FILE.read_text())
     real = _manager(locate(NAME, Path("models")), replies)
     copy = _manager(twin, replies)
+    ratios = []
+    for _ in range(ATTEMPTS):  # a busy shared machine can tilt one attempt; a twin that is off fails every one
+        ratios.append(_interleaved_ratio(real, copy, replies))
+        if abs(ratios[-1] - 1.0) < 0.05:
+            break
+    assert real.last_completion_tokens == copy.last_completion_tokens > 60
+    assert abs(ratios[-1] - 1.0) < 0.05, ratios
+
+
+def _interleaved_ratio(real: DialogueManager, copy: DialogueManager, replies: dict[str, str]) -> float:
+    """The twin's median time over the real model's, in rounds that alternate which goes first."""
     times: dict[str, list[float]] = {"real": [], "twin": []}
-    for _ in range(ROUNDS):  # interleaved, so a change of machine load hits both alike
-        for label, manager in (("real", real), ("twin", copy)):
+    for i in range(ROUNDS):  # interleaved, so a change of machine load hits both alike
+        for label, manager in (("real", real), ("twin", copy))[:: 1 if i % 2 else -1]:
             manager.reset()
             started = time.perf_counter()
             reply = manager.reply("how do I boil an egg")
             times[label].append(time.perf_counter() - started)
             assert reply.text == replies[QUESTION].strip()  # forced token by token, whatever the weights
-    assert real.last_completion_tokens == copy.last_completion_tokens > 60
-    real_s, twin_s = statistics.median(times["real"]), statistics.median(times["twin"])
-    assert abs(twin_s - real_s) / real_s < 0.05, times
+    return statistics.median(times["twin"]) / statistics.median(times["real"])
 
 
 def test_a_half_written_twin_is_rebuilt(tmp_path):
