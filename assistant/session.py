@@ -29,7 +29,7 @@ from assistant.heap import release_free_memory
 from assistant.models import locate, state
 from assistant.pipeline import Hold, Stages, TurnResult, TurnRunner
 from assistant.profile import GPUInfo, ResolvedSettings, llama_gpu_offload, probe_cuda, resolve
-from assistant.recommend import Recommendation, recommend
+from assistant.recommend import BUNDLED_ASR, BUNDLED_LLM, Recommendation, recommend
 from assistant.retention import prune_media
 from assistant.storage import describe as describe_storage
 
@@ -37,8 +37,6 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str, float], None]
 
-BUNDLED_ASR = "whisper-tiny.en"
-BUNDLED_LLM = "smollm2-135m"
 AMENDABLE_TURNS = 8  # the newest turns whose reply may still be cut while playing (amend_spoken_reply)
 
 
