@@ -175,7 +175,13 @@ class LiveSettings(_Section):
     resolution: Resolution | None = Field(None, description="live stream frame size; null = the talking head's")
     fps: Literal[24, 25, 30, 50, 60] | None = Field(None, description="live stream frame rate; null = the talking head's")
     audio_rate_hz: Literal[48000] = Field(48000, description="live stream audio rate")
-    caching_ms: int = Field(100, ge=20, le=2000, description="the desktop player's input buffer")
+    player: Literal["direct", "vlc"] = Field(
+        "direct", description="direct: frames painted in the window on the sound card's clock; vlc: the embedded VLC"
+    )
+    audio_buffer_ms: int = Field(
+        60, ge=20, le=500, description="the direct player's sound held ahead of the sound card (rides over hiccups)"
+    )
+    caching_ms: int = Field(100, ge=20, le=2000, description="the VLC player's input buffer")
     fade_ms: int = Field(30, ge=5, le=50, description="a cancelled reply fades out over this long")
     record: str | None = Field(None, description="also record the whole session stream to this MP4; null = off")
 
