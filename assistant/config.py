@@ -9,25 +9,53 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from assistant.errors import ConfigError
+from assistant.redact import mask_text, mask_url
 
 APP_NAME = "avatar-assistant"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "config.yaml"
 MIRROR_ENV = "ASSISTANT_MODEL_MIRROR"
+# Bounds on reading a config file: the shipped one is ~20 KB and ~700 YAML nodes.
+CONFIG_MAX_BYTES = 1024 * 1024
+CONFIG_MAX_NODES = 20_000  # after expanding aliases: a 1 KB "billion laughs" file expands to ~10**9
+CHARS_PER_TOKEN = 4  # English text in a llama tokenizer, roughly: to bound the system prompt before a model loads
 
 log = logging.getLogger(__name__)
 
 
+def _allows_bool(annotation: Any) -> bool:
+    if annotation is bool:
+        return True
+    return any(_allows_bool(arg) for arg in getattr(annotation, "__args__", ()))
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, v: Any, info: ValidationInfo) -> Any:
+        # pydantic reads `true` as 1 for an int field: `beam_size: true` would be a beam of 1, silently.
+        if isinstance(v, bool) and info.field_name and not _allows_bool(cls.model_fields[info.field_name].annotation):
+            raise ValueError("must be a number or a name, not true/false")
+        return v
 
 
 class AudioSettings(_Section):
@@ -41,6 +69,17 @@ class AudioSettings(_Section):
     min_speech_ms: int = Field(200, ge=0, le=5000, description="shorter bursts are ignored")
     early_start_ms: int = Field(
         120, ge=0, le=5000, description="silence after which a reply is prepared before the end is confirmed; 0 = off"
+    )
+    end_of_turn: Literal["smart_turn", "silence"] = Field(
+        "smart_turn",
+        description="what decides that you finished: smart_turn (the Smart Turn v3.2 model, asked at the early-start "
+        "pause; silence when its model is not installed) or silence (end_silence_ms of it)",
+    )
+    end_of_turn_threshold: float = Field(
+        0.5, ge=0.0, le=1.0, description="smart_turn: the probability of a finished turn that ends it at the pause"
+    )
+    incomplete_silence_ms: int = Field(
+        1000, ge=100, le=5000, description="smart_turn: silence that ends a turn the model called unfinished"
     )
     mode: Literal["hands_free", "push_to_talk"] = Field("hands_free", description="how a turn ends")
     barge_in: bool = Field(
@@ -75,7 +114,8 @@ class ASRSettings(_Section):
 class DialogueSettings(_Section):
     model: str = Field("auto", description="auto (from gpu_profile), a registry name or a .gguf path")
     system_prompt: str = Field(
-        "You are a helpful voice assistant. Answer briefly in plain English.", description="asks for short answers"
+        "You are a helpful voice assistant. Answer briefly in plain English.",
+        description="asks for short answers; must leave room in context_tokens for the history and the reply",
     )
     context_tokens: int = Field(2048, ge=256, le=131072, description="llama.cpp context size")
     max_tokens: int = Field(160, ge=8, le=4096, description="longest reply")
@@ -96,6 +136,24 @@ class DialogueSettings(_Section):
         if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= -1):
             return v
         raise ValueError("must be auto or a number of layers (0 = CPU only, -1 = all)")
+
+    @model_validator(mode="after")
+    def _fits_the_context(self) -> DialogueSettings:
+        # The same sum DialogueManager refuses at load time: `config check` says it first.
+        if self.history_budget_tokens + self.max_tokens > self.context_tokens:
+            raise ValueError(
+                f"history_budget_tokens ({self.history_budget_tokens}) + max_tokens ({self.max_tokens}) exceed "
+                f"context_tokens ({self.context_tokens}); lower history_budget_tokens or max_tokens, or raise "
+                "context_tokens"
+            )
+        room = CHARS_PER_TOKEN * (self.context_tokens - self.max_tokens)
+        if len(self.system_prompt) > room:
+            raise ValueError(
+                f"system_prompt is {len(self.system_prompt):,} characters: more than the about {room:,} that fit in "
+                f"context_tokens ({self.context_tokens}) beside a reply of max_tokens ({self.max_tokens}); shorten "
+                "it or raise context_tokens"
+            )
+        return self
 
 
 class TTSSettings(_Section):
@@ -303,31 +361,121 @@ def user_config_path() -> Path:
     return Path(platformdirs.user_config_dir(APP_NAME)) / "config.yaml"
 
 
-class ConfigEncodingError(ConfigError):
+class ConfigUnreadableError(ConfigError):
+    """A config file that cannot be read as a config at all (not a file, too large, not text): the desktop app
+    starts on the defaults and says so; `config check` fails."""
+
+
+class ConfigEncodingError(ConfigUnreadableError):
     """A config file is not UTF-8 text."""
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _read_bounded(path: Path) -> bytes:
+    """The bytes of a regular file of at most CONFIG_MAX_BYTES. A FIFO, a device (/dev/zero) or a socket is
+    refused before a byte is read: O_NONBLOCK keeps opening a FIFO with no writer from waiting forever."""
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError as e:
+        raise ConfigError(f"Config file not found: {path}") from e
+    except IsADirectoryError as e:
+        raise ConfigUnreadableError(f"Config file {path} is a folder; name a YAML file") from e
+    except OSError as e:
+        raise ConfigError(f"Cannot read config file {path}: {e.strerror or e}") from e
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ConfigUnreadableError(f"Config file {path} is a folder; name a YAML file")
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigUnreadableError(
+                f"Config file {path} is not a regular file (a FIFO, device or socket); name a YAML file"
+            )
+        if info.st_size > CONFIG_MAX_BYTES:
+            raise ConfigUnreadableError(
+                f"Config file {path} is {info.st_size:,} bytes; a config file is at most {CONFIG_MAX_BYTES:,} "
+                "(the shipped one is about 20 KB): name the right file"
+            )
+        with os.fdopen(fd, "rb", closefd=True) as f:
+            fd = -1
+            return f.read(CONFIG_MAX_BYTES + 1)[:CONFIG_MAX_BYTES]
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys and documents whose aliases expand past CONFIG_MAX_NODES."""
+
+
+def _check_nodes(root: yaml.Node, path: Path) -> None:
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:  # the node count with every alias expanded; memoised, so linear
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise ConfigError(f"{path}: line {node.start_mark.line + 1}: an alias refers to itself; remove it")
+        open_nodes.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+                    if k.value in seen:
+                        raise ConfigError(
+                            f"{path}: line {k.start_mark.line + 1}: the key {k.value!r} appears twice in one "
+                            f"section (first at line {seen[k.value]}); keep one"
+                        )
+                    seen[k.value] = k.start_mark.line + 1
+                total += size(k) + size(v)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(v) for v in node.value)
+        open_nodes.discard(key)
+        sizes[key] = total
+        if total > CONFIG_MAX_NODES:
+            raise ConfigError(
+                f"{path}: the YAML expands to more than {CONFIG_MAX_NODES:,} values (aliases that repeat "
+                "aliases?); a config needs far fewer: remove the anchors (&) and aliases (*)"
+            )
+        return total
+
+    size(root)
+
+
+def _parse_yaml(text: str, path: Path) -> Any:
+    loader = _BoundedLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        _check_nodes(root, path)
+        return loader.construct_document(root)
+    except RecursionError as e:
+        raise ConfigError(f"{path}: the YAML is nested too deep to be a config; check the file") from e
+    finally:
+        loader.dispose()
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    raw = _read_bounded(path)
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raw = path.read_bytes()
         line = raw.count(b"\n", 0, e.start) + 1
         column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
         raise ConfigEncodingError(
             f"{path} is not UTF-8 text: byte 0x{raw[e.start]:02x} at line {line}, column {column} (byte offset "
             f"{e.start}); save it as UTF-8 (iconv -f latin1 -t utf-8) or delete it to use the defaults"
         ) from e
-    except FileNotFoundError as e:
-        raise ConfigError(f"Config file not found: {path}") from e
-    except IsADirectoryError as e:
-        raise ConfigError(f"Config file {path} is a folder; name a YAML file") from e
-    except OSError as e:
-        raise ConfigError(f"Cannot read config file {path}: {e}") from e
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {e}") from e
+        data = _parse_yaml(text, path)
+    except yaml.YAMLError as e:  # its message quotes the line: a password on it is masked
+        raise ConfigError(mask_text(f"{path} is not valid YAML: {e}")) from e
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -335,11 +483,12 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` laid onto `base`, section by section (the user overlay onto the defaults); neither is changed."""
     out = copy.deepcopy(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -366,17 +515,28 @@ def _loc(err: dict[str, Any]) -> str:
     return ".".join(parts)
 
 
+def _shown(loc: str, value: Any) -> str:
+    """A bad value as the message shows it: a URL's password never (a typo'd URL is still a password)."""
+    if isinstance(value, str) and loc.endswith("_url"):
+        return repr(mask_url(value))
+    if isinstance(value, str) and len(value) > 200:
+        return f"{value[:60]!r}... ({len(value):,} characters)"
+    return mask_text(repr(value))
+
+
 def _describe(err: dict[str, Any]) -> str:
     loc = _loc(err)
     kind = err["type"]
-    value = err.get("input")
+    value = _shown(loc, err.get("input"))
     if kind == "extra_forbidden":
         return f"{loc}: unknown key (a typo?); remove it or check the spelling against config/config.yaml"
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "").replace(" or ", ", ")
-        return f"{loc}: {value!r} is not one of {expected}"
+        return f"{loc}: {value} is not one of {expected}"
     msg = err["msg"].removeprefix("Value error, ")
-    return f"{loc}: {value!r}: {msg}"
+    if kind == "value_error" and isinstance(err.get("input"), dict):  # a section's check: the message says it
+        return f"{loc}: {msg}"
+    return f"{loc}: {value}: {msg}"
 
 
 def validate_dict(data: dict[str, Any], source: str = "config") -> Settings:
@@ -393,7 +553,7 @@ def validate_dict(data: dict[str, Any], source: str = "config") -> Settings:
                 lines.append(_describe(errs[0]))
             else:  # a union (e.g. str | int | None) reports once per member type: say the key once
                 reasons = "; ".join(err["msg"] for err in errs)
-                lines.append(f"{key}: {errs[0].get('input')!r} is not allowed ({reasons})")
+                lines.append(f"{key}: {_shown(key, errs[0].get('input'))} is not allowed ({reasons})")
         raise ConfigError(f"{source} has {len(lines)} bad value(s):\n  " + "\n  ".join(lines)) from e
 
 
@@ -401,10 +561,13 @@ def load_settings(
     path: str | Path | None = None,
     user_path: str | Path | None = None,
     env: dict[str, str] | None = None,
+    strict: bool = False,
 ) -> Settings:
     """Load the shipped defaults, overlay the user file (if it exists), apply environment overrides.
 
-    `path` replaces the shipped defaults file (used by `assistant config check FILE` and `--config`).
+    `path` replaces the shipped defaults file (used by `assistant config check FILE` and `--config`). An overlay
+    that cannot be read (not UTF-8, a folder, a FIFO, too large) becomes a load notice and the defaults are used,
+    unless `strict` (`config check`), which raises.
     """
     env = dict(os.environ) if env is None else env
     base_path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
@@ -412,21 +575,33 @@ def load_settings(
     user_file = Path(user_path) if user_path is not None else user_config_path()
     user: dict[str, Any] = {}
     notices: list[str] = []
-    if path is None and user_file.is_file():
+    if path is None and (user_file.exists() or user_file.is_symlink()):
         try:
             user = _read_yaml(user_file)
-        except ConfigEncodingError as e:  # unreadable as text: start on the defaults rather than not at all
+        except ConfigUnreadableError as e:
+            if strict:
+                raise  # unreadable as text: start on the defaults rather than not at all
             notices.append(
                 f"Your settings were not read: {e}. The assistant started on the default settings; changes made in "
                 "Settings cannot be saved until that file is fixed or removed."
             )
             log.warning("%s; starting on the defaults", e)
             user = {}
-        data = _merge(data, user)
+        data = merge(data, user)
     source = f"{base_path}" + (f" + {user_file}" if user else "")
     settings = validate_dict(data, source)
     if env.get(MIRROR_ENV):
         settings.models.mirror_url = env[MIRROR_ENV]
+    cores = usable_cores()
+    if settings.dialogue.threads is not None and settings.dialogue.threads > cores:
+        # More threads than cores make llama.cpp crawl (512 threads: 72 s for "Hi" on 2 cores); a config carried
+        # from a bigger machine still loads.
+        notices.append(
+            f"dialogue.threads: {settings.dialogue.threads} is more than the {cores} core(s) this machine lets the "
+            f"assistant use; using {cores} (set it to {cores} or less, or null for all cores)"
+        )
+        log.warning("%s", notices[-1])
+        settings.dialogue.threads = cores
     return settings.model_copy(update={"user_keys": frozenset(_leaf_keys(user)), "load_notices": tuple(notices)})
 
 
@@ -434,9 +609,9 @@ def save_user_settings(changes: dict[str, Any], user_path: str | Path | None = N
     """Merge `changes` (nested dict) into the user overlay file, after validating the result. Never touches the
     shipped defaults. Raises ConfigError (and writes nothing) when a value is invalid."""
     user_file = Path(user_path) if user_path is not None else user_config_path()
-    current = _read_yaml(user_file) if user_file.is_file() else {}
-    merged_user = _merge(current, changes)
-    validate_dict(_merge(_read_yaml(DEFAULT_CONFIG_PATH), merged_user), f"settings for {user_file}")
+    current = _read_yaml(user_file) if user_file.exists() or user_file.is_symlink() else {}
+    merged_user = merge(current, changes)
+    validate_dict(merge(_read_yaml(DEFAULT_CONFIG_PATH), merged_user), f"settings for {user_file}")
     user_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = user_file.with_suffix(".yaml.tmp")
     tmp.write_text(yaml.safe_dump(merged_user, sort_keys=False), encoding="utf-8")
@@ -444,5 +619,14 @@ def save_user_settings(changes: dict[str, Any], user_path: str | Path | None = N
     return user_file
 
 
-def settings_to_dict(settings: Settings) -> dict[str, Any]:
-    return settings.model_dump(mode="json", exclude={"user_keys", "load_notices"})
+SECRET_KEYS = (("livestream", "amqp_url"), ("livestream", "rtmp_url"), ("models", "mirror_url"))
+
+
+def settings_to_dict(settings: Settings, mask_secrets: bool = False) -> dict[str, Any]:
+    """The settings as plain data; `mask_secrets` for anything shown (`config show`): URL passwords masked."""
+    data = settings.model_dump(mode="json", exclude={"user_keys", "load_notices"})
+    if mask_secrets:
+        for section, key in SECRET_KEYS:
+            if data[section].get(key):
+                data[section][key] = mask_url(data[section][key])
+    return data

@@ -9,6 +9,7 @@ from pathlib import Path
 import platformdirs
 
 from assistant.config import APP_NAME
+from assistant.redact import RedactingFilter
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 MAX_LOG_BYTES = 2 * 1024 * 1024  # 2 MiB a file, 3 backups
@@ -49,6 +50,7 @@ def setup_logging(verbose: bool = False, log_file: Path | None = None) -> Path:
         logging.Formatter("%(levelname)s %(name)s: %(message)s") if verbose else _OneLineFormatter()
     )
     console._assistant = True  # type: ignore[attr-defined]
+    console.addFilter(RedactingFilter())  # no password reaches the console or the file, whoever logs it
     root.addHandler(console)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,6 +61,7 @@ def setup_logging(verbose: bool = False, log_file: Path | None = None) -> Path:
     file_handler.setLevel(level)
     file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
     file_handler._assistant = True  # type: ignore[attr-defined]
+    file_handler.addFilter(RedactingFilter())
     root.addHandler(file_handler)
     for noisy in ("numba", "urllib3", "matplotlib", "PIL", "httpx", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

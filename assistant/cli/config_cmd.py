@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from assistant.config import DEFAULT_CONFIG_PATH, load_settings, settings_to_dict, user_config_path
 
@@ -20,8 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    settings = load_settings(args.file) if args.file else load_settings(args.config)
+    # strict: an overlay the app would skip (a folder, not UTF-8, too large) is an error here, not a notice
+    settings = load_settings(args.file or args.config, strict=True)
     where = args.file or args.config or f"{DEFAULT_CONFIG_PATH} + {user_config_path()}"
+    for notice in settings.load_notices:
+        print(f"warning: {notice}", file=sys.stderr)
     print(f"OK: {where} is valid (gpu_profile: {settings.gpu_profile})")
     return 0
 
@@ -33,7 +37,7 @@ def _show(args: argparse.Namespace) -> int:
     resolved = resolve(settings)
     if args.json:
         out = {
-            "settings": settings_to_dict(settings),
+            "settings": settings_to_dict(settings, mask_secrets=True),
             "resolved": {k: resolved.value_of(k) for k in resolved.sources},
             "sources": resolved.sources,
             "user_config": str(user_config_path()),

@@ -8,6 +8,7 @@ import logging
 import sys
 
 from assistant.errors import AssistantError
+from assistant.redact import mask_text
 
 # Subcommand modules, each with register(subparsers) that sets `func` on its parser.
 _COMMAND_MODULES = (
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (AssistantError, OSError) as e:  # OSError: a path the user gave (missing, a folder, no permission)
         _to_log_file(e)
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {mask_text(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -68,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             raise
         path = _to_log_file(e)
-        print(f"error: {type(e).__name__}: {e} (details in {path}; -v shows them here)", file=sys.stderr)
+        print(
+            f"error: {type(e).__name__}: {mask_text(str(e))} (details in {path}; -v shows them here)",
+            file=sys.stderr,
+        )
         return 1
 
 

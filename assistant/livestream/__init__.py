@@ -15,7 +15,7 @@ from assistant.livestream.messages import (
 )
 from assistant.livestream.options import StreamOptions, stream_options
 from assistant.livestream.publisher import PublisherStats, RtmpPublisher
-from assistant.livestream.redact import mask_text, mask_url
+from assistant.redact import mask_text, mask_url
 from assistant.livestream.speaker import Job, Speaker, SpeechKey
 
 __all__ = [

@@ -30,7 +30,7 @@ import pika
 import pika.exceptions
 
 from assistant.livestream.backoff import Backoff
-from assistant.livestream.redact import mask_text, mask_url
+from assistant.redact import mask_text, mask_url
 
 log = logging.getLogger(__name__)
 

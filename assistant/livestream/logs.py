@@ -8,7 +8,7 @@ import json
 import logging
 import sys
 
-from assistant.livestream.redact import RedactingFilter
+from assistant.redact import RedactingFilter
 
 
 class JsonFormatter(logging.Formatter):

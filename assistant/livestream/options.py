@@ -33,7 +33,7 @@ class StreamOptions:
     record: Path | None = None
 
     def __repr__(self) -> str:  # never print the credentials
-        from assistant.livestream.redact import mask_url
+        from assistant.redact import mask_url
 
         return (
             f"StreamOptions(rtmp_url={mask_url(self.rtmp_url)!r}, amqp_url={mask_url(self.amqp_url)!r}, "

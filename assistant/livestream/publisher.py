@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from assistant.livestream.backoff import Backoff
-from assistant.livestream.redact import mask_text, mask_url
+from assistant.redact import mask_text, mask_url
 
 log = logging.getLogger(__name__)
 

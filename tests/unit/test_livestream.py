@@ -30,7 +30,7 @@ from assistant.livestream import (
     mask_url,
     parse_message,
 )
-from assistant.livestream.redact import RedactingFilter
+from assistant.redact import RedactingFilter
 from assistant.talking_head.base import load_avatar
 
 RATE = 48000
