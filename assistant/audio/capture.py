@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 import soxr
 
+from assistant.audio.smart_turn import end_of_turn_for
 from assistant.audio.vad import (
     SegmenterEvent,
     SpeechDiscarded,
@@ -307,7 +308,11 @@ class LiveListener:
             self._call(self.on_error, AudioError(f"Microphone capture stopped after an internal error: {e!r}"))
 
     def _loop(self) -> None:
-        segmenter = VadSegmenter.from_settings(self.vad, source="microphone", is_speech=self._is_speech)
+        # The learned end of turn runs here, on this thread, ~35 ms per pause (loaded once per process).
+        end_of_turn = end_of_turn_for(self.vad, on_notice=lambda m: self._call(self.on_notice, m))
+        segmenter = VadSegmenter.from_settings(
+            self.vad, source="microphone", is_speech=self._is_speech, end_of_turn_model=end_of_turn
+        )
         outage: str | None = None  # the message of the problem being reported, None while all is well
         had_stream = False
         while not self._stop.is_set():

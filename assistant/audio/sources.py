@@ -5,7 +5,8 @@ The file is decoded to mono at the VAD rate (any WAV/MP3/FLAC/OGG, any rate and 
 pushed into the same `VadSegmenter`; at the end of the file the segmenter is flushed, so an utterance still
 open there is emitted. Utterances carry the file path as their `source`.
 
-Needs what io.py needs (soundfile, soxr) and webrtcvad.
+Needs what io.py needs (soundfile, soxr) and webrtcvad; with `end_of_turn: smart_turn` settings, the Smart Turn
+model (assistant.audio.smart_turn), as the microphone does.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from assistant.audio.io import load_audio
+from assistant.audio.smart_turn import end_of_turn_for
 from assistant.audio.vad import FrameClassifier, SegmenterEvent, VadSegmenter, VadSettings, to_int16
 from assistant.events import Utterance
 
@@ -44,7 +46,9 @@ def file_events(
     """
     settings = settings or VadSettings()
     samples = load_audio(path, settings.sample_rate_hz, max_duration_s=max_duration_s)  # (n,) float32
-    segmenter = VadSegmenter.from_settings(settings, source=str(path), is_speech=is_speech)
+    segmenter = VadSegmenter.from_settings(
+        settings, source=str(path), is_speech=is_speech, end_of_turn_model=end_of_turn_for(settings)
+    )
     return feed_samples(segmenter, samples)
 
 

@@ -10,6 +10,12 @@ The end of speech is the end of the last voiced frame (`voice_end_s`), not the m
 time.monotonic()); the segmenter then stamps that end on the same clock (`voice_ended_at`), so a turn's stage
 times count from when the user stopped speaking. An utterance from such a source is a `TimedUtterance`.
 
+A learned end of turn (`end_of_turn`, a callable such as `assistant.audio.smart_turn.SmartTurn`: the turn's int16
+audio so far in, the probability that the speaker has finished out) is asked once per pause, at the early-start
+point: at or above `end_of_turn_threshold` the utterance ends right there (the SpeechPaused is followed at once by
+the very same utterance), below it the silence that ends the utterance grows from `silence_ms` to
+`incomplete_silence_ms` until speech resumes. Without one (or without an early start) silence alone decides.
+
 Needs webrtcvad (from the webrtcvad-wheels package). No threads, no I/O: one segmenter per stream, one thread
 pushing into it.
 """
@@ -36,6 +42,9 @@ INT16_FULL_SCALE = 32768.0
 
 # A frame classifier: one frame of int16 samples in, True when it holds speech.
 FrameClassifier = Callable[[np.ndarray], bool]
+# A learned end of turn: the utterance so far as (n,) int16 in, the probability (0..1) that the speaker finished.
+EndOfTurn = Callable[[np.ndarray], float]
+END_OF_TURN_MODES = ("smart_turn", "silence")
 
 
 class VadConfigError(ConfigError, ValueError):
@@ -58,6 +67,11 @@ class VadSettings:
     # After this much non-speech (less than silence_ms) a SpeechPaused event carries the utterance so far, so a
     # reply can be prepared while the end of speech is still being confirmed; 0 = off.
     early_start_ms: int = 0
+    # What ends a turn: "silence" (silence_ms of it), or "smart_turn" (the Smart Turn model, asked at the early-start
+    # pause; whoever builds the segmenter loads it: assistant.audio.smart_turn.end_of_turn_for).
+    end_of_turn: str = "silence"
+    end_of_turn_threshold: float = 0.5  # the model's probability at or above which the turn ends at the pause
+    incomplete_silence_ms: int = 1000  # the silence that ends an utterance the model called unfinished
 
     def __post_init__(self) -> None:
         def bad(key: str, allowed: str) -> VadConfigError:
@@ -79,6 +93,12 @@ class VadSettings:
             raise bad("max_utterance_s", "seconds between 1 and 600")
         if self.early_start_ms and not self.frame_ms <= self.early_start_ms < self.silence_ms:
             raise bad("early_start_ms", f"0 (off) or milliseconds from frame_ms to below silence_ms ({self.silence_ms})")
+        if self.end_of_turn not in END_OF_TURN_MODES:
+            raise bad("end_of_turn", " or ".join(END_OF_TURN_MODES))
+        if not 0.0 <= self.end_of_turn_threshold <= 1.0:
+            raise bad("end_of_turn_threshold", "a probability between 0 and 1")
+        if not self.frame_ms <= self.incomplete_silence_ms <= 10_000:
+            raise bad("incomplete_silence_ms", f"milliseconds between frame_ms ({self.frame_ms}) and 10000")
 
     @classmethod
     def from_config(cls, audio: AudioSettings) -> VadSettings:
@@ -93,6 +113,9 @@ class VadSettings:
             min_speech_ms=audio.min_speech_ms,
             # An early start only makes sense before the end of speech is confirmed.
             early_start_ms=audio.early_start_ms if audio.early_start_ms < audio.end_silence_ms else 0,
+            end_of_turn=audio.end_of_turn,
+            end_of_turn_threshold=audio.end_of_turn_threshold,
+            incomplete_silence_ms=audio.incomplete_silence_ms,
         )
 
     @property
@@ -175,10 +198,16 @@ class VadSegmenter:
         onset_ms: int = 90,
         tail_ms: int = 200,
         early_start_ms: int = 0,
+        end_of_turn: str = "silence",
+        end_of_turn_threshold: float = 0.5,
+        incomplete_silence_ms: int = 1000,
         *,
         source: str = "microphone",
         is_speech: FrameClassifier | None = None,
+        end_of_turn_model: EndOfTurn | None = None,
     ) -> None:
+        # end_of_turn_model: asked at the early-start pause whether the speaker has finished (module docstring);
+        # the `end_of_turn` setting only tells a builder whether to load one.
         self.settings = VadSettings(
             sample_rate_hz=sample_rate_hz,
             frame_ms=frame_ms,
@@ -190,8 +219,12 @@ class VadSegmenter:
             onset_ms=onset_ms,
             tail_ms=tail_ms,
             early_start_ms=early_start_ms,
+            end_of_turn=end_of_turn,
+            end_of_turn_threshold=end_of_turn_threshold,
+            incomplete_silence_ms=incomplete_silence_ms,
         )
         self.source = source
+        self._end_of_turn = end_of_turn_model
         s = self.settings
         if is_speech is None:
             vad = webrtcvad.Vad(s.aggressiveness)
@@ -205,6 +238,9 @@ class VadSegmenter:
         self._onset_window = self._onset_frames + self._onset_frames // 2
         self._preroll_frames = s.frames(s.preroll_ms)
         self._silence_frames = s.frames(s.silence_ms)
+        # An unfinished turn waits at least as long as a plain one.
+        self._incomplete_frames = max(self._silence_frames, s.frames(s.incomplete_silence_ms))
+        self._end_frames = self._silence_frames  # the silence that ends the open utterance
         self._tail_frames = s.frames(s.tail_ms)
         self._pause_frames = s.frames(s.early_start_ms)
         self._paused = False  # a SpeechPaused was sent for the current stretch of non-speech
@@ -225,9 +261,14 @@ class VadSegmenter:
 
     @classmethod
     def from_settings(
-        cls, settings: VadSettings, *, source: str = "microphone", is_speech: FrameClassifier | None = None
+        cls,
+        settings: VadSettings,
+        *,
+        source: str = "microphone",
+        is_speech: FrameClassifier | None = None,
+        end_of_turn_model: EndOfTurn | None = None,
     ) -> VadSegmenter:
-        return cls(**vars(settings), source=source, is_speech=is_speech)
+        return cls(**vars(settings), source=source, is_speech=is_speech, end_of_turn_model=end_of_turn_model)
 
     @property
     def in_speech(self) -> bool:
@@ -301,12 +342,13 @@ class VadSegmenter:
             self._voiced += 1
             self._trailing = 0
             self._voice_end = self._clock
+            self._end_frames = self._silence_frames  # a verdict on the pause no longer holds
             if self._paused:
                 self._paused = False
                 events.append(SpeechResumed(self._clock / self.settings.sample_rate_hz, self.source))
         else:
             self._trailing += 1
-        if self._trailing >= self._silence_frames:
+        if self._trailing >= self._end_frames:
             return events + self._finish(cut=False, reason="too little voiced audio")
         if (
             self._pause_frames
@@ -320,6 +362,12 @@ class VadSegmenter:
             events.append(
                 SpeechPaused(provisional, self._clock / rate, self._voice_end / rate, self._voice_ended_at())
             )
+            if self._end_of_turn is not None:
+                # (n,) int16: what the utterance would hold if it ended here
+                pcm = np.concatenate(self._frames[: self._kept_frames()])
+                if self._end_of_turn(pcm) >= self.settings.end_of_turn_threshold:
+                    return events + self._finish(cut=False, reason="", utterance=provisional)
+                self._end_frames = self._incomplete_frames
         if len(self._frames) >= self._max_frames:
             if self._paused:  # the cut utterance is not the provisional one
                 self._paused = False
@@ -392,6 +440,7 @@ class VadSegmenter:
 
     def _open(self, frames: list[np.ndarray], start_sample: int) -> None:
         self._paused = False
+        self._end_frames = self._silence_frames
         self._frames = frames
         self._start = start_sample
         self._voiced = 0
@@ -425,7 +474,9 @@ class VadSegmenter:
             return Utterance(**fields)
         return TimedUtterance(**fields, voice_end_s=self._voice_end / rate, voice_ended_at=self._voice_ended_at())
 
-    def _finish(self, cut: bool, reason: str) -> list[SegmenterEvent]:
+    def _finish(self, cut: bool, reason: str, utterance: Utterance | None = None) -> list[SegmenterEvent]:
+        """Close the open utterance; `utterance`: the provisional one just sent with a SpeechPaused, which is
+        what the frames kept now make (emitted as the same object, so a listener can tell it is the same)."""
         assert self._frames is not None
         keep = len(self._frames) if cut else self._kept_frames()
         frames, self._frames = self._frames, None
@@ -440,7 +491,7 @@ class VadSegmenter:
         end_sample = self._start + sum(len(f) for f in kept)
         if not cut and voiced_ms < self.settings.min_speech_ms:
             return [SpeechDiscarded(self._start / rate, end_sample / rate, voiced_ms, self.source, reason)]
-        return [self._utterance(kept, cut)]
+        return [utterance if utterance is not None else self._utterance(kept, cut)]
 
 
 def to_int16(samples: np.ndarray) -> np.ndarray:
