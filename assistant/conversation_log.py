@@ -1,5 +1,5 @@
 """The conversation log: one JSON line per finished turn in the user data dir, flushed and fsynced at once, so a crash
-loses no finished turn."""
+loses no finished turn. The file is 0600 in a 0700 folder: only the user reads what was said."""
 
 from __future__ import annotations
 
@@ -12,6 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from assistant.pipeline import TurnResult
+
+
+def private_folder(folder: Path) -> None:
+    """`folder` (and a data folder it creates above it) readable by the user only: 0700. Another user on the
+    machine must not list or read what was said."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for created in missing:
+        created.chmod(0o700)  # mkdir(parents=True) makes the parents with the umask's mode
+    if folder.stat().st_uid == os.getuid():
+        folder.chmod(0o700)
 
 
 class ConversationLog:
@@ -39,11 +50,12 @@ class ConversationLog:
         }
         data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
         with self._lock:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            private_folder(self.folder)
             # Several processes may append at once (two `assistant ask`): O_APPEND puts each write at the end, and
             # the lock keeps a line that takes more than one write() whole.
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
+                os.fchmod(fd, 0o600)  # a log written by an older version was 0644: what was said is the user's only
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 view = memoryview(data)
                 while view:

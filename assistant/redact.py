@@ -19,7 +19,7 @@ import re
 import threading
 
 MASK = "***"
-MIN_PIECE_CHARS = 4  # pieces of a registered secret shorter than this are not masked (too many false hits)
+MIN_PIECE_CHARS = 3  # pieces of a registered secret shorter than this are not masked (too many false hits)
 
 # scheme://user:password@ (or the typo scheme//) anywhere in a text; the password may hold anything but whitespace
 # and '@' up to the last '@' before whitespace.

@@ -2,7 +2,9 @@
 an RTMP stream from start to stop, speaking the messages of a RabbitMQ queue.
 
 The idle avatar goes out as soon as the face is measured (a few seconds), before the voice loads and before the
-broker answers. SIGTERM or Ctrl-C requeue the message in flight and end the stream cleanly (exit 0).
+broker answers. SIGTERM or Ctrl-C requeue the message in flight and end the stream cleanly (exit 0); a consumer
+that stops on an error it cannot retry ends the stream with exit 1. A bad AMQP URL is refused before anything
+starts (exit 2).
 """
 
 from __future__ import annotations
@@ -66,6 +68,11 @@ def _run(args: argparse.Namespace) -> int:
         while not stop.wait(0.5):  # a short wait: the signal handlers run on this thread between waits
             if deadline is not None and time.monotonic() >= deadline:
                 break
+            if streamer.failure:  # no consumer any more: idling on would look like a stream with no messages
+                break
     finally:
         streamer.stop()
+    if streamer.failure:
+        print(f"error: {streamer.failure}; the stream was stopped", file=sys.stderr)
+        return 1
     return 0

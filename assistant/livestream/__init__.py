@@ -15,8 +15,8 @@ from assistant.livestream.messages import (
 )
 from assistant.livestream.options import StreamOptions, stream_options
 from assistant.livestream.publisher import PublisherStats, RtmpPublisher
-from assistant.redact import mask_text, mask_url
 from assistant.livestream.speaker import Job, Speaker, SpeechKey
+from assistant.redact import mask_text, mask_url
 
 __all__ = [
     "AmqpConsumer",

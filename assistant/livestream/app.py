@@ -103,6 +103,11 @@ class Livestreamer:
         self.stream.stop(close_sinks=True)
         log.info("stream stopped: %s", self.summary(), extra={"fields": {"event": "stopped", **self.summary()}})
 
+    @property
+    def failure(self) -> str | None:
+        """Why the stream cannot go on as asked (the consumer's thread ended on an error), or None."""
+        return self.consumer.failure if self.consumer is not None and self.consumer.failed.is_set() else None
+
     def summary(self) -> dict[str, Any]:
         st = self.stream.stats
         out: dict[str, Any] = {

@@ -10,10 +10,16 @@ stream has said it (at-least-once delivery).
 - The broker down at start or lost mid-run: reconnect with backoff, forever, while the stream idles on. Unacked
   messages go back to the queue on the broker's side and come again marked `redelivered`; one whose earlier
   delivery is still being spoken is not spoken twice (its new delivery is acked when the speech ends), nor one that
-  was spoken while the connection was down (acked at once).
+  was spoken while the connection was down, nor one whose ack was sent but lost with the connection (the identities
+  of the last REMEMBER_SPOKEN messages spoken are kept across reconnects: a redelivery of one is acked at once).
+- Anything else that ends the connection thread (a bug, a URL pika cannot parse) is not retried: `failure` says
+  why and `failed` is set, so the stream stops with an error instead of idling on without a consumer.
+- A queue that already exists without the configured dead-letter queue is detected at connect: the log says
+  rejected messages are dropped there, not dead-lettered.
 - `stop()` (SIGTERM, SIGINT): the messages in flight are rejected with requeue, so another consumer says them.
 
-Credentials come in the URL and never reach the log (`mask_url`). Needs pika.
+Credentials come in the URL and never reach the log (`mask_url`); `check_amqp_url` refuses, before anything
+starts, a URL whose password holds a character that would cut it short. Needs pika.
 """
 
 from __future__ import annotations
@@ -29,13 +35,48 @@ from dataclasses import dataclass
 import pika
 import pika.exceptions
 
+from assistant.errors import ConfigError
 from assistant.livestream.backoff import Backoff
-from assistant.redact import mask_text, mask_url
+from assistant.redact import mask_text, mask_url, register_secret, url_password
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.05  # how often the connection thread looks at acks queued by other threads (an ack waits <= 50 ms)
-REMEMBER_SPOKEN = 256  # identities of messages spoken but not acked (connection lost), awaiting their redelivery
+REMEMBER_SPOKEN = 1024  # identities of the messages spoken last, to know a redelivery of one (its ack was lost)
+_URL_CUTTERS = {"#": "%23", "/": "%2F", "?": "%3F", "@": "%40"}  # each ends the user:password part of a URL
+
+
+def _register_password(url: str) -> None:
+    password = url_password(url)
+    if password and not url.partition("://")[2].startswith(f"{password}:"):  # guest:guest shows it as the user
+        register_secret(password)
+
+
+def check_amqp_url(url: str, source: str) -> None:
+    """Refuse, naming `source` (the variable or option it came from), an AMQP URL pika would misread: a password
+    holding '#', '/', '?' or '@' ends the user:password part early and the rest becomes the host or port. The
+    password is registered with the redactor first, so no later message can quote it."""
+    _register_password(url)
+    shown = mask_url(url)
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("amqp", "amqps"):
+        raise ConfigError(f"{source}: {shown!r} is not an AMQP URL; the form is amqp://user:password@host:5672/vhost")
+    if "@" in rest:
+        userinfo = rest.rsplit("@", 1)[0]
+        cutters = [c for c in _URL_CUTTERS if c in userinfo]
+        if cutters:
+            codes = ", ".join(f"{c!r} as {_URL_CUTTERS[c]}" for c in cutters)
+            raise ConfigError(
+                f"{source}: the user name or password in {shown!r} holds {' and '.join(repr(c) for c in cutters)}, "
+                f"which ends that part of a URL early; percent-encode it ({codes}) and run again"
+            )
+    try:
+        pika.URLParameters(url)
+    except Exception as e:  # noqa: BLE001 - pika raises ValueError, TypeError, KeyError for bad parts
+        raise ConfigError(
+            f"{source}: {shown!r} is not a usable AMQP URL ({mask_text(str(e))}); the form is "
+            "amqp://user:password@host:5672/vhost with special characters percent-encoded"
+        ) from None  # pika's exception can quote the URL: not chained into a traceback
 
 
 @dataclass(frozen=True)
@@ -71,6 +112,7 @@ class AmqpConsumer:
         on_state: Callable[[str], None] | None = None,
     ) -> None:
         self.url = url
+        _register_password(url)  # whatever pika says about this URL later, the password is not in it
         self.masked_url = mask_url(url)
         self.queue_name = queue_name
         self.handler = handler
@@ -89,6 +131,9 @@ class AmqpConsumer:
         self._thread: threading.Thread | None = None
         self._was_connected = False  # the session that just ended had consumed (a loss, not a failed connect)
         self._lock = threading.Lock()
+        self.failed = threading.Event()  # the connection thread ended on an error it cannot retry
+        self.failure: str | None = None
+        self.dead_lettering: bool | None = None  # rejected messages reach the dead-letter queue (None: not known)
 
     # ---- lifecycle ----
     def start(self) -> None:
@@ -118,6 +163,17 @@ class AmqpConsumer:
 
     # ---- the connection thread ----
     def _run(self) -> None:
+        try:
+            self._reconnecting()
+        except Exception as e:  # not retryable: the stream must hear of it, not idle on
+            self.failure = f"the AMQP consumer stopped: {mask_text(f'{type(e).__name__}: {e}')}"
+            log.error("%s", self.failure)
+            log.debug("the consumer's traceback", exc_info=True)  # masked by RedactingFilter on every handler
+            self.failed.set()
+        finally:
+            self.connected.clear()
+
+    def _reconnecting(self) -> None:
         while not self._stop.is_set():
             try:
                 self._session()
@@ -137,7 +193,6 @@ class AmqpConsumer:
                 else:
                     log.warning("broker %s unreachable (%s); retrying in %.1f s", self.masked_url, reason, delay)
                 self._stop.wait(delay)
-        self.connected.clear()
 
     def _session(self) -> None:
         params = pika.URLParameters(self.url)
@@ -176,7 +231,7 @@ class AmqpConsumer:
         channel = connection.channel()
         try:
             channel.queue_declare(self.queue_name, passive=True)
-            return channel
+            return self._check_dead_lettering(connection, channel)
         except pika.exceptions.ChannelClosedByBroker as e:
             if e.reply_code != 404:
                 raise
@@ -184,12 +239,38 @@ class AmqpConsumer:
         arguments = {}
         if self.dead_letter_queue:
             channel.queue_declare(self.dead_letter_queue, durable=True)
-            # The default exchange routes by queue name: rejected messages land in the dead-letter queue.
-            arguments = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": self.dead_letter_queue}
+            arguments = self._dead_letter_arguments()
+            self.dead_lettering = True
         channel.queue_declare(self.queue_name, durable=True, arguments=arguments)
         log.info("declared the durable queue %r%s", self.queue_name,
                  f" (rejected messages go to {self.dead_letter_queue!r})" if self.dead_letter_queue else "")  # fmt: skip
         return channel
+
+    def _dead_letter_arguments(self) -> dict[str, str]:
+        # The default exchange routes by queue name: rejected messages land in the dead-letter queue.
+        return {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": str(self.dead_letter_queue)}
+
+    def _check_dead_lettering(self, connection: pika.BlockingConnection, channel):  # -> BlockingChannel
+        """A queue someone else made: does it dead-letter to ours? AMQP does not report a queue's arguments, but a
+        declare with different ones is refused (406): that tells. A DLX set by a broker policy is not visible."""
+        if not self.dead_letter_queue:
+            return channel
+        try:
+            channel.queue_declare(self.dead_letter_queue, durable=True)
+            channel.queue_declare(self.queue_name, durable=True, arguments=self._dead_letter_arguments())
+            self.dead_lettering = True
+            return channel
+        except pika.exceptions.ChannelClosedByBroker as e:
+            if e.reply_code != 406:
+                raise
+        self.dead_lettering = False
+        log.warning(
+            "the queue %r already exists without dead-lettering to %r: rejected messages will be DROPPED, not "
+            "dead-lettered (unless a broker policy sets a dead-letter exchange); delete the queue so the stream "
+            "re-creates it, or add x-dead-letter-routing-key=%s to it",
+            self.queue_name, self.dead_letter_queue, self.dead_letter_queue,
+        )  # fmt: skip
+        return connection.channel()  # the refused declare closed the channel
 
     def _on_message(self, channel, method, properties, body: bytes) -> None:  # noqa: ANN001 - pika's types
         self.stats.delivered += 1
@@ -243,11 +324,14 @@ class AmqpConsumer:
                 if action == "ack":
                     channel.basic_ack(delivery.tag)
                     self.stats.acked += 1
+                    with self._lock:  # the ack may still be lost with the connection: know its redelivery
+                        self._remember_spoken(identity)
                 else:
                     channel.basic_reject(delivery.tag, requeue=False)
                     self.stats.rejected += 1
-                    log.warning("rejected a message (not requeued%s): %s",
-                                ", dead-lettered" if self.dead_letter_queue else "", reason)  # fmt: skip
+                    where = {True: ", dead-lettered to " + repr(self.dead_letter_queue),
+                             False: ", DROPPED: the queue has no dead-letter queue"}.get(self.dead_lettering, "")
+                    log.warning("rejected a message (not requeued%s): %s", where, reason)  # fmt: skip
             except (pika.exceptions.AMQPError, OSError):
                 if action == "ack":
                     with self._lock:

@@ -102,7 +102,12 @@ def _timestamp(obj: dict[str, Any]) -> dt.datetime | None:
     if value is None:
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return dt.datetime.fromtimestamp(float(value), dt.UTC)  # seconds since the epoch
+        try:
+            return dt.datetime.fromtimestamp(float(value), dt.UTC)  # seconds since the epoch
+        except (OverflowError, ValueError, OSError) as e:  # 1e20, NaN, inf: no date a clock can hold
+            raise MessageRejected(
+                f'"timestamp" {value!r} is not a date (epoch seconds between 0 and year 9999, or ISO 8601)'
+            ) from e
     if not isinstance(value, str):
         raise MessageRejected(f'"timestamp" must be an ISO 8601 string or epoch seconds, got {type(value).__name__}')
     try:
@@ -164,6 +169,8 @@ def parse_message(body: bytes | str, limits: Limits | None = None) -> Message:
         obj = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise MessageRejected(f"the message is not JSON: {e}") from e
+    except RecursionError as e:  # [[[[... 100k deep: Python's parser gives up, the message is refused
+        raise MessageRejected("the message's JSON is nested too deep (a speak message is one flat object)") from e
     if not isinstance(obj, dict):
         raise MessageRejected(f"the message must be a JSON object, got {type(obj).__name__}")
     kind = obj.get("type")

@@ -2,7 +2,8 @@
 with the URLs (and their credentials) from the environment when neither gives them.
 
 Precedence for each URL: the command line, then ASSISTANT_RTMP_URL / ASSISTANT_AMQP_URL, then the config file. The
-environment is read by the caller (the CLI passes `os.environ`), so this module and its tests stay pure.
+environment is read by the caller (the CLI passes `os.environ`), so this module and its tests stay pure. The AMQP
+URL is checked here (`check_amqp_url`), so a bad one fails the command at once, naming where it came from.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from assistant.config import Settings
+from assistant.livestream.consumer import check_amqp_url
 from assistant.livestream.messages import Limits
 
 RTMP_ENV = "ASSISTANT_RTMP_URL"
@@ -51,9 +53,16 @@ def stream_options(
 ) -> StreamOptions:
     ls = settings.livestream
     env = env or {}
+    amqp, source = next(
+        ((url, name) for url, name in ((amqp_url, "--amqp"), (env.get(AMQP_ENV), AMQP_ENV),
+                                       (ls.amqp_url, "livestream.amqp_url")) if url),
+        (None, ""),
+    )  # fmt: skip
+    if amqp:
+        check_amqp_url(amqp, source)  # a password pika would misread: refused now, naming where it came from
     return StreamOptions(
         rtmp_url=rtmp_url or env.get(RTMP_ENV) or ls.rtmp_url,
-        amqp_url=amqp_url or env.get(AMQP_ENV) or ls.amqp_url,
+        amqp_url=amqp,
         queue=queue or ls.queue,
         dead_letter_queue=ls.dead_letter_queue,
         prefetch=ls.prefetch,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import logging
 import queue
+import shutil
 import tempfile
 import threading
 import time
@@ -69,6 +70,7 @@ class Speaker:
         self.tts = tts
         self._dialogue_factory = dialogue_factory
         self._dialogue: Any = None
+        self._owns_work_dir = work_dir is None  # removed by close(): a run leaves no /tmp/assistant-stream-*
         self._work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="assistant-stream-"))
         self._jobs: dict[int, Job] = {}
         self._lock = threading.Lock()
@@ -208,3 +210,5 @@ class Speaker:
         self._thread.join(10.0)
         if self._dialogue is not None and hasattr(self._dialogue, "close"):
             self._dialogue.close()
+        if self._owns_work_dir:
+            shutil.rmtree(self._work_dir, ignore_errors=True)

@@ -16,6 +16,7 @@ import pytest
 import soundfile as sf
 
 from assistant.config import PROJECT_ROOT
+from assistant.errors import ConfigError
 from assistant.events import SpeechAudio
 from assistant.live import LiveStream, RigRenderer, StreamSettings
 from assistant.livestream import (
@@ -30,6 +31,7 @@ from assistant.livestream import (
     mask_url,
     parse_message,
 )
+from assistant.livestream.consumer import AmqpConsumer, Delivery, check_amqp_url
 from assistant.redact import RedactingFilter
 from assistant.talking_head.base import load_avatar
 
@@ -70,6 +72,9 @@ def test_text_chat_and_audio_messages_parse():
         (json.dumps({"type": "audio", "format": "mp3", "data": wav_b64(0.2)}).encode(), "payload is WAV"),
         (json.dumps({"type": "audio", "format": "wav", "data": wav_b64(3.0)}).encode(), "over the limit of 2 s"),
         (b'{"type": "text", "data": "hi", "timestamp": "yesterday"}', "not ISO 8601"),
+        (b'{"type": "text", "data": "hi", "timestamp": 1e20}', '"timestamp" 1e+20 is not a date'),
+        (b'{"type": "text", "data": "hi", "timestamp": NaN}', "is not a date"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deep"),
     ],
 )
 def test_bad_messages_are_rejected_with_a_reason(body, reason):
@@ -93,6 +98,93 @@ def test_the_log_filter_masks_every_record(caplog):
     with caplog.at_level(logging.INFO):
         logger.info("connecting to %s", "amqp://guest:hunter2@localhost/")
     assert "hunter2" not in caplog.text and "guest:***@" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "url, what",
+    [
+        ("amqp://u:S3cret#Pa55@127.0.0.1:5672/%2F", "'#' as %23"),
+        ("amqp://u:S3cret/Pa55@127.0.0.1:5672/%2F", "'/' as %2F"),
+        ("amqp://u:S3cretPa55@127.0.0.1:notaport/%2F", "not a usable AMQP URL"),
+        ("http://u:S3cretPa55@127.0.0.1/", "not an AMQP URL"),
+    ],
+)
+def test_an_amqp_url_pika_would_misread_is_refused_naming_its_source(url, what):
+    with pytest.raises(ConfigError) as e:
+        check_amqp_url(url, "ASSISTANT_AMQP_URL")
+    message = str(e.value)
+    assert message.startswith("ASSISTANT_AMQP_URL: ") and what in message, message
+    assert "S3cret" not in message and "Pa55" not in message, message
+    check_amqp_url("amqp://u:S3cret%23Pa55@127.0.0.1:5672/%2F", "--amqp")  # percent-encoded: accepted
+
+
+def test_a_consumer_thread_that_dies_says_so_without_the_password(caplog):
+    """A URL that reaches the consumer unchecked: its thread ends on pika's ValueError; `failed` is set (the stream
+    stops on it) and neither the failure nor the log quotes any part of the password."""
+    consumer = AmqpConsumer("amqp://u:Zq8#Wv7Kp@127.0.0.1:1/%2F", "q", lambda d, b: None)
+    check = logging.getLogger("assistant.livestream.consumer")
+    handler = logging.StreamHandler(io.StringIO())
+    handler.addFilter(RedactingFilter())
+    check.addHandler(handler)
+    try:
+        consumer.start()
+        assert consumer.failed.wait(10), "the consumer thread died without saying so"
+    finally:
+        consumer.stop()
+        check.removeHandler(handler)
+    assert consumer.failure and "the AMQP consumer stopped" in consumer.failure
+    written = handler.stream.getvalue()
+    assert "stopped" in written
+    for piece in ("Zq8", "Wv7Kp"):
+        assert piece not in consumer.failure and piece not in written, (consumer.failure, written)
+
+
+class FakeChannel:
+    """pika's channel as the consumer uses it: acks and rejects recorded."""
+
+    def __init__(self) -> None:
+        self.acked: list[int] = []
+        self.rejected: list[tuple[int, bool]] = []
+
+    def basic_ack(self, tag: int) -> None:
+        self.acked.append(tag)
+
+    def basic_reject(self, tag: int, requeue: bool) -> None:
+        self.rejected.append((tag, requeue))
+
+
+class Method:
+    def __init__(self, tag: int, redelivered: bool) -> None:
+        self.delivery_tag, self.redelivered = tag, redelivered
+
+
+class Properties:
+    def __init__(self, message_id: str | None) -> None:
+        self.message_id = message_id
+
+
+@pytest.mark.parametrize("message_id", ["msg-1", None])
+def test_a_message_whose_ack_was_lost_is_not_spoken_again_after_a_reconnect(message_id):
+    """The ack went out 150 ms before the broker died and was lost: the broker redelivers the message on the next
+    connection. The consumer remembers what it spoke across the reconnect and acks the redelivery unspoken."""
+    spoken: list[Delivery] = []
+    consumer = AmqpConsumer("amqp://guest:guest@127.0.0.1:1/%2F", "q", lambda d, b: spoken.append(d))
+    first = FakeChannel()
+    consumer._generation = 1
+    consumer._on_message(first, Method(7, False), Properties(message_id), b'{"type": "text", "data": "hi"}')
+    assert len(spoken) == 1
+    consumer.ack(spoken[0])
+    consumer._carry_out(first)
+    assert first.acked == [7]
+    # the connection is lost; the broker never got the ack and redelivers on the next connection
+    second = FakeChannel()
+    consumer._generation = 2
+    consumer._on_message(second, Method(1, True), Properties(message_id), b'{"type": "text", "data": "hi"}')
+    assert len(spoken) == 1, "a redelivered message that was already spoken was spoken again"
+    assert second.acked == [1]
+    # the same text published anew (not a redelivery) is a new message and is spoken
+    consumer._on_message(second, Method(2, False), Properties(None), b'{"type": "text", "data": "hi"}')
+    assert len(spoken) == 2
 
 
 def test_backoff_doubles_up_to_the_cap_and_resets():
