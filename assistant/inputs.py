@@ -23,13 +23,21 @@ class InputError(AssistantError, ValueError):
     """A file given on the command line cannot be used as it is."""
 
 
-def check_input_file(path: str | Path, what: str, error: type[AssistantError] = InputError) -> Path:
-    """`path` as a Path when it is a regular file this process can read; `error` saying what is wrong otherwise."""
+def check_input_file(
+    path: str | Path,
+    what: str,
+    error: type[AssistantError] = InputError,
+    missing: type[Exception] | None = None,
+    hint: str = "",
+) -> Path:
+    """`path` as a Path when it is a regular file this process can read; `error` saying what is wrong otherwise
+    (a folder, a FIFO or a device is named as such, never "not found"). A path that does not exist raises `missing`
+    (default: `error`) with `hint` after the message ("; set talking_head.avatar_image to ...")."""
     path = Path(path)
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        raise error(f"{what} not found: {path}") from None
+        raise (missing or error)(f"{what} not found: {path}{hint}") from None
     except NotADirectoryError:
         raise error(f"{what} not found: {path} (a part of the path is a file, not a folder)") from None
     except PermissionError as e:

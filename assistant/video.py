@@ -5,7 +5,9 @@
   BGR -> YUV 4:2:0 (BT.601, limited range, what ffmpeg's own conversion gives) with OpenCV before the pipe: half the
   bytes, and about twice the frame rate of letting ffmpeg's swscale do it on a 2-core machine. The video is made
   exactly as long as the audio, within one frame: missing frames repeat the last one, extra frames are dropped.
-  The file appears under its final name only once complete (written to a `.part` name, then renamed).
+  The file appears under its final name only once complete (written to a `.part` name, then renamed); a full
+  or read-only disk is a StorageError naming the file, even where ffmpeg itself exits 0 (it does when only the
+  trailer could not be written).
 - `probe(path)` reads a media file's streams with ffprobe's JSON output into a `VideoInfo`.
 - `read_frames(path)` decodes a video back to BGR frames; `extract_audio(path, wav)` pulls its audio out as WAV.
 
@@ -15,6 +17,7 @@ list, never a shell string; a failure raises VideoEncodeError carrying ffmpeg's 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -34,11 +37,18 @@ import numpy as np
 
 from assistant.audio.io import audio_duration_s
 from assistant.errors import AudioFormatError, VideoEncodeError
+from assistant.inputs import check_input_file
+from assistant.storage import OUTPUT_HINT, StorageError, atomic_path, part_path
 
 log = logging.getLogger(__name__)
 
 _INSTALL_HINT = "install it (Debian/Ubuntu: sudo apt-get install ffmpeg; macOS: brew install ffmpeg)"
 _MAX_STDERR_CHARS = 4000  # the tail of ffmpeg's stderr kept in an error message
+# ffmpeg 5 exits 0 when only the trailer or the close of the output failed (a disk that fills at the very end),
+# leaving a file no player reads: these lines on its stderr say so.
+_WRITE_FAILED = ("Error writing trailer", "Error closing file")
+# Reasons on ffmpeg's stderr that can only be about writing the output (a permission error may be an input's).
+_STORAGE_REASONS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 @dataclass(frozen=True)
@@ -84,13 +94,26 @@ def _read_tail(stderr: IO[bytes]) -> str:
         return ""
 
 
-def _run(args: list[str], what: str) -> subprocess.CompletedProcess[bytes]:
-    """Run ffmpeg/ffprobe to completion; a non-zero exit becomes VideoEncodeError with its stderr."""
-    try:
-        return subprocess.run(args, check=True, capture_output=True, stdin=subprocess.DEVNULL)
-    except subprocess.CalledProcessError as e:
-        stderr = e.stderr.decode("utf-8", "replace") if e.stderr else ""
-        raise VideoEncodeError(f"{what} failed (exit {e.returncode}): {_tail(stderr)}") from e
+def _output_failure(output: Path | None, rc: int, stderr: str, what: str) -> Exception | None:
+    """Why an ffmpeg run that wrote `output` failed, or None when it did not: StorageError for a full or read-only
+    disk (naming the file and what to do), VideoEncodeError with ffmpeg's stderr otherwise."""
+    if rc == 0 and (output is None or not any(m in stderr for m in _WRITE_FAILED)):
+        return None
+    if output is not None:
+        for code in _STORAGE_REASONS:
+            if os.strerror(code) in stderr:
+                return StorageError(output, OSError(code, os.strerror(code)), OUTPUT_HINT)
+    return VideoEncodeError(f"{what} failed (exit {rc}): {_tail(stderr)}")
+
+
+def _run(args: list[str], what: str, output: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run ffmpeg/ffprobe to completion; a non-zero exit becomes VideoEncodeError with its stderr, a full or
+    read-only disk under `output` (the file the run writes) StorageError, even when ffmpeg exits 0."""
+    proc = subprocess.run(args, check=False, capture_output=True, stdin=subprocess.DEVNULL)  # the rc: below
+    failure = _output_failure(output, proc.returncode, proc.stderr.decode("utf-8", "replace"), what)
+    if failure is not None:
+        raise failure
+    return proc
 
 
 def _media_duration_s(path: Path) -> float:
@@ -149,7 +172,7 @@ class FrameWriter:
 
         self.encoded_width, self.encoded_height = self.width - self.width % 2, self.height - self.height % 2
         self.output_path.parent.mkdir(parents=True, exist_ok=True)
-        self._part_path = self.output_path.with_name(f".{self.output_path.name}.part")
+        self._part_path = part_path(self.output_path)
         rate = Fraction(self.fps).limit_denominator(1001)
         args = [
             _binary("ffmpeg"), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
@@ -214,11 +237,9 @@ class FrameWriter:
         try:
             self._proc.stdin.write(yuv.data)
         except (BrokenPipeError, OSError) as e:
-            self._proc.wait()
-            raise VideoEncodeError(
-                f"ffmpeg stopped while encoding {self.output_path} (exit {self._proc.returncode}): "
-                f"{self._read_stderr()}"
-            ) from e
+            rc = self._proc.wait()
+            what = f"ffmpeg encoding {self.output_path}"
+            raise (_output_failure(self.output_path, rc or 1, self._read_stderr(), what) or e) from e
 
     def close(self) -> Path:
         """Pad to the audio's length, finish the file and return its path."""
@@ -246,9 +267,10 @@ class FrameWriter:
         rc = self._proc.wait()
         stderr = self._read_stderr()
         self._stderr.close()
-        if rc != 0:
+        failure = _output_failure(self.output_path, rc, stderr, f"ffmpeg encoding {self.output_path}")
+        if failure is not None:
             self._part_path.unlink(missing_ok=True)
-            raise VideoEncodeError(f"ffmpeg failed to encode {self.output_path} (exit {rc}): {stderr}")
+            raise failure
         os.replace(self._part_path, self.output_path)
         return self.output_path
 
@@ -294,9 +316,7 @@ def _float(value: object, default: float = 0.0) -> float:
 
 def probe(path: str | Path) -> VideoInfo:
     """Read duration, size, frame rate, codecs and audio rate of a media file with ffprobe."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Media file not found: {path}")
+    path = check_input_file(path, "Media file", missing=FileNotFoundError)  # a folder or FIFO: says which
     args = [
         _binary("ffprobe"), "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path),
     ]  # fmt: skip
@@ -379,9 +399,8 @@ def read_frames(path: str | Path) -> Iterator[np.ndarray]:
 
 def extract_audio(path: str | Path, wav_path: str | Path, sample_rate_hz: int = 16000) -> Path:
     """Write the audio track of `path` as mono 16-bit WAV at `sample_rate_hz`."""
-    path, wav_path = Path(path), Path(wav_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Media file not found: {path}")
+    path = check_input_file(path, "Media file", missing=FileNotFoundError)
+    wav_path = Path(wav_path)
     wav_path.parent.mkdir(parents=True, exist_ok=True)
     args = [
         _binary("ffmpeg"), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(path),
@@ -425,7 +444,9 @@ def concat_segments(
             video_s = probe(mp4_paths[i]).video_duration_s  # type: ignore[arg-type]
             mono = np.pad(mono, (0, max(0, round(video_s * rate) - len(mono))))
         parts.append(mono)
-    sf.write(str(out_wav), np.concatenate(parts), rate, subtype="PCM_16")
+    joined = np.concatenate(parts)
+    with atomic_path(out_wav, size_bytes=2 * joined.size + 44) as part:  # 16-bit mono and the WAV header
+        sf.write(str(part), joined, rate, subtype="PCM_16", format="WAV")
     if not with_video:
         return out_wav, None
     out_mp4.parent.mkdir(parents=True, exist_ok=True)
@@ -434,14 +455,16 @@ def concat_segments(
             escaped = str(Path(p).resolve()).replace("'", "'\\''")  # type: ignore[arg-type]
             listing.write(f"file '{escaped}'\n")
     try:
-        args = [
-            _binary("ffmpeg"), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-            "-f", "concat", "-safe", "0", "-i", listing.name, "-i", str(out_wav),
-            "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", audio_bitrate,
-            # -copyts keeps the video at t=0 (otherwise it is shifted by the AAC encoder's priming delay)
-            "-copyts", "-movflags", "+faststart", "-shortest", str(out_mp4),
-        ]  # fmt: skip
-        _run(args, f"ffmpeg joining {len(mp4_paths)} segments into {out_mp4}")
+        need = sum(Path(p).stat().st_size for p in mp4_paths)  # type: ignore[arg-type]  # the copied video
+        with atomic_path(out_mp4, size_bytes=need) as part:
+            args = [
+                _binary("ffmpeg"), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+                "-f", "concat", "-safe", "0", "-i", listing.name, "-i", str(out_wav),
+                "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", audio_bitrate,
+                # -copyts keeps the video at t=0 (otherwise it is shifted by the AAC encoder's priming delay)
+                "-copyts", "-movflags", "+faststart", "-shortest", "-f", "mp4", str(part),
+            ]  # fmt: skip
+            _run(args, f"ffmpeg joining {len(mp4_paths)} segments into {out_mp4}", out_mp4)
     finally:
         os.unlink(listing.name)
     return out_wav, out_mp4
@@ -710,7 +733,6 @@ def encode_file(
     if info.has_audio:
         audio = "copy" if info.audio_codec in _MP4_AUDIO_COPY else "aac"
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    part = output_path.with_name(f".{output_path.name}.part")
     args = [
         _binary("ffmpeg"), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(input_path),
         "-map", "0:v:0", "-c:v", codec, "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
@@ -723,13 +745,13 @@ def encode_file(
         args += ["-map", "0:a:0", "-c:a", "aac", "-b:a", audio_bitrate]
     if _text_subtitles(input_path):  # a presentation's subtitle track goes along (bitmap subtitles cannot)
         args += ["-map", "0:s", "-c:s", "mov_text"]
-    args += [
-        "-map_chapters", "0", "-movflags", "+faststart", "-progress", "pipe:1", "-nostats", "-f", "mp4", str(part),
-    ]  # fmt: skip
-    log.debug("ffmpeg: %s", " ".join(args))
+    args += ["-map_chapters", "0", "-movflags", "+faststart", "-progress", "pipe:1", "-nostats", "-f", "mp4"]
     start = time.monotonic()
-    with tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL)
+    with atomic_path(output_path) as part, tempfile.TemporaryFile() as stderr:
+        log.debug("ffmpeg: %s %s", " ".join(args), part)
+        proc = subprocess.Popen(
+            [*args, str(part)], stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL
+        )
         assert proc.stdout is not None
         try:
             for raw in proc.stdout:  # key=value lines, a block per progress report
@@ -743,15 +765,13 @@ def encode_file(
         except BaseException:
             proc.kill()
             proc.wait()
-            part.unlink(missing_ok=True)
             raise
-        if rc != 0:
-            part.unlink(missing_ok=True)
-            stderr.seek(0)
-            raise VideoEncodeError(
-                f"ffmpeg failed to encode {input_path} (exit {rc}): {_tail(stderr.read().decode('utf-8', 'replace'))}"
-            )
-    os.replace(part, output_path)
+        stderr.seek(0)
+        failure = _output_failure(
+            output_path, rc, stderr.read().decode("utf-8", "replace"), f"ffmpeg encoding {input_path}"
+        )
+        if failure is not None:
+            raise failure
     if on_progress is not None:
         on_progress(1.0)
     return EncodeResult(
@@ -789,12 +809,7 @@ def mux_presentation(
     if sub_input is not None:
         args += ["-c:s", "mov_text", "-metadata:s:s:0", f"language={subtitle_language}"]
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    part = output_path.with_name(f".{output_path.name}.part")
-    args += ["-movflags", "+faststart", "-f", "mp4", str(part)]
-    try:
-        _run(args, f"ffmpeg adding chapters and subtitles to {video_path}")
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-    os.replace(part, output_path)
+    with atomic_path(output_path) as part:
+        args += ["-movflags", "+faststart", "-f", "mp4", str(part)]
+        _run(args, f"ffmpeg adding chapters and subtitles to {video_path}", output_path)
     return output_path

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from assistant.errors import VideoEncodeError
+from assistant.inputs import check_input_file
 
 
 def register_encode(vsub: argparse._SubParsersAction) -> None:
@@ -26,7 +27,9 @@ def register_encode(vsub: argparse._SubParsersAction) -> None:
         "--quality", choices=tuple(ENCODE_PRESETS), default="medium",
         help="; ".join(f"{k}: {p}/CRF {c}" for k, (p, c) in ENCODE_PRESETS.items()) + " (default: medium)",
     )  # fmt: skip
-    enc.add_argument("--crf", type=int, metavar="N", help="constant rate factor 0-51 (overrides the preset's)")
+    enc.add_argument(
+        "--crf", type=int, metavar="N", help="constant rate factor 0-51 (overrides the preset's)"
+    )
     enc.add_argument("--codec", default="libx264", help="libx264 (h264, default) or libx265 (h265, hevc)")
     enc.add_argument("--json", action="store_true", help="one JSON object")
     enc.set_defaults(func=_encode)
@@ -35,9 +38,7 @@ def register_encode(vsub: argparse._SubParsersAction) -> None:
 def _encode(args: argparse.Namespace) -> int:
     from assistant.video import encode_file
 
-    src, out = args.input, args.output
-    if not src.is_file():
-        raise VideoEncodeError(f"Input video not found: {src}")
+    src, out = check_input_file(args.input, "Input video", VideoEncodeError), args.output
     if out.resolve() == src.resolve():
         raise VideoEncodeError(f"Output {out} is the input file; write to another name")
     if out.suffix.lower() != ".mp4":

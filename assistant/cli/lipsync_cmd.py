@@ -45,7 +45,13 @@ def _lipsync(args: argparse.Namespace) -> int:
     import dataclasses
 
     from assistant.config import load_settings
-    from assistant.talking_head.chain import TalkingHeadChain, default_factories, render_settings_from_config
+    from assistant.storage import part_path
+    from assistant.talking_head.chain import (
+        TalkingHeadChain,
+        default_factories,
+        render_settings_from_config,
+        wav2lip_config,
+    )
 
     image = check_input_file(args.image, "Image", TalkingHeadError)
     check_audio_file(args.audio, MAX_LIPSYNC_AUDIO_S)  # a bad input stops here, before any engine is tried
@@ -57,7 +63,6 @@ def _lipsync(args: argparse.Namespace) -> int:
         raise TalkingHeadError(f"--fps must be between 1 and 120, got {args.fps}")
 
     settings = load_settings(getattr(args, "config", None))
-    th = settings.talking_head
     engine, quality, device = args.engine, args.quality, args.device
     if engine is None or quality is None or device is None:
         from assistant.profile import resolve  # probes CUDA (imports torch) only for "auto" values
@@ -71,26 +76,16 @@ def _lipsync(args: argparse.Namespace) -> int:
         rs = render_settings_from_config(settings, quality, kind)
         return dataclasses.replace(rs, fps=args.fps) if args.fps else rs
 
-    checkpoints = {
-        "wav2lip": settings.project_path(th.models.wav2lip),
-        "wav2lip_gan": settings.project_path(th.models.wav2lip_gan),
-    }
+    checkpoints, wav2lip_options = wav2lip_config(settings, quality)  # the app's: paths.models_dir included
     if args.checkpoint:
         for name in ("wav2lip", "wav2lip_gan") if engine not in ("wav2lip", "wav2lip_gan") else (engine,):
             checkpoints[name] = Path(args.checkpoint)
-    profile = th.high if quality == "high" else th.standard
     factories = default_factories(
         image,
         sized("wav2lip"),
         device=device,
         checkpoints=checkpoints,
-        wav2lip_options={
-            "face_det_batch_size": profile.face_det_batch_size,
-            "wav2lip_batch_size": profile.wav2lip_batch_size,
-            "use_half_precision": th.use_half_precision,
-            "blend": th.blend,
-            "cache_dir": settings.cache_dir / "faces",
-        },
+        wav2lip_options=wav2lip_options,
         light_settings=sized("light"),
     )
     if args.no_fallback:
@@ -101,7 +96,7 @@ def _lipsync(args: argparse.Namespace) -> int:
         video = chain.render(audio, output)
     finally:
         chain.close()
-        output.with_name(f".{output.name}.part").unlink(missing_ok=True)  # a failed encode leaves nothing behind
+        part_path(output).unlink(missing_ok=True)  # a failed encode leaves nothing behind
     elapsed = time.monotonic() - start
     if args.json:
         print(

@@ -38,6 +38,7 @@ from assistant.presentation.timing import (
     to_ffmetadata,
     to_srt,
 )
+from assistant.storage import OUTPUT_HINT, atomic_path, check_writable
 
 log = logging.getLogger(__name__)
 
@@ -139,16 +140,27 @@ def check_output(output: Path) -> None:
     parent = output.parent if str(output.parent) else Path(".")
     if not parent.is_dir():
         raise PresentationError(f"Cannot write {output}: the folder {parent} does not exist; create it first")
-    if not os.access(parent, os.W_OK | os.X_OK) or (output.exists() and not os.access(output, os.W_OK)):
-        raise PresentationError(f"Cannot write {output}: no permission to write in {parent}")
+    check_writable(parent, OUTPUT_HINT)  # names a read-only file system, a full disk, a missing permission
+
+
+def check_subtitles(output: Path, job: Job) -> None:
+    """Refuse, before any work, to overwrite an .srt beside the output that this presentation did not write (the
+    subtitles go to OUTPUT.srt); the one an earlier run of the same script wrote is replaced as the video is."""
+    srt = output.with_suffix(".srt")
+    ours = job.output_dir / srt.name
+    if srt.exists() and not (ours.is_file() and srt.is_file() and srt.read_bytes() == ours.read_bytes()):
+        raise PresentationError(
+            f"{srt} already exists and was not written by this presentation; the subtitles of {output.name} go "
+            f"there: move it away, or choose another output name (-o)"
+        )
 
 
 def check_avatar(avatar: Path, engine: str) -> None:
+    from assistant.inputs import check_input_file
     from assistant.talking_head.base import load_avatar
     from assistant.talking_head.face import detect_faces
 
-    if not avatar.is_file():
-        raise PresentationError(f"Avatar image not found: {avatar}")
+    check_input_file(avatar, "Avatar image", PresentationError)  # missing, a folder, a FIFO: says which
     try:
         image = load_avatar(avatar)
     except Exception as e:  # noqa: BLE001 - unreadable in any way: one message
@@ -163,8 +175,11 @@ def check_avatar(avatar: Path, engine: str) -> None:
 def _aspect(avatar: Path) -> float:
     from PIL import Image
 
+    from assistant.talking_head.base import exif_orientation
+
     with Image.open(avatar) as im:
-        return im.width / im.height
+        width, height = im.width, im.height
+    return height / width if exif_orientation(avatar) >= 5 else width / height  # 5-8: shown turned a quarter
 
 
 # ---- the speed of this machine ----
@@ -224,13 +239,8 @@ ChainFactory = Callable[[Geometry, Path], Any]
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
-    part = dst.with_name(f".{dst.name}.part")
-    try:
+    with atomic_path(dst, size_bytes=src.stat().st_size) as part:
         shutil.copyfile(src, part)
-        os.replace(part, dst)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
 
 
 def render_presentation(
@@ -260,6 +270,7 @@ def render_presentation(
     n = len(deck.slides)
 
     job = Job(jobs_dir, script)
+    check_subtitles(output, job)
     if dry_run:
         job_for_plan = job if job.state_path.is_file() else None
         if job_for_plan is not None:

@@ -1,12 +1,14 @@
 """What every talking-head engine is: the `TalkingHeadEngine` protocol, the render settings per quality mode, and the
 shared helpers to load the avatar photo and fit it into the output frame without distorting it.
 
-Needs numpy and OpenCV only (no torch, no models), so the chain and the light engines import it cheaply.
+Needs numpy, OpenCV and Pillow (for the EXIF orientation only; no torch, no models), so the chain and the light
+engines import it cheaply.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
@@ -16,6 +18,7 @@ import numpy as np
 
 from assistant.errors import TalkingHeadError
 from assistant.events import AvatarVideo
+from assistant.inputs import check_input_file
 
 if TYPE_CHECKING:
     from assistant.video import FrameWriter
@@ -80,13 +83,38 @@ class Placement:
         return x * self.scale + self.offset_x, y * self.scale + self.offset_y
 
 
+# EXIF orientation (tag 0x0112) -> what turns the stored pixels upright, as every photo viewer does.
+_EXIF_ORIENTATION = 0x0112
+_UPRIGHT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+    2: lambda a: a[:, ::-1],  # mirrored left-right
+    3: lambda a: a[::-1, ::-1],  # upside down
+    4: lambda a: a[::-1],  # mirrored top-bottom
+    5: lambda a: a.swapaxes(0, 1),  # mirrored along the main diagonal
+    6: lambda a: a.swapaxes(0, 1)[:, ::-1],  # a phone held upright: the pixels lie turned 90 degrees left
+    7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],  # mirrored along the other diagonal
+    8: lambda a: a.swapaxes(0, 1)[::-1],  # turned 90 degrees right
+}
+
+
+def exif_orientation(path: Path) -> int:
+    """The photo's EXIF orientation (1 = upright as stored; 2-8 = mirrored/turned); 1 when it has none."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:  # reads the header only
+            value = im.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 - no EXIF is "as stored"; OpenCV says whether the pixels decode
+        return 1
+    return value if isinstance(value, int) and value in _UPRIGHT else 1
+
+
 def load_avatar(path: str | Path) -> np.ndarray:
-    """Read the avatar photo as (H, W, 3) uint8 BGR (alpha composited on white, grey expanded)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"Avatar image not found: {path}; set talking_head.avatar_image to a photo of a face"
-        )
+    """Read the avatar photo as (H, W, 3) uint8 BGR, upright (EXIF orientation applied, as viewers show it),
+    alpha composited on white, grey expanded."""
+    path = check_input_file(
+        path, "Avatar image", TalkingHeadError, missing=FileNotFoundError,
+        hint="; set talking_head.avatar_image to a photo of a face",
+    )  # fmt: skip
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise TalkingHeadError(f"Cannot read the avatar image {path}; use a JPEG or PNG photo")
@@ -97,6 +125,9 @@ def load_avatar(path: str | Path) -> np.ndarray:
         image = (image[:, :, :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
     if image.dtype != np.uint8:  # 16-bit PNG
         image = (image / 257).astype(np.uint8)
+    upright = _UPRIGHT.get(exif_orientation(path))  # IMREAD_UNCHANGED leaves the orientation to us
+    if upright is not None:
+        image = upright(image)
     return np.ascontiguousarray(image)
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from assistant.cancel import CancelToken
 from assistant.errors import Cancelled, TalkingHeadError, VideoOutOfMemoryError
 from assistant.events import AvatarVideo
+from assistant.storage import StorageError
 from assistant.talking_head.base import ENGINE_NAMES, RenderSettings, TalkingHeadEngine
 
 if TYPE_CHECKING:
@@ -136,8 +137,8 @@ class TalkingHeadChain:
                     log.warning("Talking-head engine %s ran out of memory: %s", name, e)
                     failures.append((name, f"out of memory ({_why(e)})"))
                     continue
-                except (Cancelled, KeyboardInterrupt):
-                    raise
+                except (Cancelled, KeyboardInterrupt, StorageError):
+                    raise  # a full or read-only disk: the next engine would write to the same place
                 except Exception as e:
                     log.warning("Talking-head engine %s failed: %s", name, _why(e), exc_info=True)
                     failures.append((name, f"failed ({_why(e)})"))
@@ -236,14 +237,23 @@ def render_settings_from_config(settings: Settings, quality_mode: str, engine: s
     )
 
 
+def model_file_path(settings: Settings, value: str | Path) -> Path:
+    """A weights file named in the config: one under `models/` (as the defaults are) lives in `paths.models_dir`,
+    where `assistant models download` puts it and `models list` looks; any other path is taken as given."""
+    p = Path(value).expanduser()
+    if not p.is_absolute() and p.parts[:1] == ("models",):
+        return settings.models_dir.joinpath(*p.parts[1:])
+    return settings.project_path(p)
+
+
 def wav2lip_config(settings: Settings, quality_mode: str) -> tuple[dict[str, Path], dict[str, Any]]:
     """The Wav2Lip checkpoints by engine name, and the engine's keyword options for a quality mode, from the config
     (the reply files, the live stream and presentations all build Wav2Lip from these)."""
     th = settings.talking_head
     profile = th.high if quality_mode == "high" else th.standard
     checkpoints = {
-        "wav2lip": settings.project_path(th.models.wav2lip),
-        "wav2lip_gan": settings.project_path(th.models.wav2lip_gan),
+        "wav2lip": model_file_path(settings, th.models.wav2lip),
+        "wav2lip_gan": model_file_path(settings, th.models.wav2lip_gan),
     }
     options = {
         "face_det_batch_size": profile.face_det_batch_size,
@@ -252,7 +262,7 @@ def wav2lip_config(settings: Settings, quality_mode: str) -> tuple[dict[str, Pat
         "blend": th.blend,
         "enhance_face": profile.enhance_face,
         "cache_dir": settings.cache_dir / "faces",
-        "gfpgan_model_path": settings.project_path(th.models.gfpgan),
+        "gfpgan_model_path": model_file_path(settings, th.models.gfpgan),
     }
     return checkpoints, options
 
