@@ -7,6 +7,7 @@ the value and what is allowed; unknown keys are errors too, so a typo is never s
 from __future__ import annotations
 
 import copy
+import io
 import logging
 import os
 import stat
@@ -614,9 +615,37 @@ def save_user_settings(changes: dict[str, Any], user_path: str | Path | None = N
     validate_dict(merge(_read_yaml(DEFAULT_CONFIG_PATH), merged_user), f"settings for {user_file}")
     user_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = user_file.with_suffix(".yaml.tmp")
-    tmp.write_text(yaml.safe_dump(merged_user, sort_keys=False), encoding="utf-8")
+    tmp.write_text(_edited_yaml(user_file, changes), encoding="utf-8")
     os.replace(tmp, user_file)
     return user_file
+
+
+def _edited_yaml(user_file: Path, changes: dict[str, Any]) -> str:
+    """The user's file with only `changes` written into it: ruamel.yaml's round trip keeps the comments, the order
+    and the quoting of everything else (PyYAML's dump dropped every comment). The file was read and bounded by
+    `_read_yaml` already."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap
+
+    round_trip = YAML()
+    round_trip.preserve_quotes = True
+    round_trip.width = 4096  # never re-wrap a long value of the user's
+    exists = user_file.exists()
+    doc = round_trip.load(_read_bounded(user_file).decode("utf-8")) if exists else None
+    if not isinstance(doc, dict):
+        doc = CommentedMap()
+
+    def write_into(node: dict[str, Any], over: dict[str, Any]) -> None:
+        for key, value in over.items():
+            if isinstance(value, dict) and isinstance(node.get(key), dict):
+                write_into(node[key], value)
+            else:
+                node[key] = copy.deepcopy(value)
+
+    write_into(doc, changes)
+    out = io.StringIO()
+    round_trip.dump(doc, out)
+    return out.getvalue()
 
 
 SECRET_KEYS = (("livestream", "amqp_url"), ("livestream", "rtmp_url"), ("models", "mirror_url"))

@@ -83,6 +83,7 @@ class ResolvedSettings:
     sources: dict[str, str] = field(default_factory=dict)
     notices: tuple[str, ...] = ()  # why a choice differs from what the config asked for
     cpu_speed: MachineSpeed | None = None  # without CUDA: how fast this CPU ran the dialogue workload
+    gpu_probed: bool = False  # the CUDA probe ran: `gpu` None then means this machine has no CUDA GPU
 
     @property
     def stepped_down(self) -> bool:
@@ -210,6 +211,7 @@ class _Resolution:
 
     settings: Settings
     gpu: GPUInfo | None
+    gpu_probed: bool = False
     profile: str = ""
     choice: ProfileChoice = PROFILES[CPU_PROFILE]
     sources: dict[str, str] = field(default_factory=dict)
@@ -293,7 +295,7 @@ def resolve(
         settings.tts.device,
         settings.talking_head.device,
     )
-    res = _Resolution(settings, probe() if needs_probe else None)
+    res = _Resolution(settings, probe() if needs_probe else None, gpu_probed=needs_probe)
     if res.gpu is not None or settings.gpu_profile == CPU_PROFILE:
         _gpu_profile(res)
     else:
@@ -348,4 +350,5 @@ def _resolved(res: _Resolution, llm_gpu_probe: Callable[[], bool]) -> ResolvedSe
         sources=sources,
         notices=tuple(res.notices),
         cpu_speed=res.cpu_speed,
+        gpu_probed=res.gpu_probed,
     )

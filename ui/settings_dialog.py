@@ -21,7 +21,6 @@ assistant.talking_head.
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -48,7 +47,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from assistant.config import Settings, save_user_settings, settings_to_dict, validate_dict
+from assistant.config import Settings, merge, save_user_settings, settings_to_dict, validate_dict
 from assistant.errors import ConfigError
 from assistant.profile import PROFILES, profile_for_gpu
 from ui.widgets import LevelMeter
@@ -105,20 +104,28 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        out[key] = (
-            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-        )
-    return out
+def check_voice(voice: str) -> None:
+    """ConfigError naming tts.espeak_voice when espeak-ng has no such voice (espeak-ng itself not installed is not
+    this field's fault: the voice is kept and the TTS chain says what to install when it runs)."""
+    from assistant.tts.base import TTSImportError, TTSModelError
+    from assistant.tts.espeak import EspeakEngine
+
+    try:
+        EspeakEngine(voice).load()
+    except TTSImportError:
+        return
+    except TTSModelError as e:
+        raise ConfigError(f"eSpeak voice (tts.espeak_voice): {e}") from e
 
 
 def save_changes(settings: Settings, changed: dict[str, Any], user_config: Path | None) -> Settings:
     """Validate `changed` (dotted keys) over `settings`, save it to the user overlay, and return the new settings
-    (which remember the keys as the user's). ConfigError, and nothing saved, when a value is invalid."""
+    (which remember the keys as the user's). Every value is checked before anything is written: ConfigError,
+    naming the field and what to do, and nothing saved, when one is invalid."""
     changes = _nest(changed)
-    new = validate_dict(_merge(settings_to_dict(settings), changes), "the settings")
+    new = validate_dict(merge(settings_to_dict(settings), changes), "the settings")
+    if "tts.espeak_voice" in changed:
+        check_voice(new.tts.espeak_voice)
     path = save_user_settings(changes, user_config)
     log.info("settings saved to %s: %s", path, ", ".join(sorted(changed)))
     return new.model_copy(update={"user_keys": frozenset(settings.user_keys | set(changed))})
@@ -384,9 +391,7 @@ class SettingsDialog(QDialog):
             return profile_for_gpu(r.gpu)
         if self.recommendation is not None:  # a CPU's auto: the tier it keeps quick
             return self.recommendation.tier.profile
-        if str(r.sources.get("profile", "")).startswith("auto") or any(
-            str(src).startswith("auto: no CUDA") for src in r.sources.values()
-        ):
+        if r.gpu_probed:
             return "low"  # the probe ran and found no CUDA GPU
         return None
 

@@ -244,3 +244,68 @@ def test_picking_another_microphone_shows_its_live_level(qtbot, settings, tmp_pa
     dialog.mic_combo.setCurrentIndex(dialog.mic_combo.findData(None))  # back to the one in use: probe stops
     assert probes[-1].stopped and dialog.level_probe is None
     dialog.reject()
+
+
+
+def standalone_dialog(qtbot, settings, user_config) -> tuple[SettingsDialog, list]:
+    """The dialog alone, on the real config layer: what Apply writes and whether it emits `applied`."""
+    dialog = SettingsDialog(
+        settings, user_config=user_config, device_lister=list, level_probe=None,
+        face_preview=lambda path: (np.zeros((8, 8, 3), np.uint8), None),
+    )  # fmt: skip
+    qtbot.addWidget(dialog)
+    applied: list = []
+    dialog.applied.connect(applied.append)
+    return dialog, applied
+
+
+def test_a_system_prompt_too_long_for_the_context_is_refused_and_nothing_written(qtbot, settings, tmp_path):
+    user_config = tmp_path / "user.yaml"
+    dialog, applied = standalone_dialog(qtbot, settings, user_config)
+    dialog.prompt_edit.setPlainText("Be brief" + "!" * 203_992)  # 204,000 characters
+    dialog.vad_spin.setValue(3)  # another change: not written either
+    assert not dialog.apply()
+    message = dialog.error_label.text()
+    assert "dialogue" in message and "system_prompt is 204,000 characters" in message, message
+    assert "shorten it or raise context_tokens" in message
+    assert len(message) < 1000, "the prompt itself is not echoed"
+    assert not user_config.exists() and applied == []
+
+
+def test_a_bad_espeak_voice_is_refused_naming_the_field_and_nothing_written(qtbot, settings, tmp_path):
+    user_config = tmp_path / "user.yaml"
+    dialog, applied = standalone_dialog(qtbot, settings, user_config)
+    dialog.espeak_edit.setText("xx-notavoice")
+    dialog.vad_spin.setValue(3)  # valid, but Apply is all or nothing: file and app never disagree
+    assert not dialog.apply()
+    message = dialog.error_label.text()
+    assert "tts.espeak_voice" in message and "'xx-notavoice'" in message and "espeak-ng --voices" in message
+    assert "apt-get install" not in message, "the voice is wrong, espeak-ng is installed"
+    assert not user_config.exists() and applied == []
+    dialog.espeak_edit.setText("en-gb")  # a voice espeak-ng has: applied with the other change
+    assert dialog.apply()
+    saved = yaml.safe_load(user_config.read_text())
+    assert saved == {"audio": {"vad_aggressiveness": 3}, "tts": {"espeak_voice": "en-gb"}}
+    assert len(applied) == 1 and applied[0].tts.espeak_voice == "en-gb"
+
+
+def test_apply_keeps_the_comments_of_the_user_config(qtbot, settings, tmp_path):
+    user_config = tmp_path / "user.yaml"
+    user_config.write_text(
+        "# my settings, written by hand\n"
+        "audio:\n"
+        "  end_silence_ms: 700  # I pause a lot\n"
+        "\n"
+        "# the voice I like\n"
+        "tts:\n"
+        "  espeak_voice: en-us\n"
+    )
+    dialog, applied = standalone_dialog(qtbot, settings, user_config)
+    dialog.vad_spin.setValue(3)
+    assert dialog.apply() and len(applied) == 1
+    text = user_config.read_text()
+    for comment in ("# my settings, written by hand", "# I pause a lot", "# the voice I like"):
+        assert comment in text, text
+    saved = yaml.safe_load(text)
+    assert saved["audio"] == {"end_silence_ms": 700, "vad_aggressiveness": 3}
+    assert saved["tts"] == {"espeak_voice": "en-us"}
