@@ -520,9 +520,11 @@ def _shown(loc: str, value: Any) -> str:
     """A bad value as the message shows it: a URL's password never (a typo'd URL is still a password)."""
     if isinstance(value, str) and loc.endswith("_url"):
         return repr(mask_url(value))
-    if isinstance(value, str) and len(value) > 200:
-        return f"{value[:60]!r}... ({len(value):,} characters)"
-    return mask_text(repr(value))
+    shown = repr(value)
+    if len(shown) > 200:  # a 200,000-character prompt, an expanded list: the start and the size say enough
+        size = f"{len(value):,} characters" if isinstance(value, str) else f"{len(shown):,} characters as text"
+        shown = f"{shown[:60]}... ({size})"
+    return mask_text(shown)
 
 
 def _describe(err: dict[str, Any]) -> str:

@@ -68,8 +68,8 @@ def mask_url(url: str | None) -> str:
         rest = f"{user}:{MASK}@{rest}" if ":" in userinfo else f"{user}@{rest}"
     head, sep, _query = rest.partition("?")
     rest = head.partition("#")[0] + (f"?{MASK}" if sep else "")
-    if scheme.lower().startswith("rtmp"):
-        rest = _RTMP_KEY.sub(rf"\1{MASK}", scheme + rest)[len(scheme) :]
+    if scheme.lower().startswith("rtmp") and rest.count("/") >= 2:  # host/app/KEY (a typo'd rtmp// too)
+        rest = rest.rsplit("/", 1)[0] + "/" + MASK
     return _hide_registered(scheme + rest)
 
 

@@ -148,3 +148,78 @@ def test_explicit_settings_override_the_profile(tmp_path):
     assert r.asr_model == "whisper-tiny.en" and r.sources["asr.model"] == "user config"
     assert r.tts_engine == "piper" and r.talking_head_engine == "wav2lip_gan"
     assert r.sources["talking_head.engine"] == "gpu_profile=high"
+
+
+# ---- bounded loading, secrets, the round trip (#26) ----
+def test_the_user_overlay_keeps_its_comments_when_a_key_is_saved(tmp_path):
+    user = tmp_path / "user.yaml"
+    user.write_text("# mine\naudio:\n  end_silence_ms: 700  # I pause a lot\n")
+    save_user_settings({"audio": {"vad_aggressiveness": 3}, "tts": {"espeak_voice": "en-gb"}}, user)
+    text = user.read_text()
+    assert "# mine" in text and "# I pause a lot" in text
+    assert yaml.safe_load(text) == {
+        "audio": {"end_silence_ms": 700, "vad_aggressiveness": 3},
+        "tts": {"espeak_voice": "en-gb"},
+    }
+
+
+def test_an_invalid_save_writes_nothing(tmp_path):
+    user = tmp_path / "user.yaml"
+    user.write_text("# mine\n")
+    with pytest.raises(ConfigError, match="history_budget_tokens"):
+        save_user_settings({"dialogue": {"history_budget_tokens": 5000}}, user)
+    assert user.read_text() == "# mine\n"
+
+
+def test_config_show_data_masks_urls_but_keeps_them_for_saving():
+    s = load_settings(user_path=Path("/nonexistent.yaml"), env={})
+    s.livestream.amqp_url = "amqp://bot:hunter2#x@broker/%2F"
+    assert settings_to_dict(s, mask_secrets=True)["livestream"]["amqp_url"] == "amqp://bot:***@broker/%2F"
+    assert settings_to_dict(s)["livestream"]["amqp_url"] == "amqp://bot:hunter2#x@broker/%2F"
+
+
+def test_a_bad_url_value_is_reported_masked(tmp_path):
+    path = write(tmp_path, {"livestream": {"rtmp_url": "rtmp//host/live/STREAMKEY", "amqp_url": "ampq://u:pw1234@h/"}})
+    with pytest.raises(ConfigError) as e:
+        load_settings(path)
+    message = str(e.value)
+    assert "livestream.rtmp_url" in message and "livestream.amqp_url" in message
+    assert "pw1234" not in message and "STREAMKEY" not in message, message
+
+
+def test_a_yaml_syntax_error_does_not_quote_the_password(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("livestream:\n  amqp_url: amqp://u:pw1234@h/ : : [\n")
+    with pytest.raises(ConfigError) as e:
+        load_settings(path)
+    assert "pw1234" not in str(e.value)
+
+
+def test_a_long_bad_value_is_not_echoed_whole(tmp_path):
+    path = write(tmp_path, {"asr": {"language": ["x" * 10_000]}})
+    with pytest.raises(ConfigError) as e:
+        load_settings(path)
+    assert len(str(e.value)) < 1000
+
+
+def test_true_for_a_number_is_refused_but_booleans_still_load(tmp_path):
+    with pytest.raises(ConfigError, match=r"audio.preroll_ms: True: must be a number"):
+        load_settings(write(tmp_path, {"audio": {"preroll_ms": True}}))
+    s = load_settings(write(tmp_path, {"audio": {"barge_in": False}}))
+    assert s.audio.barge_in is False
+
+
+def test_threads_above_the_cores_are_clamped_with_a_notice(tmp_path):
+    user = write(tmp_path, {"dialogue": {"threads": 100_000}}, "user.yaml")
+    s = load_settings(user_path=user, env={})
+    assert s.dialogue.threads is not None and s.dialogue.threads < 100_000
+    assert any("dialogue.threads: 100000 is more than" in n for n in s.load_notices)
+
+
+def test_an_overlay_that_is_a_folder_is_a_notice_in_the_app_and_an_error_in_check(tmp_path):
+    folder = tmp_path / "user.yaml"
+    folder.mkdir()
+    s = load_settings(user_path=folder, env={})
+    assert any("is a folder" in n for n in s.load_notices)
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_settings(user_path=folder, env={}, strict=True)
