@@ -359,8 +359,10 @@ class DialogueManager:
                 "set dialogue.model to the bundled smollm2-135m, or to a model fetched with "
                 "`assistant models download llama-3.2-1b` (see `assistant models list`)"
             )
-            if not path.is_file():
-                raise ModelError(f"Dialogue model not found: {path}. Check the path, or {fix}")
+            from assistant.inputs import check_input_file
+
+            # Missing, a folder, a FIFO, unreadable: each said as it is (a FIFO would hang the read below).
+            check_input_file(path, "Dialogue model", ModelError, hint=f". Check the path, or {fix}")
             with path.open("rb") as f:
                 magic = f.read(4)
             if magic != GGUF_MAGIC:

@@ -8,6 +8,11 @@ moved into place with os.replace, so the final path only ever holds a complete, 
 has no sha256 for is checked by what is known (size, a look at the content, a zip's members) and reported in
 `DownloadResult.unverified_files`; one already on disk that fails those checks is deleted and fetched again.
 
+A full disk is not a dropped connection: a write that fails for lack of space (or on a read-only disk) deletes the
+`.part` and raises StorageError naming the folder. An archive nobody vouches for (no sha256) is unpacked only
+when what it declares fits the free space and is at most UNPACK_MAX_RATIO times its own size (a zip bomb is not
+a model); what is unpacked never exceeds what it declared.
+
 A mirror base URL (config `models.mirror_url`, env ASSISTANT_MODEL_MIRROR) replaces the scheme and host of
 every source URL; the path is kept. Needs only the standard library (urllib); progress goes to a callback.
 """
@@ -39,11 +44,15 @@ from assistant.models import (
     install_dir,
     state,
 )
+from assistant.storage import StorageError, atomic_path, check_free_space, storage_error
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "avatar-assistant-model-downloader/0.1"
-CHUNK_BYTES = 1 << 20  # 1 MiB reads: progress every ~10 ms at 100 MB/s, negligible overhead
+CHUNK_BYTES = 1 << 20  # up to 1 MiB a read (read1: what has arrived, so a slow link's bytes reach the .part)
+# Model weights hardly compress (a .pth zips to ~93 %); an archive declaring 20 times its size is not a model.
+UNPACK_MAX_RATIO = 20
+MODELS_HINT = "or set paths.models_dir in your config (or --models-dir) to a folder on a disk with room"
 
 
 @dataclass(frozen=True)
@@ -185,20 +194,35 @@ def _fetch_once(
                 "a different file or version"
             )
         total = size_bytes if size_bytes is not None else expected_total
+        if total is not None:
+            check_free_space(part, total - offset, MODELS_HINT)
         done = offset
-        with open(part, mode) as out:
-            try:
-                while block := response.read(chunk_bytes):
+        try:
+            # Unbuffered: what arrived is on disk at once, so Ctrl-C keeps it for a resume.
+            with open(part, mode, buffering=0) as out:
+                while True:
+                    try:
+                        block = response.read1(chunk_bytes)
+                    except (OSError, http.client.HTTPException) as e:  # reset, timeout, IncompleteRead
+                        raise _NetworkFailure(f"connection lost after {done:,} bytes of {url}: {e}") from e
+                    if not block:
+                        break
                     out.write(block)
                     digest.update(block)
                     done += len(block)
                     if progress:
                         progress(DownloadProgress(label[0], label[1], done, total, resumed))
-            except (OSError, http.client.HTTPException) as e:  # reset, timeout, IncompleteRead
-                raise _NetworkFailure(f"connection lost after {done:,} bytes of {url}: {e}") from e
-            finally:
-                out.flush()
                 os.fsync(out.fileno())
+        except OSError as e:  # the disk, not the network: a .part that cannot grow is no use to a resume
+            blame = storage_error(part.parent, e, MODELS_HINT)
+            if blame is None:
+                raise
+            part.unlink(missing_ok=True)
+            raise blame from e
+        except BaseException:  # Ctrl-C: keep what arrived for a resume, but never an empty .part
+            if part.is_file() and part.stat().st_size == 0:
+                part.unlink()
+            raise
         if total is not None and done < total:  # a server that closes early without an error
             raise _NetworkFailure(f"connection closed after {done:,} of {total:,} bytes of {url}")
         return done - offset, resumed, digest.hexdigest()
@@ -223,14 +247,8 @@ def fetch_file(
         raise DownloadError(f"{label[0]}: no download URL for {dest.name}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + PART_SUFFIX)
-    if size_bytes is not None:
-        have = part.stat().st_size if part.is_file() else 0
-        free = shutil.disk_usage(dest.parent).free
-        if size_bytes - have > free:
-            raise DownloadError(
-                f"not enough disk space for {dest.name}: needs {size_bytes - have:,} more bytes, "
-                f"{free:,} free in {dest.parent}"
-            )
+    if size_bytes is not None:  # before any request: the disk, not the network, would stop it
+        check_free_space(dest, size_bytes - (part.stat().st_size if part.is_file() else 0), MODELS_HINT)
     failures: list[str] = []
     network_failed = False
     for source in urls:
@@ -284,8 +302,11 @@ def fetch_file(
     raise DownloadError(f"could not download {label[0]} file {dest.name}:\n  {tried}{kept}")
 
 
-def _unpack(archive: Path, members: tuple[tuple[str, str], ...], folder: Path, model: str) -> None:
-    """Extract the named members (matched by file name at any depth) into place, each atomically."""
+def _unpack(
+    archive: Path, members: tuple[tuple[str, str], ...], folder: Path, model: str, verified: bool
+) -> None:
+    """Extract the named members (matched by file name at any depth) into place, each atomically. An archive
+    nobody vouches for (`verified` False) must declare at most UNPACK_MAX_RATIO times its own size."""
     try:
         with zipfile.ZipFile(archive) as zf:
             by_name: dict[str, zipfile.ZipInfo] = {}
@@ -293,25 +314,39 @@ def _unpack(archive: Path, members: tuple[tuple[str, str], ...], folder: Path, m
                 base = info.filename.rsplit("/", 1)[-1]
                 if base and not info.is_dir() and not info.filename.startswith("__MACOSX/"):
                     by_name.setdefault(base, info)
+            wanted = []
             for member, dest_rel in members:
                 info = by_name.get(member)
                 if info is None:
                     raise DownloadError(
                         f"{model}: {archive.name} has no {member} (it holds {', '.join(sorted(by_name))})"
                     )
-                dest = folder / dest_rel
+                wanted.append((info, folder / dest_rel))
+            declared, size = sum(info.file_size for info, _ in wanted), archive.stat().st_size
+            if not verified and declared > UNPACK_MAX_RATIO * size:
+                archive.unlink(missing_ok=True)
+                raise DownloadError(
+                    f"{model}: {archive.name} would unpack to {declared / 1e6:,.1f} MB, over {UNPACK_MAX_RATIO} "
+                    f"times its own {size / 1e6:,.1f} MB: not the model (a wrong or hostile archive). It was "
+                    "deleted and nothing was unpacked; if it repeats, the source (or mirror) serves another file."
+                )
+            folder.mkdir(parents=True, exist_ok=True)
+            check_free_space(wanted[0][1], declared, MODELS_HINT)
+            for info, dest in wanted:
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                tmp = dest.with_name(dest.name + ".unpack")
-                with zf.open(info) as src, open(tmp, "wb") as out:
+                with atomic_path(dest, hint=MODELS_HINT) as tmp, zf.open(info) as src, open(tmp, "wb") as out:
+                    # ZipExtFile stops at the declared size (and checks the CRC there): never more than declared.
                     shutil.copyfileobj(src, out, CHUNK_BYTES)
                     out.flush()
                     os.fsync(out.fileno())
-                os.replace(tmp, dest)
     except zipfile.BadZipFile as e:
         archive.unlink(missing_ok=True)
         raise DownloadError(
             f"{model}: {archive.name} is not a valid zip archive ({e}); it was deleted"
         ) from e
+    except StorageError:
+        archive.unlink(missing_ok=True)  # it is fetched again next time: room for the members comes first
+        raise
     archive.unlink(missing_ok=True)
 
 
@@ -332,7 +367,7 @@ def _install_file(
         mf.urls, dest, size_bytes=mf.size_bytes, sha256=mf.sha256, label=(spec.name, mf.rel_path), **fetch_kw
     )  # type: ignore[arg-type]
     if mf.unpack:
-        _unpack(dest, mf.unpack, folder, spec.name)
+        _unpack(dest, mf.unpack, folder, spec.name, verified=mf.sha256 is not None)
     elif result.sha256:
         cache.put(dest, result.sha256)  # hashed while downloading: `models list --verify` need not rehash it
     return result

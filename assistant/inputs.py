@@ -122,3 +122,18 @@ def folder_arg(text: str) -> str:
 
         raise argparse.ArgumentTypeError(f"{path} is a file, not a folder; name a folder (it is created if missing)")
     return text
+
+
+def text_arg(value: str) -> str:
+    """argparse `type=` for words a user types (`ask "..."`). Bytes that are not UTF-8 (a Latin-1 terminal) reach
+    Python as lone surrogates (PEP 383) that no encoder takes, so the model's tokenizer would crash on them: read
+    those bytes as the Windows-1252/Latin-1 text they almost always are ("caf\xe9" -> "caf\u00e9")."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = os.fsencode(value)  # the bytes as typed (argv was decoded with the file system encoding)
+        try:
+            return raw.decode("cp1252")
+        except UnicodeDecodeError:  # the five bytes cp1252 leaves undefined
+            return raw.decode("latin-1")
+    return value

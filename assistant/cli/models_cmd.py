@@ -94,11 +94,19 @@ def _download(args: argparse.Namespace) -> int:
         return download_models(args.names, models_dir, base_url=mirror, force=args.force)
     except KeyboardInterrupt:
         names = " ".join(args.names)
-        print(
-            f"\nDownload interrupted: the partial file (*.part) in {models_dir} is kept; run "
-            f"`assistant models download {names}` again to resume where it stopped",
-            file=sys.stderr,
-        )
+        kept = [p for p in Path(models_dir).rglob("*.part") if p.is_file() and p.stat().st_size]
+        if kept:
+            print(
+                f"\nDownload interrupted: the partial file {kept[0]} ({kept[0].stat().st_size:,} bytes) is kept; "
+                f"run `assistant models download {names}` again to resume where it stopped",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"\nDownload interrupted before any byte of it was saved: nothing was kept in {models_dir}; run "
+                f"`assistant models download {names}` again to start it",
+                file=sys.stderr,
+            )
         return 130
 
 

@@ -13,14 +13,14 @@ import numpy as np
 
 from assistant.errors import AudioError
 from assistant.events import Notice, ReplySentenceReady, StageFailed, TranscriptReady, TurnEvent, Utterance
-from assistant.inputs import InputError, check_audio_file
+from assistant.inputs import InputError, check_audio_file, text_arg
 
 LISTEN_MAX_S = 300.0  # a recorded question longer than 5 minutes is refused, not silently cut
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     ask = sub.add_parser("ask", help="one turn from typed text: reply text, speech and video")
-    ask.add_argument("text", help="what you would say to the assistant")
+    ask.add_argument("text", type=text_arg, help="what you would say to the assistant")
     _common(ask)
     ask.set_defaults(func=_ask)
     listen = sub.add_parser("listen", help="one turn from a recorded question (WAV/MP3/FLAC/OGG)")
@@ -43,7 +43,11 @@ def _session(args: argparse.Namespace, quiet: bool):
     if args.no_video:
         settings.talking_head.enabled = False
 
+    failures: list[tuple[str, str]] = []  # (stage, message) of what went wrong, told even with --json (on stderr)
+
     def on_event(event: TurnEvent) -> None:
+        if isinstance(event, StageFailed) and (event.stage, event.message) not in failures:
+            failures.append((event.stage, event.message))
         if quiet:
             return
         if isinstance(event, TranscriptReady):
@@ -54,7 +58,7 @@ def _session(args: argparse.Namespace, quiet: bool):
             print(f"note: {getattr(event, 'message', '')}", file=sys.stderr)
 
     out_dir = args.out.resolve() / "segments" if args.out else None
-    return Session(settings, on_event, out_dir=out_dir)
+    return Session(settings, on_event, out_dir=out_dir), failures
 
 
 def _utterance_from_file(path: Path, settings) -> Utterance:
@@ -90,7 +94,7 @@ def _run(args: argparse.Namespace, text: str | None, audio: Path | None) -> int:
     from assistant.video import concat_segments
 
     t_start = time.monotonic()
-    session = _session(args, quiet=args.json)
+    session, failures = _session(args, quiet=args.json)
     if text is not None and not text.strip():
         raise InputError('Nothing to ask: the question is empty; type some words, e.g. assistant ask "Hello?"')
     if audio is not None:
@@ -128,13 +132,17 @@ def _run(args: argparse.Namespace, text: str | None, audio: Path | None) -> int:
         "timings_s": timings,
         "segments": len(result.segments),
         "cancelled": result.cancelled,
+        "errors": [message for _, message in failures],
     }
     if args.json:
         print(json.dumps(out, indent=2))
     else:
         print(result.reply)
         print(f"audio: {out['audio_path']}\nvideo: {out['video_path']}", file=sys.stderr)
-    if not result.segments:
+    unspoken = [message for stage, message in failures if stage == "tts"]
+    if not result.segments or unspoken:  # audio missing a sentence is not the reply: no success
+        why = "; ".join(unspoken or [m for _, m in failures]) or "no speech was made"
+        print(f"error: the reply was not {'fully ' if result.segments else ''}spoken: {why}", file=sys.stderr)
         return 1
     return 0
 

@@ -249,6 +249,7 @@ class FallbackTTS:
                     try:
                         check_writable(Path(out_path).parent)
                     except StorageError as storage:  # the folder, not the engine: the next would fail the same
+                        Path(out_path).unlink(missing_ok=True)  # what a full disk let through is no WAV
                         raise TTSOutputError(f"Speech not written: {storage}") from e
                     in_a_row = self._failures_in_a_row.get(id(engine), 0) + 1
                     self._failures_in_a_row[id(engine)] = in_a_row

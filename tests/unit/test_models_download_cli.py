@@ -1,5 +1,5 @@
 """`assistant models download`: a plain-HTTP mirror is warned about before anything is fetched, and Ctrl-C says
-that the partial file is kept and how to resume."""
+that the partial file is kept (only when one is) and how to resume."""
 
 from __future__ import annotations
 
@@ -34,10 +34,25 @@ def test_an_https_mirror_is_not_warned_about(tmp_path, capsys, monkeypatch):
 
 
 def test_ctrl_c_keeps_the_partial_file_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    part = tmp_path / "whisper" / "model.bin.part"
+
+    def interrupted(*a, **k):
+        part.parent.mkdir()
+        part.write_bytes(b"\0" * 1000)  # what arrived before Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(models_cmd, "download_models", interrupted)
+    assert models_cmd._download(args(tmp_path, "https://mirror.example/hf")) == 130
+    err = capsys.readouterr().err
+    assert str(part) in err and "1,000 bytes" in err and "is kept" in err
+    assert "assistant models download whisper-small" in err
+
+
+def test_ctrl_c_before_any_byte_does_not_claim_a_partial_file(tmp_path, capsys, monkeypatch):
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(models_cmd, "download_models", interrupted)
     assert models_cmd._download(args(tmp_path, "https://mirror.example/hf")) == 130
     err = capsys.readouterr().err
-    assert ".part" in err and str(tmp_path) in err and "assistant models download whisper-small" in err
+    assert "nothing was kept" in err and "is kept" not in err and "assistant models download whisper-small" in err
