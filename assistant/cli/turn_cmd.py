@@ -43,7 +43,7 @@ def _session(args: argparse.Namespace, quiet: bool):
     if args.no_video:
         settings.talking_head.enabled = False
 
-    failures: list[tuple[str, str]] = []  # (stage, message) of what went wrong, told even with --json (on stderr)
+    failures: list[tuple[str, str]] = []  # (stage, message): told even with --json (on stderr)
 
     def on_event(event: TurnEvent) -> None:
         if isinstance(event, StageFailed) and (event.stage, event.message) not in failures:
