@@ -1,11 +1,12 @@
-"""The Qt side of the session's live avatar: builds the core `LiveStream` off the GUI thread, feeds its encoder to
-the embedded `LivePlayer`, queues reply speech into it, cancels it, and turns its events into Qt signals.
+"""The Qt side of the session's live avatar: builds the core `LiveStream` off the GUI thread, hands it to the
+desktop player (`live.player`: the `DirectPlayer` paints its frames on the sound card's clock; the VLC `LivePlayer`
+plays its encoder's MPEG-TS pipe), queues reply speech into it, cancels it, and turns its events into Qt signals.
 
-One stream and one VLC media for the whole session. The stream starts as soon as the window opens (while the
+One stream and one player for the whole session. The stream starts as soon as the window opens (while the
 models are still loading the avatar already breathes and blinks); a new avatar photo swaps the stream's renderer
 in place, so the media never reloads for that either (a new size or frame rate does restart it).
 
-Needs PySide6, python-vlc and ffmpeg.
+Needs PySide6; sounddevice (direct player) or python-vlc and ffmpeg (vlc player).
 """
 
 from __future__ import annotations
@@ -16,21 +17,30 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QPoint, QTimer, Signal
+from PySide6.QtCore import QObject, QPoint, Signal
 
-from assistant.config import Settings
+from assistant.config import LiveSettings, Settings
 from assistant.events import SegmentReady
 from assistant.live import LiveStream, StreamDrained, StreamEvent, StreamSpeechFinished, StreamSpeechStarted
 from assistant.live.build import LiveSetup, build_live, record_path
 from assistant.profile import resolve
 from assistant.video import LiveEncoder
+from ui.direct_player import DirectPlayer
 from ui.live_player import LivePlayer, PlayerError
-from ui.widgets import AvatarView
+from ui.widgets import AvatarView, VideoSurface
 from ui.workers import CallWorker
 
 log = logging.getLogger(__name__)
 
-PlayerFactory = Callable[[Any, int], LivePlayer]  # (video widget, caching_ms) -> player
+Player = DirectPlayer | LivePlayer
+PlayerFactory = Callable[[VideoSurface, LiveSettings], Player]
+
+
+def default_player(surface: VideoSurface, live: LiveSettings, vlc_args: tuple[str, ...] = ()) -> Player:
+    """The player `live.player` names (VLC with `vlc_args`)."""
+    if live.player == "vlc":
+        return LivePlayer(surface, vlc_args, caching_ms=live.caching_ms)
+    return DirectPlayer(surface, live.audio_buffer_ms)
 
 
 class LiveAvatar(QObject):
@@ -53,12 +63,12 @@ class LiveAvatar(QObject):
         super().__init__()
         self.view = view
         self.settings = settings
-        self._player_factory = player_factory or (lambda widget, caching: LivePlayer(widget, caching_ms=caching))
+        self._player_factory = player_factory or default_player
         self._record = record
         self._resolve = resolve_settings
         self.stream: LiveStream | None = None
         self.encoder: LiveEncoder | None = None
-        self.player: LivePlayer | None = None
+        self.player: Player | None = None
         self.setup: LiveSetup | None = None
         self._builders: list[CallWorker] = []
         self._generation = 0
@@ -109,25 +119,18 @@ class LiveAvatar(QObject):
             return
         self._stop_stream()
         self.setup = setup
-        outputs: list[tuple[str, str | Path | None]] = [("mpegts", None)]
-        target = record_path(self.settings, self._record)
-        if target is not None:
-            outputs.append(("mp4", target))
         s = setup.settings
         try:
-            self.encoder = LiveEncoder(outputs, s.width, s.height, s.fps, s.audio_rate_hz)
-            if self.player is None:
-                self.player = self._player_factory(self.view.video, self.settings.live.caching_ms)
-                self.player.video_ready.connect(self.view.show_video)
-                self.player.failed.connect(self.failed)
+            player = self._ensure_player()
+            self.encoder = self._make_encoder(player, setup)
         except (PlayerError, Exception) as e:  # noqa: BLE001 - the app goes on without a picture
             self.failed.emit(f"The live avatar could not start: {e}")
             return
         self.stream = LiveStream(setup.renderer, s, on_event=self._event.emit)
-        self.stream.add_sink(self.encoder)
+        if self.encoder is not None:
+            self.stream.add_sink(self.encoder)
+        player.attach(self.stream, self.encoder)
         self.stream.start()
-        assert self.encoder.read_fd is not None
-        self.player.play_fd(self.encoder.read_fd)
         self._fit(self.view.width(), self.view.height())
         box = setup.renderer.face_box
         log.info(
@@ -138,6 +141,24 @@ class LiveAvatar(QObject):
         pending, self._pending = self._pending, []
         for segment in pending:
             self.say(segment)
+
+    def _ensure_player(self) -> Player:
+        if self.player is None:
+            self.player = self._player_factory(self.view.video, self.settings.live)
+            self.player.video_ready.connect(self.view.show_video)
+            self.player.failed.connect(self.failed)
+            if isinstance(self.player, DirectPlayer):
+                self.player.notice.connect(self.notice)
+        return self.player
+
+    def _make_encoder(self, player: Player, setup: LiveSetup) -> LiveEncoder | None:
+        """ffmpeg for what needs an encoded stream: VLC's pipe, a recording of the session; else None."""
+        outputs: list[tuple[str, str | Path | None]] = [("mpegts", None)] if player.wants_pipe else []
+        target = record_path(self.settings, self._record)
+        if target is not None:
+            outputs.append(("mp4", target))
+        s = setup.settings
+        return LiveEncoder(outputs, s.width, s.height, s.fps, s.audio_rate_hz) if outputs else None
 
     def _fit(self, width: int, height: int) -> None:
         if self.player is None or self.setup is None:
@@ -219,10 +240,7 @@ class LiveAvatar(QObject):
         speaking = self.stream.speaking
         self.stream.cancel()
         if speaking and self.player is not None:
-            self.player.duck()
-            # The stream is silent from the fade on; what VLC still holds is its input buffer plus the sound
-            # server's: bring the sound back once that has gone by.
-            QTimer.singleShot(self.settings.live.caching_ms + 400, self.player.unduck)
+            self.player.cut()  # the stream is silent from its fade on; the player drops what it still holds
 
     # ---- events from the clock thread ----
     def _on_stream_event(self, event: StreamEvent) -> None:

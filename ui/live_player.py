@@ -25,6 +25,8 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QWidget
 
 from assistant.errors import AssistantError
+from assistant.video import LiveEncoder
+from ui.widgets import crop_to_fill
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ CACHING_MS = 100  # VLC's input buffer for the pipe (live.caching_ms). A bare pl
 # stream's clock to the speaker at 40 against 307 ms at 100, but in the app 40 froze the picture for 0.5-1.1 s while
 # a turn loaded both cores (the app test, 2 of 5 runs; 0 of 6 at 100) and bench live's player delay was the same
 # (260 vs 276 ms: VLC settles on its own delay per session)
+UNDUCK_AFTER_MS = 400  # after a cut, beyond the input buffer: the sound server's share of VLC's delay
 SETTLE_MS = 250  # after the first video output: VLC has sized its picture to the widget by then
 
 
@@ -95,6 +98,22 @@ class LivePlayer(QObject):
         elif sys.platform == "darwin":
             self._player.set_nsobject(handle)
 
+    wants_pipe = True  # plays the encoder's MPEG-TS pipe
+
+    def attach(self, stream: object, encoder: LiveEncoder | None) -> None:
+        """Play the stream's encoded pipe (`encoder` was made with an ("mpegts", None) output)."""
+        if encoder is None or encoder.read_fd is None:
+            raise PlayerError("the VLC player needs the live encoder's MPEG-TS pipe")
+        self.play_fd(encoder.read_fd)
+
+    def delay_ms(self) -> float | None:
+        return None  # VLC does not say how long its buffers hold the sound (`assistant bench live` measures it)
+
+    def cut(self) -> None:
+        """A cancel: silence VLC at once (its buffers still hold the cut voice), sound back once that has played."""
+        self.duck()
+        QTimer.singleShot(self.caching_ms + UNDUCK_AFTER_MS, self.unduck)
+
     def play_fd(self, fd: int) -> None:
         """Start playing the MPEG-TS arriving on `fd` (read end of a pipe); call once per session."""
         self._attach_window()
@@ -122,13 +141,11 @@ class LivePlayer(QObject):
         """Fill a `view_w` x `view_h` pane with the stream, without bars: crop the stream's sides (or top and
         bottom) to the pane's aspect ratio, centred (the face is in the middle; the sides are blurred fill).
         Returns VLC's crop geometry "WxH+X+Y" in stream pixels."""
-        if view_w <= 0 or view_h <= 0:
+        crop = crop_to_fill(stream_w, stream_h, view_w, view_h)
+        if crop is None:
             return ""
-        if view_w / view_h < stream_w / stream_h:
-            cw, ch = max(2, round(stream_h * view_w / view_h)), stream_h
-        else:
-            cw, ch = stream_w, max(2, round(stream_w * view_h / view_w))
-        geometry = f"{cw}x{ch}+{(stream_w - cw) // 2}+{(stream_h - ch) // 2}"
+        x, y, cw, ch = crop
+        geometry = f"{cw}x{ch}+{x}+{y}"
         if self._player is not None:
             # VLC's ratio form crops centred on the picture; the returned geometry says which pixels that keeps.
             self._player.video_set_crop_geometry(f"{cw}:{ch}")

@@ -44,7 +44,7 @@ from assistant.live.spoken import SpokenLedger, SpokenVerdict
 from assistant.audio.echo import barge_in_setup
 from assistant.turn_taking import TurnState, TurnTaking
 from ui.bridge import EventBridge
-from ui.live_avatar import LiveAvatar, PlayerFactory
+from ui.live_avatar import LiveAvatar, PlayerFactory, default_player
 from ui.microphone import (
     HANDS_FREE,
     PUSH_TO_TALK,
@@ -128,10 +128,9 @@ class MainWindow(QMainWindow):
         self._closed = False
         self._build_ui()
         if player_factory is None and vlc_args:
-            from ui.live_player import LivePlayer
 
-            def player_factory(widget, caching_ms):
-                return LivePlayer(widget, vlc_args, caching_ms=caching_ms)
+            def player_factory(surface, live):
+                return default_player(surface, live, vlc_args)
 
         self.live = LiveAvatar(self.avatar, settings, player_factory, record)
         self._set_barge_in(settings)

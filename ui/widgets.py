@@ -1,4 +1,4 @@
-"""Small widgets of the main window: the avatar view (photo at rest, VLC surface while a reply plays), the
+"""Small widgets of the main window: the avatar view (photo until the live stream shows, then the stream), the
 input-level meter and the conversation panel.
 
 Needs PySide6 only.
@@ -11,15 +11,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QColor, QPalette, QPixmap, QResizeEvent
+from PySide6.QtCore import QRect, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QImage, QPainter, QPaintEvent, QPalette, QPixmap, QResizeEvent
 from PySide6.QtWidgets import QLabel, QProgressBar, QSizePolicy, QStackedWidget, QTextBrowser, QWidget
 
 METER_FLOOR_DBFS = -60  # quieter than this shows an empty meter (room noise sits around -60..-50 dBFS)
 
 
 class VideoSurface(QWidget):
-    """A black native window VLC draws into."""
+    """Where the live stream shows: a black native window VLC draws into, or the direct player's frames painted
+    here (`set_frame`: an RGB picture and the part of it that fills the pane)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -31,6 +32,34 @@ class VideoSurface(QWidget):
         self.setPalette(palette)
         self.setAutoFillBackground(True)
         self.setObjectName("videoSurface")
+        self._frame: QImage | None = None
+        self._source = QRect()
+        self.frames_painted = 0
+
+    def set_frame(self, image: QImage, source: QRect) -> None:
+        """Show `source` (pixels of `image`) filling the pane, at the next paint."""
+        self._frame, self._source = image, source
+        self.update()
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt API
+        if self._frame is None:
+            return
+        painter = QPainter(self)
+        painter.drawImage(self.rect(), self._frame, self._source)
+        painter.end()
+        self.frames_painted += 1
+
+
+def crop_to_fill(stream_w: int, stream_h: int, view_w: int, view_h: int) -> tuple[int, int, int, int] | None:
+    """The centred part (x, y, w, h) of a `stream_w` x `stream_h` picture with the pane's aspect ratio, so it fills
+    the pane without bars (the face is in the middle; the sides are blurred fill); None for an empty pane."""
+    if view_w <= 0 or view_h <= 0:
+        return None
+    if view_w / view_h < stream_w / stream_h:
+        cw, ch = max(2, round(stream_h * view_w / view_h)), stream_h
+    else:
+        cw, ch = stream_w, max(2, round(stream_w * view_h / view_w))
+    return (stream_w - cw) // 2, (stream_h - ch) // 2, cw, ch
 
 
 class AvatarView(QStackedWidget):

@@ -3,8 +3,8 @@ it (in live mode, like the app's), a fake microphone, and recorders for what the
 turn-taking controller report.
 
 The fakes stand in for the models only; the pipeline, the bridge, the workers, the turn-taking controller,
-the live avatar (the real `LiveStream`, ffmpeg `LiveEncoder` and VLC `LivePlayer`, with VLC's dummy video
-output on the offscreen platform) and the window are the real ones. The stream is kept small (320x180 at
+the live avatar (the real `LiveStream` and the player `live.player` names: the direct player keeping time on
+the system clock, or ffmpeg's `LiveEncoder` and VLC's `LivePlayer` with its dummy outputs) and the window are the real ones. The stream is kept small (320x180 at
 25 fps) so that it is cheap to run in every test.
 """
 
@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+import assistant.profile
+
 from assistant.audio.io import write_wav
 from assistant.cancel import CancelToken
 from assistant.config import load_settings, settings_to_dict, validate_dict
@@ -36,6 +38,26 @@ REPLY = ("The sky is blue.", "It scatters short wavelengths.", "That is all.")
 # VLC in the tests: dummy video output (the offscreen platform has no window to draw into, LivePlayer picks
 # vdummy itself) and dummy audio output (no sound server on a test machine).
 TEST_VLC_ARGS = ("--aout=adummy",)
+
+
+def player_for_tests(surface, live):
+    """The player `live.player` names, without a sound device (a test machine has none): VLC with its dummy audio
+    output, the direct player keeping time on the system clock (the sound goes nowhere)."""
+    from assistant.live.playout import SystemClockOutput
+    from ui.direct_player import DirectPlayer
+    from ui.live_avatar import default_player
+
+    if live.player == "vlc":
+        return default_player(surface, live, TEST_VLC_ARGS)
+    return DirectPlayer(surface, live.audio_buffer_ms, open_output=SystemClockOutput)
+
+
+def frames_played(live) -> int:
+    """Frames of the stream the player took so far (VLC: through the encoder's pipe; direct: shown)."""
+    if live.encoder is not None and live.player is not None and live.player.wants_pipe:
+        return live.encoder.frames_written
+    playout = getattr(live.player, "playout", None)
+    return playout.stats.frames_shown if playout is not None else 0
 STREAM_SIZE = {"width": 320, "height": 180}  # a small stream: cheap to render and encode in every test
 TTS_RATE_HZ = 16000
 
@@ -209,6 +231,16 @@ def small_stream_settings(tmp_path: Path, **overrides: Any):
     return validate_dict(data)
 
 
+@pytest.fixture(autouse=True)
+def reference_cpu_speed(monkeypatch):
+    """The window's CPU tier comes from the reference machine's speed: measuring this CPU costs seconds in every
+    test (each has its own cache folder) and over 20 s on a loaded machine (tests/integration measures it)."""
+    from tests.unit.conftest import REFERENCE_SPEED
+
+    monkeypatch.setattr(assistant.profile, "measure_cpu_speed", lambda settings: REFERENCE_SPEED)
+    return REFERENCE_SPEED
+
+
 @pytest.fixture
 def settings(tmp_path):
     # Half-duplex, as most of these tests are written for; test_barge_in.py turns barge-in on.
@@ -351,7 +383,7 @@ def window(qtbot, settings, make_session, fake_listener_factory, tmp_path):
         settings,
         make_session,
         listener_factory=fake_listener_factory,
-        vlc_args=TEST_VLC_ARGS,
+        player_factory=player_for_tests,
         user_config=tmp_path / "user-config.yaml",
     )
     win.sessions = make_session

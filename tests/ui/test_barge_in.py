@@ -54,11 +54,11 @@ def test_speech_over_the_avatar_interrupts_and_is_answered(qtbot, window, fake_l
 def test_no_canceller_shows_a_notice_and_stays_half_duplex(qtbot, tmp_path, make_session, fake_listener_factory,
                                                            monkeypatch):  # fmt: skip
     monkeypatch.setitem(sys.modules, "pywebrtc_audio", None)  # as if the package were not installed
-    from tests.ui.conftest import TEST_VLC_ARGS
+    from tests.ui.conftest import player_for_tests
     from ui.main_window import MainWindow
 
     win = MainWindow(small_stream_settings(tmp_path, audio={"barge_in": True}), make_session,
-                     listener_factory=fake_listener_factory, vlc_args=TEST_VLC_ARGS)  # fmt: skip
+                     listener_factory=fake_listener_factory, player_factory=player_for_tests)  # fmt: skip
     qtbot.addWidget(win)
     try:
         assert not win.barge.enabled and not win.turns.barge_in

@@ -19,7 +19,8 @@ from assistant.audio.vad import SpeechPaused, SpeechResumed
 from assistant.events import Utterance
 from assistant.live import StreamDrained, StreamSpeechFinished
 from assistant.turn_taking import TurnState
-from tests.ui.conftest import REPLY
+from tests.ui.conftest import REPLY, StreamLog, frames_played, player_for_tests
+from ui.main_window import MainWindow
 
 pytestmark = pytest.mark.ui
 
@@ -53,12 +54,10 @@ def test_loads_in_background_and_says_ready(qtbot, window, make_session):
     window.show()
     window.start()
     # The window is up and answering at once; the models are still loading, and meanwhile the avatar stream
-    # already runs (frames reach the encoder).
+    # already runs (frames reach the player).
     assert window.isVisible() and not window.ready
     assert window.stage_label.text().startswith("Loading")
-    qtbot.waitUntil(
-        lambda: window.live.encoder is not None and window.live.encoder.frames_written > 0, timeout=LOAD_MS
-    )
+    qtbot.waitUntil(lambda: frames_played(window.live) > 0, timeout=LOAD_MS)
     assert not window.ready and window.turns.state is TurnState.LOADING
     gate.set()
     qtbot.waitUntil(lambda: window.ready, timeout=LOAD_MS)
@@ -331,7 +330,7 @@ def test_close_stops_microphone_live_avatar_and_session_in_order(
     window.close()
     assert order == ["microphone", "stream", "player", "session"]
     assert listener.stopped
-    assert not encoder.alive  # ffmpeg has exited
+    assert encoder is None and player.playout is None  # the direct player: no encoder; the sound device closed
     assert live.stream is None and not stream._thread  # the clock thread has ended
     assert session.log[-1] == "close"
     assert not window.worker.isRunning()
@@ -378,19 +377,27 @@ def test_reply_prepared_at_a_pause_is_dropped_when_speech_resumes(qtbot, window,
     assert [e.turn_id for e in assistant_entries] == [turn_id]
 
 
-def test_one_vlc_media_for_a_whole_session(qtbot, window, fake_listener_factory):
+@pytest.mark.parametrize("player", ["direct", "vlc"])
+def test_one_player_for_a_whole_session(qtbot, settings, make_session, fake_listener_factory, tmp_path, player):
+    window = MainWindow(
+        settings.model_copy(update={"live": settings.live.model_copy(update={"player": player})}), make_session,
+        listener_factory=fake_listener_factory, player_factory=player_for_tests, user_config=tmp_path / "u.yaml",
+    )  # fmt: skip
+    window.stream_log = StreamLog(window.live)
+    qtbot.addWidget(window)
     start(qtbot, window)
     live = window.live
     stream, encoder = live.stream, live.encoder
-    # VLC (dummy video output) opened the stream's video: the window shows it instead of the photo.
+    assert (encoder is None) == (player == "direct")  # the direct player needs no encoder
+    # The player shows the stream's video: the window shows it instead of the photo.
     qtbot.waitUntil(lambda: window.avatar.showing_video, timeout=LOAD_MS)
     turns = []
 
     def idle_frames_flow() -> None:
         # Nothing is being said, and the stream still makes frames (an idling avatar, not a still photo).
         assert not stream.speaking
-        before = encoder.frames_written
-        qtbot.waitUntil(lambda: encoder.frames_written >= before + 10, timeout=LOAD_MS)
+        before = frames_played(live)
+        qtbot.waitUntil(lambda: frames_played(live) >= before + 10, timeout=LOAD_MS)
 
     idle_frames_flow()
     turns.append(ask_and_wait(qtbot, window, "first question"))
@@ -404,9 +411,10 @@ def test_one_vlc_media_for_a_whole_session(qtbot, window, fake_listener_factory)
     turns.append(ask_and_wait(qtbot, window, "third question"))
     idle_frames_flow()
     assert window.stream_log.started() == [(t, i) for t in turns for i in range(3)]
-    # One stream, one encoder, one VLC media from the first frame to the last.
-    assert live.stream is stream and live.encoder is encoder and encoder.alive
+    # One stream, one player (one VLC media, with one encoder) from the first frame to the last.
+    assert live.stream is stream and live.encoder is encoder and (encoder is None or encoder.alive)
     assert live.media_loads == 1
     assert window.avatar.showing_video
     assert window.notices == []
     assert all(isinstance(e, StreamSpeechFinished) and not e.cancelled for e in window.stream_log.finished())
+    window.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tests.ui.conftest import TEST_VLC_ARGS, StreamLog, small_stream_settings
+from tests.ui.conftest import StreamLog, player_for_tests, small_stream_settings
 from ui.app import session_factory
 from ui.main_window import MainWindow
 
@@ -25,7 +25,7 @@ def real_window(qtbot, tmp_path):
     # The light engine at 320x180 keeps the CPU work small; the stream is that size too.
     settings = small_stream_settings(tmp_path, gpu_profile="low", talking_head={"engine": "light"})
     window = MainWindow(
-        settings, session_factory, listener_factory=None, vlc_args=TEST_VLC_ARGS,
+        settings, session_factory, listener_factory=None, player_factory=player_for_tests,
         user_config=tmp_path / "user.yaml",
     )  # fmt: skip
     window.stream_log = StreamLog(window.live)

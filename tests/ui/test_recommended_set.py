@@ -24,7 +24,7 @@ from assistant.models import HF, CommercialUse, ModelFile, ModelSpec, make_regis
 from assistant.pipeline import Stages
 from assistant.recommend import REFERENCE_MACHINE_S, best_present, recommend, sustained_tier
 from tests.http_server import LocalHTTPServer
-from tests.ui.conftest import TEST_VLC_ARGS, FakeASR, FakeListener, FakeLLM, FakeSession, FakeTTS
+from tests.ui.conftest import FakeASR, FakeListener, FakeLLM, FakeSession, FakeTTS, player_for_tests
 from tests.ui.conftest import small_stream_settings
 from ui.main_window import MainWindow
 from ui.model_offer import DEMO_DECLINED, DEMO_NOTICE, DownloadWorker, SetOffer
@@ -118,7 +118,7 @@ def open_window(qtbot, tmp_path, server, models):
             models={"mirror_url": server.base_url}, ui=ui or {},
         )  # fmt: skip
         window = MainWindow(
-            settings, factory, listener_factory=FakeListener, vlc_args=TEST_VLC_ARGS,
+            settings, factory, listener_factory=FakeListener, player_factory=player_for_tests,
             user_config=tmp_path / "user-config.yaml",
         )  # fmt: skip
         qtbot.addWidget(window)
