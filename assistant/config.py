@@ -72,7 +72,7 @@ class AudioSettings(_Section):
         120, ge=0, le=5000, description="silence after which a reply is prepared before the end is confirmed; 0 = off"
     )
     end_of_turn: Literal["smart_turn", "silence"] = Field(
-        "smart_turn",
+        "silence",
         description="what decides that you finished: smart_turn (the Smart Turn v3.2 model, asked at the early-start "
         "pause; silence when its model is not installed) or silence (end_silence_ms of it)",
     )

@@ -13,8 +13,9 @@ times count from when the user stopped speaking. An utterance from such a source
 A learned end of turn (`end_of_turn`, a callable such as `assistant.audio.smart_turn.SmartTurn`: the turn's int16
 audio so far in, the probability that the speaker has finished out) is asked once per pause, at the early-start
 point: at or above `end_of_turn_threshold` the utterance ends right there (the SpeechPaused is followed at once by
-the very same utterance), below it the silence that ends the utterance grows from `silence_ms` to
-`incomplete_silence_ms` until speech resumes. Without one (or without an early start) silence alone decides.
+the very same utterance); below it, it is asked again after `silence_ms` (where silence alone would have ended the
+turn), and if still "not yet" the utterance ends after `incomplete_silence_ms` unless speech resumes. Without one
+(or without an early start) silence alone decides.
 
 Needs webrtcvad (from the webrtcvad-wheels package). No threads, no I/O: one segmenter per stream, one thread
 pushing into it.
@@ -350,6 +351,9 @@ class VadSegmenter:
             self._trailing += 1
         if self._trailing >= self._end_frames:
             return events + self._finish(cut=False, reason="too little voiced audio")
+        if self._trailing == self._silence_frames < self._end_frames and self._finished():
+            # "not yet" at the pause, asked again where silence alone would have ended the turn
+            return events + self._finish(cut=False, reason="too little voiced audio")
         if (
             self._pause_frames
             and not self._paused
@@ -363,9 +367,7 @@ class VadSegmenter:
                 SpeechPaused(provisional, self._clock / rate, self._voice_end / rate, self._voice_ended_at())
             )
             if self._end_of_turn is not None:
-                # (n,) int16: what the utterance would hold if it ended here
-                pcm = np.concatenate(self._frames[: self._kept_frames()])
-                if self._end_of_turn(pcm) >= self.settings.end_of_turn_threshold:
+                if self._finished():
                     return events + self._finish(cut=False, reason="", utterance=provisional)
                 self._end_frames = self._incomplete_frames
         if len(self._frames) >= self._max_frames:
@@ -452,6 +454,12 @@ class VadSegmenter:
         if self._frame_at is None:
             return None
         return self._frame_at - (self._clock - self._voice_end) / self.settings.sample_rate_hz
+
+    def _finished(self) -> bool:
+        """The learned end of turn's verdict on the utterance as it would end now."""
+        assert self._end_of_turn is not None and self._frames is not None
+        pcm = np.concatenate(self._frames[: self._kept_frames()])  # (n,) int16: what the utterance would hold
+        return self._end_of_turn(pcm) >= self.settings.end_of_turn_threshold
 
     def _kept_frames(self) -> int:
         """Frames of the open utterance that an end of speech now would keep (trailing non-speech cut to the tail)."""

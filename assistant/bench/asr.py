@@ -17,7 +17,13 @@ given here, so pacing changes nothing. Every utterance it cuts is recognised by 
   first one (either way the end of the turn was declared inside the question);
 - `early_starts`: SpeechPaused events (`early_start_ms` of silence) per question, and the wasted ones, after which
   speech resumed: the app threw a speculative turn away;
-- ASR time per question (all its utterances; one warm-up transcription first, not counted), the audio length, RSS.
+- ASR time per question (all its utterances; one warm-up transcription first, not counted), the audio length, RSS;
+- `end_of_turn_delay_s`: from the end of the question's audio to the moment the segmenter emitted its last
+  utterance, in stream time (the silence the user waits through before a reply may be heard), mean / median / max.
+
+MID_THOUGHT adds questions with a 500-700 ms pause after an unfinished phrase ("... the capital of | France"): the
+pauses a learned end of turn must not take for the end. `--end-of-turn smart_turn|silence|both` picks what ends a
+turn (default: the config's `audio.end_of_turn`); `both` runs the two on the same spoken audio, one table each.
 
 With `--twin NAME` the recogniser is the bundled tiny.en, and after each of its transcriptions the speed twin of
 NAME (random weights, NAME's shape: assistant.twins.whisper; built in <models_dir>/twins/NAME if missing) decodes
@@ -45,7 +51,9 @@ from typing import Any
 
 import numpy as np
 
+from assistant.audio.smart_turn import end_of_turn_for
 from assistant.audio.vad import (
+    EndOfTurn,
     FrameClassifier,
     SegmenterEvent,
     SpeechDiscarded,
@@ -100,6 +108,15 @@ QUESTIONS = (
     Question("Read me the latest news headlines."),
     Question("How do you say thank you in French?"),
     Question("Call Sarah | and tell her I will be late.", 350),
+)
+# Longer pauses after a phrase that cannot end a sentence: a silence rule must wait them out, a learned end of turn
+# should hear that the speaker is not done (issue 21).
+MID_THOUGHT = (
+    Question("I would like to know, um, the capital of | France.", 600),
+    Question("Can you tell me how to get | to the train station?", 500),
+    Question("What is the best way to | learn a new language?", 700),
+    Question("I need a recipe for | chocolate chip cookies.", 550),
+    Question("Please remind me to buy | some milk tonight.", 650),
 )
 
 
@@ -233,6 +250,7 @@ class Segmentation:
     discarded_after_end: int  # ... of them after the first utterance: question words the turn left out
     early_starts: int  # SpeechPaused events
     early_starts_wasted: int  # ... followed by SpeechResumed: the speculative turn was thrown away
+    emitted_s: tuple[float, ...] = ()  # stream time at which each utterance was emitted
 
     @property
     def false_cutoff(self) -> bool:
@@ -240,7 +258,8 @@ class Segmentation:
         return len(self.utterances) > 1 or (len(self.utterances) == 1 and self.discarded_after_end > 0)
 
 
-def tally(events: Iterable[SegmenterEvent]) -> Segmentation:
+def tally(events: Iterable[SegmenterEvent], emitted_s: Sequence[float] = ()) -> Segmentation:
+    """`emitted_s`: when each utterance among `events` was emitted, if known."""
     utterances: list[Utterance] = []
     discarded = discarded_after = paused = wasted = 0
     for event in events:
@@ -253,21 +272,31 @@ def tally(events: Iterable[SegmenterEvent]) -> Segmentation:
             discarded_after += bool(utterances)
         elif isinstance(event, Utterance):
             utterances.append(event)
-    return Segmentation(tuple(utterances), discarded, discarded_after, paused, wasted)
+    return Segmentation(tuple(utterances), discarded, discarded_after, paused, wasted, tuple(emitted_s))
 
 
-def segment(samples: np.ndarray, vad: VadSettings, is_speech: FrameClassifier | None = None) -> Segmentation:
-    """Feed `samples` (at vad.sample_rate_hz) framed by silence to a fresh segmenter, one frame per push."""
-    segmenter = VadSegmenter.from_settings(vad, is_speech=is_speech)
+def segment(samples: np.ndarray, vad: VadSettings, is_speech: FrameClassifier | None = None,
+            end_of_turn: EndOfTurn | None = None) -> Segmentation:  # fmt: skip
+    """Feed `samples` (at vad.sample_rate_hz) framed by silence to a fresh segmenter, one frame per push;
+    `end_of_turn`: the learned end of turn the segmenter asks at its pauses (None: silence decides)."""
+    segmenter = VadSegmenter.from_settings(vad, is_speech=is_speech, end_of_turn_model=end_of_turn)
     rate, n = vad.sample_rate_hz, vad.frame_samples
-    trail_s = max(TRAIL_SILENCE_S, vad.silence_ms / 1000 + 1.0)
+    wait_ms = max(vad.silence_ms, vad.incomplete_silence_ms if end_of_turn else 0)
+    trail_s = max(TRAIL_SILENCE_S, wait_ms / 1000 + 1.0)
     fed = np.concatenate([np.zeros(int(LEAD_SILENCE_S * rate), np.float32), samples,
                           np.zeros(int(trail_s * rate), np.float32)])  # fmt: skip
     events: list[SegmenterEvent] = []
-    for i in range(0, len(fed), n):
-        events += segmenter.push(fed[i : i + n])
-    return tally(events + segmenter.flush())  # flush: only an end_silence_ms longer than the trail needs it
+    emitted_s: list[float] = []
+    for i in range(0, len(fed) + n, n):
+        # the last round flushes: only an end silence longer than the trail needs it
+        new = segmenter.push(fed[i : i + n]) if i < len(fed) else segmenter.flush()
+        emitted_s += [segmenter.position_s] * sum(isinstance(e, Utterance) for e in new)
+        events += new
+    return tally(events, emitted_s)
 
+
+ALL_QUESTIONS = QUESTIONS + MID_THOUGHT
+MID_THOUGHT_REFERENCES = frozenset(q.reference for q in MID_THOUGHT)
 
 # ---- the benchmark ------------------------------------------------------------------------------------------
 
@@ -291,6 +320,8 @@ class QuestionResult:
     errors: WordErrors
     asr_s: float  # Whisper's time over all the question's utterances
     twin_asr_s: float | None = None  # the speed twin's, teacher-forced (`--twin`)
+    # From the end of the question's audio to the emission of its last utterance (stream time); None: no utterance
+    end_of_turn_delay_s: float | None = None
     wer: float = field(init=False)
 
     def __post_init__(self) -> None:
@@ -386,8 +417,18 @@ def _timed_twin(twin: Any, reference: Any, utterance: Utterance, transcript: Any
     return time.monotonic() - started
 
 
-def run_bench(settings, questions: Sequence[Question] = QUESTIONS, voices: Sequence[Voice] = VOICES,
+def run_bench(settings, questions: Sequence[Question] = ALL_QUESTIONS, voices: Sequence[Voice] = VOICES,
               progress: Callable[[str], None] = lambda s: None, twin: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """The report for the config's `audio.end_of_turn`."""
+    return run_bench_modes(settings, [settings.audio.end_of_turn], questions, voices, progress, twin)[
+        settings.audio.end_of_turn
+    ]
+
+
+def run_bench_modes(settings, modes: Sequence[str], questions: Sequence[Question] = ALL_QUESTIONS,
+                    voices: Sequence[Voice] = VOICES, progress: Callable[[str], None] = lambda s: None,
+                    twin: str | None = None) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """One report per end-of-turn mode ("smart_turn", "silence"), on the same spoken audio and recogniser."""
     vad = VadSettings.from_config(settings.audio)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-asr-") as tmp:
@@ -409,48 +450,68 @@ def run_bench(settings, questions: Sequence[Question] = QUESTIONS, voices: Seque
     for recogniser in (asr, twin_asr):
         if recogniser is not None:
             recogniser.transcribe(warm_up)
-    results: list[QuestionResult] = []
-    for q, voice, samples in spoken:
-        seg = segment(samples, vad)
-        transcripts, dropped, asr_s, twin_s = [], [], 0.0, 0.0
-        for utt in seg.utterances:
-            t = time.monotonic()
-            transcript = asr.transcribe(utt)
-            asr_s += time.monotonic() - t
-            if twin_asr is not None:
-                twin_s += _timed_twin(twin_asr, asr, utt, transcript)
-            transcripts.append(transcript.text if transcript else "")
-            if transcript is None:
-                dropped.append(asr.last_drop_reason or "")
-        hypothesis = " ".join(transcripts)
-        results.append(QuestionResult(
-            question=q.reference, voice=voice.name, pause_ms=q.pause_ms,
-            audio_s=round(len(samples) / vad.sample_rate_hz, 3),
-            utterances=len(seg.utterances), utterance_s=[round(u.duration_s, 3) for u in seg.utterances],
-            discarded=seg.discarded, false_cutoff=seg.false_cutoff, early_starts=seg.early_starts,
-            early_starts_wasted=seg.early_starts_wasted, transcripts=transcripts, dropped=dropped,
-            reference_normalised=normalise(q.reference), hypothesis_normalised=normalise(hypothesis),
-            errors=word_errors([q.reference], [hypothesis]), asr_s=round(asr_s, 3),
-            twin_asr_s=None if twin_asr is None else round(twin_s, 3),
-        ))  # fmt: skip
-        r = results[-1]
-        progress(f"{voice.name}: {q.reference!r} -> {transcripts} (WER {r.wer:.2f}, {r.utterances} utterance(s))")
-    return {
-        "settings": {
-            "early_start_ms": vad.early_start_ms, "end_silence_ms": vad.silence_ms, "frame_ms": vad.frame_ms,
-            "vad_aggressiveness": vad.aggressiveness, "asr_model": asr.name, "asr_device": asr.resolved_device,
-            "asr_compute_type": asr.resolved_compute_type, "beam_size": asr.beam_size,
-            "normalisation": "lower case, contractions expanded, numbers as words, punctuation and apostrophes dropped",
-        },  # fmt: skip
-        "overall": summarize(results),
-        "with_pause": summarize([r for r in results if r.pause_ms]),
-        "voices": {v.name: summarize([r for r in results if r.voice == v.name]) for v in voices},
-        "rss_mb": {"before_asr": round(rss_before, 1), "end": round(rss_mb(), 1),
-                   "peak": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)},  # fmt: skip
-        "elapsed_s": round(time.monotonic() - started, 1),
-        "twin": None if twin_asr is None else _twin_summary(twin, twin_asr, results),
-        "questions": [asdict(r) for r in results],
-    }
+    reports = {}
+    for mode in modes:
+        mode_vad = replace(vad, end_of_turn=mode)
+        model = end_of_turn_for(mode_vad, on_notice=progress)
+        results = [
+            _question_result(q, voice, samples, mode_vad, model, asr, twin_asr, progress)
+            for q, voice, samples in spoken
+        ]
+        reports[mode] = {
+            "settings": {
+                "early_start_ms": vad.early_start_ms, "end_silence_ms": vad.silence_ms, "frame_ms": vad.frame_ms,
+                "vad_aggressiveness": vad.aggressiveness, "asr_model": asr.name, "asr_device": asr.resolved_device,
+                "asr_compute_type": asr.resolved_compute_type, "beam_size": asr.beam_size,
+                "end_of_turn": mode if model is not None or mode == "silence" else "silence (no model)",
+                "end_of_turn_threshold": vad.end_of_turn_threshold,
+                "incomplete_silence_ms": vad.incomplete_silence_ms,
+                "normalisation": "lower case, contractions expanded, numbers as words, punctuation and apostrophes "
+                "dropped",
+            },  # fmt: skip
+            "overall": summarize(results),
+            "with_pause": summarize([r for r in results if r.pause_ms]),
+            "mid_thought": summarize([r for r in results if r.question in MID_THOUGHT_REFERENCES]),
+            "voices": {v.name: summarize([r for r in results if r.voice == v.name]) for v in voices},
+            "rss_mb": {"before_asr": round(rss_before, 1), "end": round(rss_mb(), 1),
+                       "peak": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)},  # fmt: skip
+            "elapsed_s": round(time.monotonic() - started, 1),
+            "twin": None if twin_asr is None else _twin_summary(twin, twin_asr, results),
+            "questions": [asdict(r) for r in results],
+        }
+    return reports
+
+
+def _question_result(q: Question, voice: Voice, samples: np.ndarray, vad: VadSettings, model: EndOfTurn | None,
+                     asr: Any, twin_asr: Any, progress: Callable[[str], None]) -> QuestionResult:  # fmt: skip
+    """Segment one spoken question as the microphone would, recognise what it cut, score it."""
+    seg = segment(samples, vad, end_of_turn=model)
+    transcripts, dropped, asr_s, twin_s = [], [], 0.0, 0.0
+    for utt in seg.utterances:
+        t = time.monotonic()
+        transcript = asr.transcribe(utt)
+        asr_s += time.monotonic() - t
+        if twin_asr is not None:
+            twin_s += _timed_twin(twin_asr, asr, utt, transcript)
+        transcripts.append(transcript.text if transcript else "")
+        if transcript is None:
+            dropped.append(asr.last_drop_reason or "")
+    hypothesis = " ".join(transcripts)
+    audio_s = len(samples) / vad.sample_rate_hz
+    delay = seg.emitted_s[-1] - (LEAD_SILENCE_S + audio_s) if seg.emitted_s else None
+    r = QuestionResult(
+        question=q.reference, voice=voice.name, pause_ms=q.pause_ms, audio_s=round(audio_s, 3),
+        utterances=len(seg.utterances), utterance_s=[round(u.duration_s, 3) for u in seg.utterances],
+        discarded=seg.discarded, false_cutoff=seg.false_cutoff, early_starts=seg.early_starts,
+        early_starts_wasted=seg.early_starts_wasted, transcripts=transcripts, dropped=dropped,
+        reference_normalised=normalise(q.reference), hypothesis_normalised=normalise(hypothesis),
+        errors=word_errors([q.reference], [hypothesis]), asr_s=round(asr_s, 3),
+        twin_asr_s=None if twin_asr is None else round(twin_s, 3),
+        end_of_turn_delay_s=None if delay is None else round(delay, 3),
+    )  # fmt: skip
+    progress(f"{vad.end_of_turn} {voice.name}: {q.reference!r} -> {transcripts} (WER {r.wer:.2f}, "
+             f"{r.utterances} utterance(s), end of turn +{delay if delay is not None else float('nan'):.2f} s)")  # fmt: skip
+    return r
 
 
 def _twin_summary(name: str, twin: Any, results: Sequence[QuestionResult]) -> dict[str, Any]:
@@ -466,6 +527,7 @@ def summarize(results: Sequence[QuestionResult]) -> dict[str, Any]:
                           ("reference_words", "substitutions", "deletions", "insertions")))  # fmt: skip
     fired = sum(r.early_starts for r in results)
     wasted = sum(r.early_starts_wasted for r in results)
+    delays = [r.end_of_turn_delay_s for r in results if r.end_of_turn_delay_s is not None]
 
     def stat(values: list[float]) -> dict[str, float]:
         return {"median": round(statistics.median(values), 3), "max": round(max(values), 3)}
@@ -482,24 +544,28 @@ def summarize(results: Sequence[QuestionResult]) -> dict[str, Any]:
                          "wasted_per_question": round(wasted / len(results), 2)},  # fmt: skip
         "asr_s": stat([r.asr_s for r in results]),
         "audio_s": stat([r.audio_s for r in results]),
+        "end_of_turn_delay_s": {**stat(delays), "mean": round(statistics.fmean(delays), 3)} if delays else None,
     }  # fmt: skip
 
 
 def format_text(report: dict[str, Any]) -> str:
     s = report["settings"]
     lines = [
-        f"{s['asr_model']} on {s['asr_device']} ({s['asr_compute_type']}, beam {s['beam_size']}); VAD end silence "
-        f"{s['end_silence_ms']} ms, early start {s['early_start_ms']} ms",
-        "| set | questions | WER % | false cut-offs | early starts (wasted) | ASR s median / max | audio s median |",
-        "|---|---|---|---|---|---|---|",
+        (f"{s['asr_model']} on {s['asr_device']} ({s['asr_compute_type']}, beam {s['beam_size']}); VAD end silence "
+         f"{s['end_silence_ms']} ms, early start {s['early_start_ms']} ms; end of turn: {_end_of_turn_text(s)}"),
+        ("| set | questions | WER % | false cut-offs | early starts (wasted) | end of turn s mean / max "
+         "| ASR s median / max | audio s median |"),
+        "|---|---|---|---|---|---|---|---|",
     ]
-    groups = [("all", report["overall"]), ("with a pause", report["with_pause"]), *report["voices"].items()]
+    groups = [("all", report["overall"]), ("with a pause", report["with_pause"]),
+              ("mid-thought pause", report.get("mid_thought", {"questions": 0})), *report["voices"].items()]  # fmt: skip
     for name, g in groups:
         if not g["questions"]:
             continue
-        es = g["early_starts"]
+        es, eot = g["early_starts"], g.get("end_of_turn_delay_s")
+        delay = f"{eot['mean']:.2f} / {eot['max']:.2f}" if eot else "-"
         lines.append(f"| {name} | {g['questions']} | {100 * g['wer']:.1f} | {g['false_cutoffs']} | {es['fired']} "
-                     f"({es['wasted']}) | {g['asr_s']['median']:.2f} / {g['asr_s']['max']:.2f} | "
+                     f"({es['wasted']}) | {delay} | {g['asr_s']['median']:.2f} / {g['asr_s']['max']:.2f} | "
                      f"{g['audio_s']['median']:.2f} |")  # fmt: skip
     if report.get("twin"):
         t = report["twin"]
@@ -511,12 +577,24 @@ def format_text(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _end_of_turn_text(s: dict[str, Any]) -> str:
+    if s.get("end_of_turn") != "smart_turn":
+        return s.get("end_of_turn", "silence")
+    return (f"smart_turn (finished at p >= {s['end_of_turn_threshold']}, else {s['incomplete_silence_ms']} ms of "
+            "silence)")  # fmt: skip
+
+
 def register(bsub: argparse._SubParsersAction) -> None:
     parser = bsub.add_parser(
         "asr", help="guard rails: word error rate, false end-of-turn cut-offs and early starts on spoken questions"
     )
     parser.add_argument("--early-start-ms", type=int, default=None, help="override audio.early_start_ms (0 = off)")
     parser.add_argument("--end-silence-ms", type=int, default=None, help="override audio.end_silence_ms")
+    parser.add_argument("--end-of-turn", choices=("smart_turn", "silence", "both"), default=None,
+                        help="what ends a turn (default: audio.end_of_turn); both: one table each, same audio")
+    parser.add_argument("--threshold", type=float, default=None, help="override audio.end_of_turn_threshold")
+    parser.add_argument("--incomplete-silence-ms", type=int, default=None,
+                        help="override audio.incomplete_silence_ms")
     parser.add_argument("--json", action="store_true", help="print one JSON object (with every transcript)")
     parser.add_argument("--twin", metavar="NAME", help="also time the speed twin of model NAME (e.g. whisper-small.en), "
                         "teacher-forced to the bundled tiny.en's token counts")  # fmt: skip
@@ -532,8 +610,17 @@ def _run(args: argparse.Namespace) -> int:
             settings.audio.early_start_ms = args.early_start_ms
         if args.end_silence_ms is not None:
             settings.audio.end_silence_ms = args.end_silence_ms
+        if args.threshold is not None:
+            settings.audio.end_of_turn_threshold = args.threshold
+        if args.incomplete_silence_ms is not None:
+            settings.audio.incomplete_silence_ms = args.incomplete_silence_ms
     except ValueError as e:  # pydantic validates the assignment against the config's limits
         raise AssistantError(f"bad benchmark setting: {e}") from e
-    report = run_bench(settings, progress=lambda s: print(s, file=sys.stderr), twin=args.twin)
-    print(json.dumps(report, indent=2) if args.json else format_text(report))
+    wanted = args.end_of_turn or settings.audio.end_of_turn
+    modes = ["silence", "smart_turn"] if wanted == "both" else [wanted]
+    reports = run_bench_modes(settings, modes, progress=lambda s: print(s, file=sys.stderr), twin=args.twin)
+    if args.json:
+        print(json.dumps(reports if len(reports) > 1 else reports[wanted], indent=2))
+    else:
+        print("\n\n".join(format_text(r) for r in reports.values()))
     return 0
