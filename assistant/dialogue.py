@@ -418,7 +418,8 @@ class DialogueManager:
             for i in range(len(self._history) - 1, -1, -1):
                 if self._history[i].user_text == user_text:
                     self._history[i] = DialogueTurn(user_text, spoken_text, tokens, True)
-                    log.info("history: the reply to %.60r was cut; kept what was said: %.80r", user_text, spoken_text)
+                    log.info("history: a cut reply keeps what was said (%d characters)", len(spoken_text))
+                    log.debug("history: the reply to %.60r was cut; kept what was said: %.80r", user_text, spoken_text)
                     return True
         return False
 
@@ -525,7 +526,8 @@ class DialogueManager:
             with self._history_lock:
                 self._history[:] = [turn for turn in self._history if all(turn is not c for c in copied)]
         if reason:
-            log.warning("reply kept out of the conversation history (%s): %.80r", reason, reply_text)
+            log.warning("reply kept out of the conversation history (%s)", reason)
+            log.debug("the reply kept out: %.80r", reply_text)
             return
         tokens = self._message_tokens(user_text) + self._message_tokens(reply_text)
         with self._history_lock:

@@ -637,16 +637,17 @@ class MainWindow(QMainWindow):
             self.conversation.refresh()
         if self.settings.ui.show_timings and live:
             self.timings_label.setText(format_timings(event.timings_s))
-        log.info(
-            "turn %d done%s: heard %r, replied %r in %d segment(s); %s; engines %s",
+        log.info(  # what was said stays out of the log at info level (privacy): its length only
+            "turn %d done%s: heard %d characters, replied %d in %d segment(s); %s; engines %s",
             event.turn_id,
             " (cancelled)" if cancelled else "",
-            event.transcript,
-            event.reply,
+            len(event.transcript or ""),
+            len(event.reply or ""),
             event.segments,
             format_timings(event.timings_s),
             format_engines(event.engines),
         )
+        log.debug("turn %d: heard %r, replied %r", event.turn_id, event.transcript, event.reply)
         if cancelled:  # what was not said is not said: settle the history once the stream has reported
             verdict = self.spoken.turn_cut(event.turn_id)
             if verdict is not None:
@@ -742,6 +743,10 @@ class MainWindow(QMainWindow):
         entry.note = "interrupted"
         self.conversation.refresh()
         log.info(
+            "turn %d interrupted after %.1f s of speech (%d characters said)",
+            verdict.turn_id, verdict.played_s, len(verdict.spoken_text),
+        )  # fmt: skip
+        log.debug(
             "turn %d interrupted after %.1f s of speech; said: %r", verdict.turn_id, verdict.played_s, verdict.spoken_text
         )
 

@@ -237,7 +237,7 @@ def run_live(
         app_log = AppLog(log_path)
         progress("starting the app (models load on 2 cores: up to a few minutes)")
         app = subprocess.Popen(
-            [sys.executable, "-m", "ui.app", "--config", str(config), "--log-file", str(log_path)],
+            [sys.executable, "-m", "ui.app", "--config", str(config), "--log-file", str(log_path), "--verbose"],
             env=env, stdout=subprocess.DEVNULL, stderr=open(root / "app.stderr", "wb"),
             cwd=Path(__file__).resolve().parents[2],
         )  # fmt: skip

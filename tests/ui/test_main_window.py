@@ -7,6 +7,7 @@ and one VLC media for a whole session.
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import numpy as np
@@ -91,7 +92,8 @@ def test_question_typed_during_loading_is_answered_once_loaded(qtbot, window, ma
     assert [e.text for e in window.conversation.entries if e.role == "user"] == ["why is the sky blue"]
 
 
-def test_typed_turn_is_spoken_by_the_stream_segment_by_segment_in_order(qtbot, window):
+def test_typed_turn_is_spoken_by_the_stream_segment_by_segment_in_order(qtbot, window, caplog):
+    caplog.set_level(logging.INFO)
     start(qtbot, window)
     segments = []
     window.bridge.segment_ready.connect(segments.append)
@@ -133,6 +135,10 @@ def test_typed_turn_is_spoken_by_the_stream_segment_by_segment_in_order(qtbot, w
     assert "LLM" in window.timings_label.text() and "total" in window.timings_label.text()
     assert not window.notice_label.isVisible()
     assert window.worker.session.amended == []  # nothing was cut
+    # Privacy: the log at its default level says a turn was done, never what was said in it.
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.INFO)
+    assert f"turn {turn_id} done" in logged
+    assert "sky is blue" not in logged.lower() and "why is the sky" not in logged.lower()
 
 
 def test_spoken_turn_from_the_microphone(qtbot, window, fake_listener_factory):
