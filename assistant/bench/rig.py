@@ -281,7 +281,7 @@ def start_pulse(
     continuous (silent) audio from the start. Both sinks run at `rate_hz`, stereo, like real hardware."""
     for binary in ("pulseaudio", "pactl"):
         require(binary)
-    root = Path(runtime_dir)
+    root = Path(runtime_dir).resolve()  # HOME and the runtime paths must be absolute (a relative --out failed)
     run_dir, home, state = root / "run", root / "home", root / "state"
     for folder in (run_dir, home, state):
         folder.mkdir(parents=True, exist_ok=True)

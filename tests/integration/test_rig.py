@@ -147,3 +147,12 @@ def test_screen_recording_sees_the_root_window_change_at_the_right_time(tmp_path
     assert not a.motion_present(first_gray + 0.01, times[-1] + 1)
     runs = a.frozen_runs(min_s=0.5, after_s=first_gray)
     assert len(runs) == 1 and runs[0].duration_s > 0.9
+
+
+def test_a_relative_folder_starts_the_daemon(tmp_path: Path, monkeypatch) -> None:
+    # `assistant bench live --out bench-live` (the README's form, a relative folder) once failed: pulseaudio wants
+    # an absolute HOME and runtime path.
+    monkeypatch.chdir(tmp_path)
+    with start_pulse(Path("relative") / "pulse") as pulse:
+        assert pulse.root.is_absolute() and pulse.root == (tmp_path / "relative" / "pulse").resolve()
+        assert pulse.server.startswith(f"unix:{tmp_path.resolve()}")
