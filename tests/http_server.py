@@ -26,6 +26,8 @@ class ServerState:
     files: dict[str, bytes]
     ignore_range: bool = False
     drop_after: dict[str, tuple[int, int]] = field(default_factory=dict)  # path -> (bytes sent, times left)
+    stall_after: dict[str, int] = field(default_factory=dict)  # path -> bytes sent before the body stops coming
+    released: threading.Event = field(default_factory=threading.Event)  # set on shutdown: stalled bodies end
     requests: list[Seen] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -81,6 +83,14 @@ class _Handler(BaseHTTPRequestHandler):
                 st.drop_after[self.path] = (drop[0], drop[1] - 1)
             else:
                 drop = None
+        stall = st.stall_after.get(self.path)
+        if stall is not None:
+            # A link that slows to nothing: the first bytes, then silence while the connection stays open.
+            self.wfile.write(chunk[:stall])
+            self.wfile.flush()
+            st.released.wait()
+            self.close_connection = True
+            return
         if drop:
             # Send the first bytes, then cut the TCP connection mid-body, as a flaky network would.
             self.wfile.write(chunk[: drop[0]])
@@ -123,6 +133,11 @@ class LocalHTTPServer:
         with self.state.lock:
             self.state.drop_after[path] = (after_bytes, times)
 
+    def stall(self, path: str, after_bytes: int) -> None:
+        """Requests for `path` get `after_bytes` bytes of the body, then nothing until the server stops."""
+        with self.state.lock:
+            self.state.stall_after[path] = after_bytes
+
     @property
     def requests(self) -> list[Seen]:
         with self.state.lock:
@@ -133,6 +148,7 @@ class LocalHTTPServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.state.released.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
