@@ -311,58 +311,59 @@ def _nearly_full(folder: Folder, free_bytes: int) -> None:
 
 
 @pytest.fixture
-def disk(tmp_path: Path) -> Iterator[Folder]:
-    folder = Folder(tmp_path / "disk")
-    try:
-        yield folder
-    finally:
-        folder.close()
+def data_folder(tmp_path: Path) -> Iterator[Folder]:
+    folder = Folder(tmp_path / "data")  # a tmpfs of our own
+    yield folder
+    folder.close()  # runs whatever the test did (pytest finishes a fixture after a failed test too)
 
 
 def _files(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != "filler")
 
 
-FULL = {  # (arguments in folder d with the tmpfs at d/disk, exit status, message)
-    "video encode": (lambda d: ["video", "encode", str(_clip(d / "clip.mp4")), "-o", str(d / "disk" / "o.mp4")],
+FULL = {  # (arguments in folder d with the tmpfs at d/data, exit status, message)
+    "video encode": (lambda d: ["video", "encode", str(_clip(d / "clip.mp4")), "-o", str(d / "data" / "o.mp4")],
                      2, "o.mp4 (No space left on device); the disk is full: free some space"),
-    "lipsync --json": (lambda d: [*_lipsync(out="disk/o.mp4")(d), "--json"], 2, "the disk is full: free some space"),
-    "ask --json": (lambda d: ["ask", "Say hello.", "--no-video", "--json", "--out", str(d / "disk" / "r")],
+    "lipsync --json": (lambda d: [*_lipsync(out="data/o.mp4")(d), "--json"], 2,
+                       "the disk is full: free some space"),
+    "ask --json": (lambda d: ["ask", "Say hello.", "--no-video", "--json", "--out", str(d / "data" / "r")],
                    1, "the disk is full: free some space"),
 }  # fmt: skip
 
 
 @needs_root
 @pytest.mark.parametrize("name", list(FULL))
-def test_a_full_disk_is_an_error_that_says_so_and_leaves_nothing(name: str, tmp_path: Path, disk: Folder) -> None:
+def test_a_full_disk_is_an_error_that_says_so_and_leaves_nothing(
+    name: str, tmp_path: Path, data_folder: Folder
+) -> None:
     setup, rc, message = FULL[name]
     shutil.copy(ROOT / "assets" / "avatars" / "astronaut.png", tmp_path / "face.png")
     _wav(tmp_path / "speech.wav", 2.0)
     (tmp_path / "home").mkdir()
     args = setup(tmp_path)
-    _nearly_full(disk, 16384)
+    _nearly_full(data_folder, 16384)
     proc = run_cli(args, tmp_path / "home")
     console = proc.stdout + proc.stderr
     assert proc.returncode == rc, console[-3000:]
-    assert message in console and str(disk.path) in console, console[-3000:]
+    assert message in console and str(data_folder.path) in console, console[-3000:]
     assert "Traceback" not in console, console[-3000:]
-    assert _files(disk.path) == [], "a half-written file was left on the full disk"
+    assert _files(data_folder.path) == [], "a half-written file was left on the full disk"
 
 
 @needs_root
-def test_present_onto_a_read_only_disk_says_read_only(tmp_path: Path, disk: Folder) -> None:
+def test_present_onto_a_read_only_disk_says_read_only(tmp_path: Path, data_folder: Folder) -> None:
     shutil.copy(ROOT / "assets" / "avatars" / "astronaut.png", tmp_path / "face.png")
     (tmp_path / "home").mkdir()
     args = _present_srt_beside(tmp_path)
     (tmp_path / "talk.srt").unlink()
-    disk.read_only(True)
+    data_folder.read_only(True)
     try:
-        proc = run_cli([*args[:3], str(disk.path / "talk.mp4"), *args[4:]], tmp_path / "home")
+        proc = run_cli([*args[:3], str(data_folder.path / "talk.mp4"), *args[4:]], tmp_path / "home")
     finally:
-        disk.read_only(False)
+        data_folder.read_only(False)
     console = proc.stdout + proc.stderr
     assert proc.returncode == 2, console[-3000:]
-    assert f"Cannot write to {disk.path} (Read-only file system)" in console, console[-3000:]
+    assert f"Cannot write to {data_folder.path} (Read-only file system)" in console, console[-3000:]
     assert "remount it read-write" in console and "permission" not in console.lower(), console[-3000:]
 
 
@@ -376,18 +377,20 @@ def _download(models: Path, home: Path, mirror: str) -> subprocess.Popen:
 
 
 @needs_root
-def test_a_download_onto_a_full_disk_says_the_disk_is_full_and_keeps_no_part(tmp_path: Path, disk: Folder) -> None:
+def test_a_download_onto_a_full_disk_says_the_disk_is_full_and_keeps_no_part(
+    tmp_path: Path, data_folder: Folder
+) -> None:
     from tests.http_server import LocalHTTPServer
 
     (tmp_path / "home").mkdir()
-    _nearly_full(disk, 1 << 20)
+    _nearly_full(data_folder, 1 << 20)
     with LocalHTTPServer({VITS_ZIP: os.urandom(3 << 20)}) as srv:  # 3 MB onto 1 MB free
-        proc = _download(disk.path / "models", tmp_path / "home", srv.base_url)
+        proc = _download(data_folder.path / "models", tmp_path / "home", srv.base_url)
         _, err = proc.communicate(timeout=300)
     assert proc.returncode == 2, err[-3000:]
-    assert "the disk is full: free some space" in err and str(disk.path / "models") in err, err[-3000:]
+    assert "the disk is full: free some space" in err and str(data_folder.path / "models") in err, err[-3000:]
     assert "resume" not in err and "connection lost" not in err, err[-3000:]
-    assert _files(disk.path) == [], "a .part was left filling the disk"
+    assert _files(data_folder.path) == [], "a .part was left filling the disk"
 
 
 def test_an_unverified_zip_that_unpacks_far_past_its_size_is_refused(tmp_path: Path) -> None:
