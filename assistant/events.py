@@ -155,3 +155,4 @@ class TurnDone(TurnEvent):
     cancelled: bool
     timings_s: dict[str, float]
     engines: dict[str, str]
+    end_of_speech_at: float | None = None  # time.monotonic() when the user stopped speaking (a spoken turn)

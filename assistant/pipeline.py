@@ -316,6 +316,7 @@ class TurnRunner:
                         cancelled=result.cancelled,
                         timings_s=dict(result.timings_s),
                         engines=dict(result.engines),
+                        end_of_speech_at=end_of_speech_at,
                     )
                 )
             if hold is not None:

@@ -82,6 +82,11 @@ class LiveAvatar(QObject):
     def media_loads(self) -> int:
         return self.player.media_loads if self.player is not None else 0
 
+    def player_delay_s(self) -> float | None:
+        """How long the player holds the stream's sound before the speaker, now (None: it cannot say)."""
+        delay = self.player.delay_ms() if self.player is not None else None
+        return None if delay is None else delay / 1000.0
+
     # ---- lifecycle ----
     def start(self) -> None:
         """Build the renderer (face detection, a measured frame rate) on a thread; the stream starts when ready."""

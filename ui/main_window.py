@@ -41,6 +41,7 @@ from assistant.errors import ConfigError
 from assistant.events import ConversationReset, Notice, SegmentReady, StageFailed, TurnDone
 from assistant.live import StreamSpeechFinished, StreamSpeechStarted
 from assistant.live.spoken import SpokenLedger, SpokenVerdict
+from assistant.perceived import FirstSound, FirstSoundFigure
 from assistant.audio.echo import barge_in_setup
 from assistant.turn_taking import TurnState, TurnTaking
 from ui.bridge import EventBridge
@@ -64,7 +65,7 @@ TIMING_LABELS = (
     ("llm_total", "LLM"),
     ("tts_total", "TTS"),
     ("talking_head_total", "video"),
-    ("first_segment_from_end_of_speech", "first segment"),
+    ("first_segment_from_end_of_speech", "first segment made"),
     ("total", "total"),
 )
 ENGINE_LABELS = {
@@ -117,6 +118,7 @@ class MainWindow(QMainWindow):
         self.offered_model: str | None = None  # the better dialogue model offered at start, if any
         self._user_entry_of_job: dict[int, ChatEntry] = {}
         self.spoken = SpokenLedger()  # what the avatar really said of each reply, for the history after a cut
+        self.first_sound = FirstSound()  # end of speech -> the reply's first sound at the speaker, per turn
         # "New conversation": turns up to this id belong to the forgotten one (their late reports stay off the
         # panel); the turn in flight then may not have shown its id yet, hence the flag; the event asks the
         # worker thread to forget the history again once that turn has ended (it enters the history as it ends).
@@ -637,6 +639,8 @@ class MainWindow(QMainWindow):
             self.conversation.refresh()
         if self.settings.ui.show_timings and live:
             self.timings_label.setText(format_timings(event.timings_s))
+        if live:
+            self._show_first_sound(self.first_sound.end_of_speech(event.turn_id, event.end_of_speech_at))
         log.info(  # what was said stays out of the log at info level (privacy): its length only
             "turn %d done%s: heard %d characters, replied %d in %d segment(s); %s; engines %s",
             event.turn_id,
@@ -721,6 +725,20 @@ class MainWindow(QMainWindow):
         # The clock's own time (CLOCK_MONOTONIC, shared by processes): `bench live` measures the player's delay from it.
         log.info("stream speech started: turn %d segment %d at monotonic %.4f", turn_id, index, event.at_s)
         self.turns.playback_started(turn_id)
+        if index == 0:
+            self._show_first_sound(self.first_sound.first_sound(turn_id, event.at_s, self.live.player_delay_s()))
+
+    def _show_first_sound(self, figure: FirstSoundFigure | None) -> None:
+        """The user's wait for the reply, end of speech to the speaker, first in the timings line."""
+        if figure is None:
+            return
+        log.info(
+            "turn %d: first sound %.3f s after the end of speech (the app's figure%s)",
+            figure.turn_id, figure.seconds, "" if figure.player_delay_known else ", without the player's delay",
+        )  # fmt: skip
+        if self.settings.ui.show_timings:
+            rest = self.timings_label.text()
+            self.timings_label.setText(f"{figure.label()} · {rest}" if rest else figure.label())
 
     def _on_stream_speech_finished(self, event: StreamSpeechFinished) -> None:
         turn_id, index = event.key

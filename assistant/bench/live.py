@@ -73,6 +73,7 @@ class LiveTurn:
     av_correlation: float | None = None
     reply_sound_s: float | None = None  # how long the reply sounded at the speaker
     player_delay_ms: float | None = None  # the stream's clock released the reply's first sample -> heard
+    app_first_sound_s: float | None = None  # what the app's status line said for the same wait
     cancel_silence_ms: float | None = None  # Stop pressed -> last sound at the speaker (cancel runs)
     stages_s: dict[str, float] = field(default_factory=dict)
 
@@ -109,6 +110,11 @@ class LiveReport:
             },
             "cancel_silence_ms": stat([t.cancel_silence_ms for t in self.turns]),
             "player_delay_ms": stat([t.player_delay_ms for t in self.turns]),
+            "app_first_sound_s": stat([t.app_first_sound_s for t in self.turns]),
+            "app_figure_short_by_ms": stat(  # measured at the speaker minus what the app said: its blind spot
+                [(t.ttff_perceived_s - t.app_first_sound_s) * 1000.0 for t in self.turns
+                 if t.ttff_perceived_s is not None and t.app_first_sound_s is not None]
+            ),  # fmt: skip
             "idle_motion": self.idle_motion,
             "media_loads": self.media_loads,
             "stages_s": {k: stat([t.stages_s.get(k) for t in self.turns]) for k in stage_keys},
@@ -301,8 +307,13 @@ def run_live(
             int(m.group(1)): float(m.group(2))
             for m in re.finditer(r"stream speech started: turn (\d+) segment 0 at monotonic ([\d.]+)", app_log.text())
         }
+        figures = {  # turn id -> the app's own first-sound figure (its status line)
+            int(m.group(1)): float(m.group(2))
+            for m in re.finditer(r"turn (\d+): first sound ([\d.]+) s after the end of speech", app_log.text())
+        }
         for record in conversation:
             record["stream_started_at"] = starts.get(record.get("turn_id", -1))
+            record["app_first_sound_s"] = figures.get(record.get("turn_id", -1))
         media_loads = len(re.findall(r"live stream on screen \((\d+) media", app_log.text()))
     finally:
         if app is not None and app.poll() is None:
@@ -340,6 +351,7 @@ def analyse(questions, root, speaker, mic, screen, played, cancels, conversation
         record = records[i] if i < len(records) else {}
         turn.transcript, turn.reply = record.get("transcript", ""), record.get("reply", "")
         turn.stages_s = {k: float(v) for k, v in record.get("timings_s", {}).items()}
+        turn.app_first_sound_s = record.get("app_first_sound_s")
         first = measure.first_sound_after(spk, RATE, eos)
         if first is not None:
             turn.ttff_perceived_s = first - eos
@@ -434,7 +446,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        for key in ("ttff_perceived_s", "first_motion_s", "speaker_gap_ms", "av_offset_ms", "cancel_silence_ms"):
+        for key in ("ttff_perceived_s", "app_first_sound_s", "app_figure_short_by_ms", "first_motion_s",
+                    "speaker_gap_ms", "av_offset_ms", "player_delay_ms", "cancel_silence_ms"):
             print(f"{key:20s} {summary[key]}")
         print(f"black_frames {summary['black_frames']}  frozen_s {summary['frozen_s']}  idle {summary['idle_motion']}")
         print(f"engines: {summary['engines']}; recordings in {summary['artifacts']}")

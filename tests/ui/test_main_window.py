@@ -157,6 +157,10 @@ def test_spoken_turn_from_the_microphone(qtbot, window, fake_listener_factory):
     assert window.stream_log.started(turn_id) == [(turn_id, i) for i in range(3)]
     # Recognising first, then thinking about the words heard, speaking, ready.
     assert window.state_log.texts[first_state:] == ["Recognising speech…", "Thinking…", "Speaking", "Ready"]
+    # The status line leads with the user's wait: end of speech to the reply's first sound at the speaker (the
+    # direct player says its delay), then the stages.
+    timings = window.timings_label.text()
+    assert timings.startswith("first sound ") and " s · ASR " in timings and "player delay" not in timings, timings
 
 
 def test_new_question_interrupts_the_reply_in_flight(qtbot, window, make_session):
