@@ -4,7 +4,12 @@ recorders that capture what a user would see and hear, each stamped on this mach
 - `start_xvfb(w, h)` starts Xvfb on a free display (`-displayfd`, no TCP listener).
 - `start_pulse(dir)` starts a private user-space PulseAudio daemon with two null sinks: `mic` (its monitor is the
   default source: an app's default microphone hears what `play()` plays into it) and `speaker` (the default sink:
-  an app's output goes there). Clients reach it through `PulseRig.env` only; no system daemon is touched.
+  an app's output goes there). Clients reach it through `PulseRig.env` only; no system daemon is touched. The one
+  start-up of a private PulseAudio: the benchmarks, the integration tests' virtual microphone and the UI tests.
+- `use_pulse(rig)` points this process's PortAudio (sounddevice: the app's `LiveListener` and direct player) at it:
+  PortAudio reaches PulseAudio through ALSA's `pulse` plugin (libasound2-plugins; Debian's
+  /etc/alsa/conf.d/99-pulse.conf makes `pcm.!default` that plugin whenever a server answers), which finds the
+  daemon through PULSE_SERVER, so the process's default input is the `mic` monitor and its default output `speaker`.
 - `SpeakerRecorder` records the speaker's monitor (or any source) with `parec`: 16-bit mono 48 kHz WAV.
 - `ScreenRecorder` records a screen region with `ffmpeg -f x11grab` to a lossless file, with a monotonic timestamp
   per frame.
@@ -31,8 +36,8 @@ Processes are started from the calling thread; from the main thread they also ge
 (`setpriv --pdeathsig`), so a killed benchmark leaves nothing behind. Every object is a context manager, and `stop()`
 is idempotent. A missing tool raises `MissingToolError` naming the binary and the Debian package.
 
-Needs Xvfb (xvfb), pulseaudio (pulseaudio), pactl/paplay/parec (pulseaudio-utils), ffmpeg/ffprobe (ffmpeg).
-Linux only.
+Needs Xvfb (xvfb), pulseaudio (pulseaudio), pactl/paplay/parec (pulseaudio-utils), ffmpeg/ffprobe (ffmpeg),
+libasound2-plugins for PortAudio through ALSA. Linux only.
 """
 
 from __future__ import annotations
@@ -44,11 +49,13 @@ import shutil
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import wave
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -333,6 +340,35 @@ def start_pulse(
         rig.stop()
         raise
     return rig
+
+
+def reinit_portaudio() -> None:
+    """Make sounddevice re-read the device list (PortAudio reads it once, when sounddevice is imported).
+
+    A no-op when sounddevice is not imported yet: its import will see the current environment."""
+    sd = sys.modules.get("sounddevice")
+    if sd is not None:
+        sd._terminate()
+        sd._initialize()
+
+
+@contextmanager
+def use_pulse(rig: PulseRig) -> Iterator[PulseRig]:
+    """While inside, this process's PortAudio devices are `rig`'s (its default input the `mic` monitor, its default
+    output the `speaker` sink); the environment and PortAudio's device list are restored on the way out. Open no
+    PortAudio stream across the boundary: re-initialising PortAudio closes them."""
+    saved = {key: os.environ.get(key) for key in rig.env}
+    os.environ.update(rig.env)
+    try:
+        reinit_portaudio()
+        yield rig
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        reinit_portaudio()
 
 
 # --- speaker recorder -------------------------------------------------------------------------------------------

@@ -1,49 +1,30 @@
-"""Integration fixtures: `spoken_question` (an espeak-ng WAV) and `virtual_mic`, a private PulseAudio daemon whose null-sink monitor is the default input.
+"""Integration fixtures: `spoken_question` (an espeak-ng WAV) and `virtual_mic`, the benchmarks' private PulseAudio
+(`assistant.bench.rig.start_pulse`: its `mic` sink's monitor is the default input, its `speaker` the default output).
 
-While the session fixture is up, PULSE_SERVER (and PULSE_CLIENTCONFIG) point this test process at it, so
-PortAudio's ALSA `default` and `pulse` devices record whatever `virtual_mic.play(wav)` plays; sounddevice is
-re-initialised on the way in and out so its cached device list matches. Other test folders reuse it with
+While the session fixture is up, this test process's PortAudio is pointed at it (`assistant.bench.rig.use_pulse`),
+so PortAudio's ALSA `default` and `pulse` devices record whatever `virtual_mic.play(wav)` plays. Other test folders reuse it with
 `from tests.integration.conftest import virtual_mic  # noqa: F401` in their conftest.py.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.pulse import (
-    INSTALL_HINT,
-    PulseServer,
-    missing_binaries,
-    reinit_portaudio,
-    start_pulse,
-    stop_pulse,
-)
+from assistant.bench.rig import MissingToolError, PulseRig, start_pulse, use_pulse
 
 
 @pytest.fixture(scope="session")
-def virtual_mic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulseServer]:
-    missing = missing_binaries()
-    if missing:
-        pytest.fail(f"The virtual microphone needs {', '.join(missing)}: {INSTALL_HINT}", pytrace=False)
-    server = start_pulse(tmp_path_factory.mktemp("pulse"))
-    saved = {key: os.environ.get(key) for key in server.client_env()}
-    os.environ.update(server.client_env())
+def virtual_mic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulseRig]:
     try:
-        reinit_portaudio()
-        yield server
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        stop_pulse(server)
-        reinit_portaudio()
+        rig = start_pulse(tmp_path_factory.mktemp("pulse"))
+    except MissingToolError as e:
+        pytest.fail(f"The virtual microphone needs PulseAudio: {e}", pytrace=False)
+    with rig, use_pulse(rig):
+        yield rig
 
 
 QUESTION = "What is the capital of France?"

@@ -22,9 +22,9 @@ from scipy.signal import correlate
 from assistant.audio.capture import SILENCE_DBFS, LiveListener, SoundDeviceBackend, resolve_input_device
 from assistant.audio.io import load_audio, write_wav
 from assistant.audio.vad import VadSettings
+from assistant.bench.rig import start_pulse, use_pulse
 from assistant.errors import DeviceError
 from assistant.events import Utterance
-from tests.integration.pulse import reinit_portaudio, start_pulse, stop_pulse
 
 pytestmark = pytest.mark.integration
 
@@ -147,33 +147,29 @@ def test_the_virtual_microphone_is_found_by_name(virtual_mic):
 
 
 def test_sound_server_lost_mid_capture_is_reported_and_capture_resumes(
-    virtual_mic, spoken_question: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    virtual_mic, spoken_question: Path, tmp_path: Path
 ):
     # A daemon of its own, so killing it leaves the session's virtual microphone alone.
     server = start_pulse(tmp_path / "pulse")
-    for key, value in server.client_env().items():
-        monkeypatch.setenv(key, value)
-    reinit_portaudio()
     heard = Heard()
-    listener = heard.listener("pulse", retry_interval_s=0.5, stall_timeout_s=2.0)
-    try:
-        listener.start()
-        wait_until(lambda: listener.capturing_from is not None and len(heard.levels) > 5, "capture to start")
-        stop_pulse(server)  # the microphone goes away
-        wait_until(lambda: heard.errors, "the lost device to be reported")
-        assert listener.running and listener.capturing_from is None
-        server = start_pulse(tmp_path / "pulse")  # same socket: the microphone is back
-        wait_until(lambda: any(n.startswith("Microphone back") for n in heard.notices), "capture to resume")
-        wait_until(lambda: listener.capturing_from is not None, "the reopened stream")
-        count = len(heard.levels)
-        wait_until(lambda: len(heard.levels) > count + 5, "frames after the restart")
-        server.play(spoken_question)
-        utt = heard.queue.get(timeout=20)
-    finally:
-        listener.stop()
-        stop_pulse(server)
-        monkeypatch.undo()
-        reinit_portaudio()
+    with use_pulse(server):
+        listener = heard.listener("pulse", retry_interval_s=0.5, stall_timeout_s=2.0)
+        try:
+            listener.start()
+            wait_until(lambda: listener.capturing_from is not None and len(heard.levels) > 5, "capture to start")
+            server.stop()  # the microphone goes away
+            wait_until(lambda: heard.errors, "the lost device to be reported")
+            assert listener.running and listener.capturing_from is None
+            server = start_pulse(tmp_path / "pulse")  # same socket: the microphone is back
+            wait_until(lambda: any(n.startswith("Microphone back") for n in heard.notices), "capture to resume")
+            wait_until(lambda: listener.capturing_from is not None, "the reopened stream")
+            count = len(heard.levels)
+            wait_until(lambda: len(heard.levels) > count + 5, "frames after the restart")
+            server.play(spoken_question)
+            utt = heard.queue.get(timeout=20)
+        finally:
+            listener.stop()
+            server.stop()
     assert all(isinstance(e, DeviceError) for e in heard.errors)
     assert "resumes by itself" in str(heard.errors[0])
     assert abs(utt.duration_s - voiced_span_s(spoken_question) - 0.5) < 0.35
