@@ -43,7 +43,7 @@ from assistant.errors import ConfigError, DialogueError, ModelError
 from assistant.forced_reply import forcing_kwargs
 from assistant.events import Reply, ReplySentence
 from assistant.prompt_cache import PromptCache
-from assistant.sentences import SentenceSplitter, ends_sentence
+from assistant.sentences import FIRST_CLAUSE_CHARS, SentenceSplitter, ends_sentence
 
 log = logging.getLogger(__name__)
 
@@ -294,7 +294,7 @@ class DialogueManager:
         repeat_penalty: float = 1.1,
         n_gpu_layers: int = 0,
         cpu_extra_buffers: bool | None = None,
-        first_clause_chars: int = 60,
+        first_clause_chars: int = FIRST_CLAUSE_CHARS,
         language: str = "en",
         name: str | None = None,
         llm: ChatLLM | None = None,

@@ -6,7 +6,8 @@ finished; `flush()` returns what is left when the stream ends. A piece ends at
 - `.`, `!`, `?` or `…` (a run of them, plus closing quotes/brackets) followed by whitespace, but not after
   abbreviations ("Mr.", "e.g."), initials ("J. K."), list markers ("1.") or inside numbers ("3.5");
 - a line break (LLMs write lists one item a line, often without a full stop);
-- for the first piece only, a comma once the piece is long (`first_clause_chars`), so speech starts early.
+- for the first piece only, a comma once the piece is long (`first_clause_chars`), or the start of a new clause
+  ("... is that", "... because") after a few words (`first_clause_words`), so speech starts early.
 
 A boundary is only taken once the next speakable character (a letter or digit) has arrived, because the next
 word decides abbreviations ("etc. The" vs "etc. and") and because this keeps the last piece in the buffer
@@ -33,6 +34,12 @@ NEVER_SPLIT_ABBREVIATIONS = frozenset(
 SOFT_ABBREVIATIONS = frozenset(
     "etc inc ltd co corp a.m p.m jan feb mar apr jun jul aug sep sept oct nov dec".split()
 )
+
+# The first piece may end before these words (a new clause starts there), once it has first_clause_words words:
+# the voice starts on the clause instead of waiting for the whole first sentence. Not "and"/"or": they join words
+# ("salt and pepper") as often as clauses.
+_CLAUSE_WORD = re.compile(r"\s(?:that|which|because|but|so|when|where|while|who|although|since|if|until|unless)\s")
+FIRST_CLAUSE_CHARS = 30  # bench live: the first piece's tokens are the language model's share of the first word
 
 _TERMINALS = ".!?…"
 _CLOSERS = "\"'”’)]*_"  # closing quotes/brackets and markdown emphasis that may follow the punctuation
@@ -118,11 +125,15 @@ def _is_full_stop(buf: str, dot: int, next_char: str | None) -> bool:
 class SentenceSplitter:
     """Feed streamed text, get back finished, cleaned pieces. One instance per reply (or call `reset()`)."""
 
-    def __init__(self, first_clause_chars: int = 60, min_clause_chars: int = 20) -> None:
+    def __init__(
+        self, first_clause_chars: int = FIRST_CLAUSE_CHARS, min_clause_chars: int = 20, first_clause_words: int = 6
+    ) -> None:
         # first_clause_chars: once the first piece is this long without a sentence end, it is cut at a comma.
-        # min_clause_chars: a comma cut never leaves a piece shorter than this ("Well," alone sounds odd).
+        # min_clause_chars: an early cut never leaves a piece shorter than this ("Well," alone sounds odd).
+        # first_clause_words: a clause word ("that", "because") after this many words cuts the first piece too.
         self.first_clause_chars = first_clause_chars
         self.min_clause_chars = min_clause_chars
+        self.first_clause_words = first_clause_words
         self.reset()
 
     def reset(self) -> None:
@@ -172,21 +183,35 @@ class SentenceSplitter:
     def _find_cut(self, buf: str, final: bool) -> int | None:
         boundary = self._first_boundary(buf, final)
         if self.pieces_released == 0 and not self._in_code:
-            comma = self._first_clause_comma(buf, boundary.cut if boundary else len(buf))
-            if comma is not None:
-                # Streamed char by char, the comma cut fires when the buffer reaches first_clause_chars
-                # (or when the comma and its space arrive, if later), unless the sentence end came first.
-                fires_at = max(comma + 1, self.first_clause_chars)
+            clause = self._first_clause(buf, boundary.cut if boundary else len(buf))
+            if clause is not None:
+                fires_at, cut = clause
                 sentence_first = (
                     boundary is not None
                     and boundary.confirmed_at is not None
                     and (boundary.confirmed_at < fires_at)
                 )
                 if fires_at <= len(buf) and not sentence_first:
-                    return comma
+                    return cut
         if boundary is not None and boundary.confirmed_at is not None:
             return boundary.cut
         return None
+
+    def _first_clause(self, buf: str, before: int) -> tuple[int, int] | None:
+        """The first piece's early cut as (buffer length when it fires, cut position), the earlier firing of:
+        a comma (streamed char by char, it fires when the buffer reaches first_clause_chars, or when the comma
+        and its space arrive, if later), and a clause word ("that", "because", ...) after first_clause_words
+        words (it fires when the word and the space after it have arrived; the cut goes before it)."""
+        candidates = []
+        comma = self._first_clause_comma(buf, before)
+        if comma is not None:
+            candidates.append((max(comma + 1, self.first_clause_chars), comma))
+        for m in _CLAUSE_WORD.finditer(buf, 0, before):
+            head = buf[: m.start()].strip()
+            if len(head.split()) >= self.first_clause_words and len(head) >= self.min_clause_chars:
+                candidates.append((m.end(), m.start()))
+                break
+        return min(candidates) if candidates else None
 
     def _first_clause_comma(self, buf: str, before: int) -> int | None:
         """Cut position after the first ", " leaving at least min_clause_chars, searching before `before`."""
@@ -245,7 +270,7 @@ def ends_sentence(piece: str) -> bool:
     return piece.rstrip().rstrip(_CLOSERS).endswith(tuple(_TERMINALS))
 
 
-def split_sentences(text: str, first_clause_chars: int = 60, min_clause_chars: int = 20) -> list[str]:
+def split_sentences(text: str, first_clause_chars: int = FIRST_CLAUSE_CHARS, min_clause_chars: int = 20) -> list[str]:
     """Split a whole text the way the streaming splitter would."""
     splitter = SentenceSplitter(first_clause_chars, min_clause_chars)
     return splitter.feed(text) + splitter.flush()

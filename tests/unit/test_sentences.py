@@ -70,9 +70,26 @@ def test_short_first_sentence_is_not_cut_at_its_comma() -> None:
 
 
 def test_comma_cut_never_leaves_a_tiny_first_piece() -> None:
-    text = "Well, the answer depends on many things that we have not talked about yet, so let me ask."
+    text = "Well, the answer depends on many things we have not talked about yet, so let me ask."
     pieces = split_sentences(text)
-    assert pieces[0] == "Well, the answer depends on many things that we have not talked about yet,"
+    assert pieces[0] == "Well, the answer depends on many things we have not talked about yet,"
+
+
+def test_a_long_first_sentence_is_cut_where_a_new_clause_starts() -> None:
+    # The voice starts on "One fun fact about cats is" instead of waiting for the whole sentence (17 tokens of a
+    # 1B model on a laptop: over a second); the cut goes before the clause word, never after "and".
+    text = "One fun fact about cats is that they can be trained to play tricks. They are curious."
+    assert split_sentences(text) == [
+        "One fun fact about cats is", "that they can be trained to play tricks.", "They are curious.",
+    ]  # fmt: skip
+    assert stream(text) == split_sentences(text)  # the same when streamed char by char
+    assert split_sentences("Boiling an egg is a simple and effective way to cook it. Yes.")[0] == (
+        "Boiling an egg is a simple and effective way to cook it."
+    )
+    # Too few words before the clause word: no cut there.
+    assert split_sentences("The ocean is salty because it holds minerals. Yes.")[0] == (
+        "The ocean is salty because it holds minerals."
+    )
 
 
 def test_a_piece_is_released_as_soon_as_the_next_word_starts() -> None:
