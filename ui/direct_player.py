@@ -22,7 +22,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QRect, Qt, QTimer, Signal
 from PySide6.QtGui import QImage
 
-from assistant.live.playout import AudioPlayout, OutputOpener, PlayoutSettings, open_sounddevice
+from assistant.live.playout import AudioPlayout, OutputOpener, open_sounddevice, play_stream
 from assistant.live.stream import LiveStream
 from assistant.video import LiveEncoder
 from ui.widgets import VideoSurface, crop_to_fill
@@ -61,15 +61,12 @@ class DirectPlayer(QObject):
         """Play `stream` from now on (its earlier playout, if any, is closed)."""
         if self.playout is not None:
             self.playout.close()
-        settings = PlayoutSettings(rate_hz=stream.settings.audio_rate_hz, target_ms=float(self._buffer_ms))
-        self.playout = AudioPlayout(settings, self._open_output)
-        self.playout.start()
+        self.playout = play_stream(stream, self._buffer_ms, self._open_output)
         if self.playout.device_error is not None:
             self.notice.emit(
                 f"The avatar's voice cannot be played: {self.playout.device_error}. Check the speakers or "
                 "headphones and the sound settings, then restart the app"
             )
-        stream.add_sink(self.playout)
         self.media_loads += 1
         self._timer.start()
 

@@ -7,12 +7,14 @@ pre-roll and ends a moment after release. Without echo cancellation the micropho
 in hands-free mode listening pauses while a reply plays (`set_speaking`); push-to-talk is unaffected. With an
 echo canceller (`echo`, barge-in) hands-free capture runs it before the VAD and stays open while the avatar speaks.
 
+Which listener a mode gets (the segmenter settings, the canceller) is the core's `assistant.audio.microphone`, shared
+with `assistant bench echo`; this class decides when it runs.
+
 Needs PySide6 and assistant.audio.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -21,16 +23,16 @@ from typing import Any, Protocol
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
+from assistant.audio.microphone import HANDS_FREE, PUSH_TO_TALK, open_listener, vad_settings_for
 from assistant.audio.vad import VadSettings
 from assistant.config import Settings
 from ui.bridge import EventBridge
 
 log = logging.getLogger(__name__)
 
-HANDS_FREE, PUSH_TO_TALK = "hands_free", "push_to_talk"
-PTT_RELEASE_MS = (
-    90  # silence after the key is released that ends a push-to-talk utterance (3 frames of 30 ms)
-)
+__all__ = [
+    "HANDS_FREE", "PUSH_TO_TALK", "ListenerFactory", "ListenerLike", "MicrophoneControl", "default_listener_factory",
+]  # fmt: skip
 
 
 class ListenerLike(Protocol):
@@ -45,17 +47,6 @@ class ListenerLike(Protocol):
 ListenerFactory = Callable[..., ListenerLike]
 
 
-def vad_settings_for(settings: Settings, mode: str) -> VadSettings:
-    """The segmenter settings for a mode: the user's VAD settings, with a short release for push-to-talk."""
-    vad = VadSettings.from_config(settings.audio)
-    if mode == PUSH_TO_TALK:
-        # The key release already says when speech ends: end quickly, keep no tail, no early start.
-        return dataclasses.replace(
-            vad, silence_ms=max(vad.frame_ms, PTT_RELEASE_MS), tail_ms=0, early_start_ms=0
-        )
-    return vad
-
-
 def default_listener_factory(
     settings: Settings,
     vad: VadSettings,
@@ -64,22 +55,8 @@ def default_listener_factory(
     echo: Any = None,
     barge_in_onset_ms: int | None = None,
 ) -> ListenerLike:
-    from assistant.audio.capture import LiveListener
-
-    return LiveListener(
-        settings.audio.input_device,
-        vad,
-        on_utterance=bridge.on_mic_utterance,
-        on_speech_start=bridge.on_mic_speech_start,
-        on_speech_paused=bridge.on_mic_speech_paused,
-        on_speech_resumed=bridge.on_mic_speech_resumed,
-        on_level=bridge.on_mic_level,
-        on_error=bridge.on_mic_error,
-        on_notice=bridge.on_mic_notice,
-        is_speech=is_speech,
-        echo=echo,
-        barge_in_onset_ms=barge_in_onset_ms,
-    )
+    """The core's listener (`assistant.audio.microphone`), reporting through the bridge."""
+    return open_listener(settings.audio, vad, bridge, is_speech, echo, barge_in_onset_ms)
 
 
 class MicrophoneControl(QObject):
@@ -127,7 +104,7 @@ class MicrophoneControl(QObject):
             return
         is_speech = self._ptt_is_speech if self.mode == PUSH_TO_TALK else None
         try:
-            args = (self._settings, vad_settings_for(self._settings, self.mode), self._bridge, is_speech)
+            args = (self._settings, vad_settings_for(self._settings.audio, self.mode), self._bridge, is_speech)
             if self.echo is not None and self.mode == HANDS_FREE:
                 self.listener = self._factory(*args, echo=self.echo, barge_in_onset_ms=self.barge_in_onset_ms)
             else:

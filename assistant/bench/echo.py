@@ -1,45 +1,47 @@
-"""`assistant bench echo`: hands-free barge-in in a virtual room, measured at the speaker and the microphone.
+"""`assistant bench echo`: hands-free barge-in in a virtual room, through the app's own capture path and player.
 
 The room (`assistant.bench.rig`): a private PulseAudio whose `speaker` sink is fed back into the `mic` sink by
-module-loopback (`--delay-ms`, `--echo-gain-db`), with room noise played into the mic at -50 dBFS. The avatar is
-a real `LiveStream` (a blank picture: the audio path is what is measured) whose sinks are the echo canceller's
-reference and a `pacat` player into the speaker (`PLAYER_LATENCY_MS`, like the app's player). The microphone is
-read with `parec` at 16 kHz in 30 ms chunks stamped with time.monotonic(), through the canceller into the VAD
-segmenter (barge-in onset while the avatar speaks), and the real `TurnTaking` controller (barge-in on) decides;
-its `stop_speech` cancels the stream (30 ms fade) and silences the player's buffer, like the app's duck.
+module-loopback (`--delay-ms`, `--echo-gain-db`), with room noise played into the mic at -50 dBFS; this process's
+PortAudio is pointed at it (`use_pulse`), so the default input is the room's microphone and the default output its
+speaker, as a laptop's would be. In it run the app's hands-free objects, wired as the window wires them: a real
+`LiveStream` (a blank picture: the sound is what is measured) played by the direct player's `AudioPlayout`
+(`assistant.live.playout.play_stream`, `live.audio_buffer_ms`), the echo canceller of `barge_in_setup` (the config's
+`audio` section: `audio.echo_delay_ms`, `--echo-delay-ms`) tapping the stream, the microphone's `LiveListener` from
+`assistant.audio.microphone.hands_free_listener` (sounddevice, the canceller before the VAD, the barge-in onset), and
+the `TurnTaking` controller with barge-in on, whose `stop_speech` cancels the stream and flushes the playout as the
+window's `LiveAvatar.cancel` does. Nothing of the microphone loop is copied here.
 
-Each run plays one long reply that nobody interrupts (false barge-ins, ERLE) and one that the user interrupts
-after `INTERRUPT_AFTER_S` with a question (detection, latency, transcript). The user speaks with another espeak-ng
-voice (`--user-voice`, default en+f3) or the bundled Piper voice (`--user-voice piper-joe`).
+Each run plays, per `--at-s` value, one long reply that the user interrupts that many seconds after its first sound
+(moved on to the next voiced stretch, so the question starts mid-word, not in a pause), and one reply nobody
+interrupts (false barge-ins; `--noises`: two coughs and a knock played into it). With `--first-reply` every reply is
+the first of a fresh session (a new stream, player, canceller and listener): the canceller has heard nothing of the
+avatar yet. At the end each question is also said into the silent room (the avatar idle), through the same path:
+what the recogniser hears of it at best. The user speaks with another espeak-ng voice (`--user-voice`, default
+en+f3) or the bundled Piper voice (`--user-voice piper-joe`).
 
-Options compared (`--option`): `aec3` (pywebrtc-audio in the app, the shipped design), `pulse` (the sound
-server's module-echo-cancel aec_method=webrtc, its gain control off: the mic is its source, the player its
-sink), `none` (no canceller: what barge-in would do without one).
-
-- `erle_db`: raw vs. processed microphone power while only the avatar speaks (after its first second);
-- `false_barge_ins`: interruptions during the uninterrupted replies (with `--noises`, two coughs and a knock are
-  played into each of them, at about the user's level);
 - `barge_in_detected`: fraction of interruptions that stopped the reply;
-- `barge_in_latency_ms`: the user's speech onset (the question's first sound, played at a noted time) -> the
-  reply's last sound at the speaker (speaker monitor recording);
-- `transcript_ok`: fraction of interrupting questions whose utterance (the processed signal, pre-roll included)
-  Whisper transcribes with all their key words (the bundled model, recognised as the app's default `asr` settings
-  do; each utterance is kept as `utterance-N.wav`); `transcript_clean_ok` the same for the questions' own recordings
-  (no room, no avatar): what the recogniser makes of that voice at best.
+- `stop_latency_ms`: the question's first sound (found in the microphone recording by cross-correlation with the
+  question's own recording) -> the reply's last sound at the speaker (the speaker monitor's recording: the first 150
+  ms of silence after the onset);
+- `scrap_ms`: sound of the cut reply at the speaker later than that (150 ms to 2 s after it): what came back after
+  the fade (VLC's fixed 500 ms mute let 65-95 ms through);
+- `transcript_ok`: interrupting questions transcribed with all their key words (the bundled Whisper, the app's default
+  `asr` settings); `same_as_silent`: the same words (lower case, no punctuation) as the same question said into
+  the silent room; `silent_ok`: the key words in the silent room's transcript;
+- `false_barge_ins`: speech onsets during the replies nobody interrupted;
+- `erle_db`: the canceller's own echo reduction over the echo-only frames of each session;
+- `player_delay_ms`: the direct player's delay (queued sound plus the device's reported delay) at each reply's start.
 
-With `aec3` the recordings folder also holds `tap.npz`: every microphone chunk raw, cancelled and as the
-recogniser heard it (`asr`: the linear canceller's output, see `assistant.audio.echo`), the reference AEC3 got
-with it, the reference positions and the runs' times, so a false barge-in can be traced (and AEC3 and the guard
-replayed) offline.
+The recordings folder keeps the speaker and raw microphone recordings and each utterance the recogniser heard.
 
-Needs PulseAudio (pulseaudio, pulseaudio-utils), espeak-ng, the bundled Whisper model; pywebrtc-audio for aec3.
+Needs PulseAudio (pulseaudio, pulseaudio-utils, libasound2-plugins), espeak-ng, sounddevice, the bundled Whisper
+model, pywebrtc-audio (and libspeexdsp) for the canceller.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
 import subprocess
@@ -53,30 +55,30 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
-import webrtcvad
 
-from assistant.audio.echo import EchoCanceller, EchoSettings
+from assistant.audio.echo import barge_in_setup
 from assistant.audio.io import load_audio
-from assistant.audio.vad import SpeechStarted, VadSegmenter, VadSettings
+from assistant.audio.microphone import HANDS_FREE, hands_free_listener
+from assistant.audio.vad import SpeechStarted
 from assistant.bench import measure
-from assistant.bench.rig import SpeakerRecorder, _spawn, _terminate, build_room, require, start_pulse, stop_all
+from assistant.bench.rig import PulseRig, SpeakerRecorder, build_room, start_pulse, stop_all, use_pulse
 from assistant.config import ASRSettings, AudioSettings, Settings
-from assistant.events import SegmentReady, SpeechAudio, Utterance
+from assistant.events import SegmentReady, SpeechAudio, TurnDone, Utterance
+from assistant.live.playout import play_stream
 from assistant.live.stream import LiveStream, StreamDrained, StreamSettings, StreamSpeechStarted
-from assistant.turn_taking import HANDS_FREE, TurnTaking
+from assistant.turn_taking import TurnTaking
 
 RATE = 16000  # microphone
 STREAM_RATE = 48000
-PLAYER_LATENCY_MS = 250  # pacat's buffer: stands in for the app's player (VLC measured 250-420 ms in all; the
-# canceller is told this, as the app is told audio.echo_delay_ms 250). pacat plays sooner than it is asked (150 ms
-# asked: about 50 ms heard), and with 150 ms the 40 ms room's echo came 10 ms after the aligned reference: too
-# close for AEC3 (1 false barge-in in 10 replies); the app's path is never that short
-INTERRUPT_AFTER_S = 2.5
+AT_S = (1.0, 3.0, 8.0)  # the question this long into the reply's sound (then on to the next voiced stretch)
+VOICED_MS = 300  # ... where the reply is voiced for at least this long (mid-sentence, not in a pause)
 NOISE_BURST_DBFS = -12.0  # `--noises`: coughs and a knock at about the user's level ...
 NOISE_AT_S = (4.0, 8.0, 12.0)  # ... this long into each reply nobody interrupts
 MIN_SPEECH_MS = AudioSettings().barge_in_min_speech_ms  # the app's default onset for a barge-in
 USER_VOICE = "en+f3"  # the interrupting user: espeak-ng's female voice (the avatar speaks with en-us)
 NOISE_DBFS = -50.0
+QUIET_DBFS = -45.0  # the speaker is silent below this (10 ms windows)
+SCRAP_WINDOW_S = (0.15, 2.0)  # after the reply's last sound: anything heard here came back after the cut
 REPLY = (
     "Paris is the capital of France and its largest city. It lies on the river Seine in the north of the country, "
     "and it has been a centre of art, science and trade for many hundreds of years. Millions of people visit it "
@@ -93,48 +95,65 @@ QUESTIONS = (
 @dataclass
 class EchoRun:
     interrupted: bool
+    at_s: float = 0.0  # the question's planned start into the reply's sound
+    first_reply: bool = False  # the first reply of its session
     question: str = ""
-    detected: bool = False
-    latency_ms: float | None = None
     keys: tuple[str, ...] = ()  # the question's key words
+    detected: bool = False
+    stop_latency_ms: float | None = None
+    scrap_ms: float = 0.0  # sound of the cut reply heard after it stopped (SCRAP_WINDOW_S)
+    scrap_dbfs: float | None = None  # its loudest 10 ms
     transcript: str = ""
     transcript_ok: bool = False
-    transcript_clean: str = ""  # the question's own recording, no room: what Whisper makes of the voice itself
-    transcript_clean_ok: bool = False
+    silent: str = ""  # the same question said into the silent room, through the same path
+    silent_ok: bool = False
+    same_as_silent: bool = False
     false_barge_in: bool = False
+    player_delay_ms: float | None = None
 
 
 @dataclass
 class EchoReport:
-    option: str
     delay_ms: float
     echo_gain_db: float
+    echo_delay_ms: float  # audio.echo_delay_ms the canceller was told
     min_speech_ms: int
-    erle_db: float | None
-    runs: list[EchoRun] = field(default_factory=list)
-    artifacts: str = ""
+    buffer_ms: int  # live.audio_buffer_ms
     user_voice: str = USER_VOICE
-    noises: bool = False  # coughs and a knock played into each uninterrupted reply (they count as false barge-ins)
-    speech_threshold: float = EchoSettings.speech_threshold  # the guard's Silero threshold (0: webrtcvad alone)
+    noises: bool = False
+    first_reply: bool = False
+    erle_db: list[float] = field(default_factory=list)  # per session
     reaims: int = 0  # the canceller's re-aims for clock drift between replies
     stall_holds: int = 0  # holds of barge-in after the machine stalled (a late tick or microphone chunk)
+    runs: list[EchoRun] = field(default_factory=list)
+    artifacts: str = ""
 
     def summary(self) -> dict[str, Any]:
         cut = [r for r in self.runs if r.interrupted]
-        lat = [r.latency_ms for r in cut if r.latency_ms is not None]
+        lat = [r.stop_latency_ms for r in cut if r.stop_latency_ms is not None]
+        delays = [r.player_delay_ms for r in self.runs if r.player_delay_ms is not None]
+
+        def share(flag: str) -> float | None:
+            return round(sum(getattr(r, flag) for r in cut) / len(cut), 3) if cut else None
+
         return {
-            "option": self.option, "delay_ms": self.delay_ms, "echo_gain_db": self.echo_gain_db,
-            "user_voice": self.user_voice, "noises": self.noises, "speech_threshold": self.speech_threshold,
-            "barge_in_min_speech_ms": self.min_speech_ms,
-            "erle_db": None if self.erle_db is None else round(self.erle_db, 1),
-            "false_barge_ins": sum(r.false_barge_in for r in self.runs if not r.interrupted),
+            "delay_ms": self.delay_ms, "echo_gain_db": self.echo_gain_db, "echo_delay_ms": self.echo_delay_ms,
+            "barge_in_min_speech_ms": self.min_speech_ms, "audio_buffer_ms": self.buffer_ms,
+            "user_voice": self.user_voice, "noises": self.noises, "first_reply": self.first_reply,
+            "interruptions": len(cut), "barge_in_detected": share("detected"),
+            "stop_latency_ms": {"median": round(statistics.median(lat)) if lat else None,
+                                "max": round(max(lat)) if lat else None},
+            "scraps": sum(r.scrap_ms > 0 for r in cut),
+            "scrap_ms_max": round(max((r.scrap_ms for r in cut), default=0.0)),
+            "transcript_ok": share("transcript_ok"), "silent_ok": share("silent_ok"),
+            "same_as_silent": share("same_as_silent"),
             "replies": sum(not r.interrupted for r in self.runs),
-            "barge_in_detected": round(sum(r.detected for r in cut) / len(cut), 3) if cut else None,
-            "barge_in_latency_ms": {"median": round(statistics.median(lat)) if lat else None,
-                                    "max": round(max(lat)) if lat else None},
-            "transcript_ok": round(sum(r.transcript_ok for r in cut) / len(cut), 3) if cut else None,
-            "transcript_clean_ok": round(sum(r.transcript_clean_ok for r in cut) / len(cut), 3) if cut else None,
-            "reference_reaims": self.reaims, "stall_holds": self.stall_holds, "artifacts": self.artifacts, "runs": [asdict(r) for r in self.runs],
+            "false_barge_ins": sum(r.false_barge_in for r in self.runs if not r.interrupted),
+            "erle_db": round(statistics.median(self.erle_db), 1) if self.erle_db else None,
+            "player_delay_ms": {"median": round(statistics.median(delays)) if delays else None,
+                                "max": round(max(delays)) if delays else None},
+            "reference_reaims": self.reaims, "stall_holds": self.stall_holds, "artifacts": self.artifacts,
+            "runs": [asdict(r) for r in self.runs],
         }  # fmt: skip
 
 
@@ -148,81 +167,105 @@ class _Blank:
         return np.full((64, 64, 3), 128, np.uint8)
 
 
-class _Player:
-    """A LiveStream sink that plays the audio into a PulseAudio sink through pacat (its own buffer = latency)."""
+class _AppPath:
+    """The app's hands-free objects, wired as the window wires them (see the module docstring), in the process whose
+    PortAudio is the room's. Records what the microphone and the stream report."""
 
-    def __init__(self, pulse: Any, sink: str) -> None:
-        self._process = _spawn(
-            [require("pacat"), "--playback", f"--device={sink}", f"--rate={STREAM_RATE}", "--channels=1",
-             "--format=s16le", f"--latency-msec={PLAYER_LATENCY_MS}", "--property=media.name=avatar-voice"],
-            env={**os.environ, **pulse.env}, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        self.muted_until = 0.0
-        self._pulse = pulse
-        self._input: str | None = None
+    def __init__(self, settings: Settings) -> None:
+        self.cond = threading.Condition()
+        self.mic_events: list[tuple[float, Any]] = []  # (time.monotonic(), event) from the listener's thread
+        self.stream_events: list[Any] = []
+        self.utterances: list[Utterance] = []
+        self.stopped_at: list[float] = []
+        self.errors: list[str] = []
+        self._job = 0
+        self.stream = LiveStream(_Blank(), StreamSettings(64, 64, 25.0, STREAM_RATE), on_event=self._on_stream)
+        self.playout = play_stream(self.stream, settings.live.audio_buffer_ms)  # the direct player's sound
+        if self.playout.device_error is not None:
+            raise RuntimeError(f"the direct player found no sound device: {self.playout.device_error}")
+        self.barge = barge_in_setup(settings.audio)
+        if self.barge.echo is None:
+            raise RuntimeError(self.barge.notice or "barge-in is off in the settings")
+        self.barge.echo.attach(self.stream)  # as the window does once the stream is built
+        self.turns = TurnTaking(self, HANDS_FREE, loaded=True, barge_in=self.barge.enabled)
+        self.listener = hands_free_listener(settings.audio, self, self.barge.echo)
 
-    def write(self, yuv: np.ndarray, audio: np.ndarray) -> None:
-        if time.monotonic() < self.muted_until:  # the app's duck: what the player already holds is not heard
-            audio = np.zeros_like(audio)
-        assert self._process.stdin is not None
-        self._process.stdin.write(audio.tobytes())
-        self._process.stdin.flush()
-
-    def duck(self) -> None:
-        """Like the app's VLC `audio_set_mute`: the server mutes the player's stream, buffered audio included,
-        until the faded-out stream's silence has reached the server."""
-        self.muted_until = time.monotonic() + (PLAYER_LATENCY_MS + 100) / 1000.0
-        if self._input is None:
-            listing = self._pulse.run("pactl", "list", "sink-inputs").stdout
-            found = re.findall(r"Sink Input #(\d+)\n(?:\t.*\n)*?\t\tmedia.name = \"avatar-voice\"", listing)
-            self._input = found[0] if found else ""
-        if self._input:
-            self._pulse.run("pactl", "set-sink-input-mute", self._input, "1")
-            threading.Timer((PLAYER_LATENCY_MS + 100) / 1000.0, self._unduck).start()
-
-    def _unduck(self) -> None:
-        try:
-            self._pulse.run("pactl", "set-sink-input-mute", self._input, "0")
-        except Exception:  # noqa: BLE001 - the rig may be stopping
-            pass
-
-    def close(self) -> None:
-        if self._process.stdin is not None:
-            self._process.stdin.close()
-        _terminate(self._process)
-
-
-class _MicReader:
-    """parec at 16 kHz mono, 30 ms chunks, each stamped with time.monotonic() when read; calls `on_chunk`."""
-
-    def __init__(self, pulse: Any, source: str, on_chunk: Any) -> None:
-        self._process = _spawn(
-            [require("parec"), f"--device={source}", "--raw", "--format=s16le", f"--rate={RATE}", "--channels=1",
-             "--latency-msec=10"],
-            env={**os.environ, **pulse.env}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        self._on_chunk = on_chunk
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        assert self._process.stdout is not None
-        n = 480 * 2
-        buf = b""
-        while True:
-            data = self._process.stdout.read1(n) if hasattr(self._process.stdout, "read1") else b""
-            if not data:
-                return
-            buf += data
-            while len(buf) >= n:
-                chunk, buf = buf[:n], buf[n:]
-                self._on_chunk(np.frombuffer(chunk, np.int16).copy(), time.monotonic())
+    def start(self) -> None:
+        self.stream.start()
+        self.listener.start()
 
     def stop(self) -> None:
-        _terminate(self._process)
-        self._thread.join(5)
+        self.listener.stop()
+        self.stream.stop(close_sinks=True)  # closes the playout (its sound device) too
+
+    # ---- MicrophoneEvents (the listener's thread), as the window's slots pass them on ----
+    def _note(self, event: Any) -> None:
+        with self.cond:
+            self.mic_events.append((time.monotonic(), event))
+            self.cond.notify_all()
+
+    def on_mic_utterance(self, utterance: Utterance) -> None:
+        self._note(utterance)
+        self.turns.utterance_ended(utterance, _ended_at(utterance))
+
+    def on_mic_speech_start(self, started: Any) -> None:
+        self._note(started)
+        self.turns.speech_started()
+
+    def on_mic_speech_paused(self, paused: Any) -> None:
+        self.turns.speech_paused(paused.utterance, _ended_at(paused))
+
+    def on_mic_speech_resumed(self, resumed: Any) -> None:
+        self.turns.speech_resumed()
+
+    def on_mic_level(self, dbfs: float) -> None: ...
+
+    def on_mic_error(self, error: Any) -> None:
+        self.errors.append(str(error))
+
+    def on_mic_notice(self, message: str) -> None: ...
+
+    # ---- TurnTaking's actions ----
+    def submit_turn(self, utterance=None, text=None, end_of_speech_at=None, hold=None) -> int:
+        self._job += 1
+        if utterance is not None:
+            self.utterances.append(utterance)
+        return self._job
+
+    def cancel_turn(self, reason: str) -> None: ...
+
+    def speak(self, segment: SegmentReady) -> None:
+        self.stream.say_file(segment.speech.wav_path, (segment.turn_id, segment.index), segment.speech.text)
+
+    def stop_speech(self, reason: str) -> None:
+        # LiveAvatar.cancel: the stream fades out, and the player drops what it still holds (DirectPlayer.cut)
+        speaking = self.stream.speaking
+        self.stream.cancel()
+        if speaking:
+            self.stopped_at.append(time.monotonic())
+            self.playout.flush()
+
+    def set_listening(self, listening: bool) -> None:
+        self.listener.set_muted(not listening)
+
+    def state_changed(self, state: Any, text: str) -> None: ...
+
+    # ---- the stream's clock thread ----
+    def _on_stream(self, event: Any) -> None:
+        with self.cond:
+            self.stream_events.append(event)
+            self.cond.notify_all()
+        if isinstance(event, StreamSpeechStarted):
+            self.turns.playback_started(event.key[0])
+        elif isinstance(event, StreamDrained):
+            self.turns.playback_drained()
+
+    def player_delay_ms(self) -> float:
+        return self.playout.queued_ms() + self.playout.stats.device_delay_ms
+
+    def wait(self, condition: Any, timeout_s: float) -> bool:
+        with self.cond:
+            return self.cond.wait_for(condition, timeout=timeout_s)
 
 
 def _speak(text: str, path: Path, voice: str, speed: int = 165) -> Path:
@@ -287,236 +330,231 @@ def _user_speaker(voice: str) -> Any:
     return to_wav
 
 
-def run_echo(runs: int, delay_ms: float, echo_gain_db: float, option: str, out_dir: Path,
-             min_speech_ms: int = MIN_SPEECH_MS, progress=print, user_voice: str = USER_VOICE,
-             noises: bool = False, speech_threshold: float = EchoSettings.speech_threshold) -> EchoReport:  # fmt: skip
-    out_dir.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix=f"bench-echo-{option}-", dir=out_dir))
+
+def _ended_at(event: Any) -> float:
+    """When a VAD event's speech ended on time.monotonic() (its last voiced frame), as the window's bridge reads it."""
+    at = getattr(event, "voice_ended_at", None)
+    return float(at) if at is not None else time.monotonic()
+
+
+def _voiced_after(reply: np.ndarray, at_s: float) -> float:
+    """The first time from `at_s` on where the reply (16 kHz) is voiced for VOICED_MS: mid-sentence, not in a pause."""
+    loud = measure.to_dbfs(measure.rms_envelope(reply, RATE)) > QUIET_DBFS + 10  # 10 ms windows
+    need = VOICED_MS // 10
+    for k in range(int(at_s * 100), len(loud) - need):
+        if loud[k : k + need].all():
+            return k / 100
+    return at_s
+
+
+@dataclass
+class _Sounds:
+    reply_wav: Path
+    reply_s: float
+    reply_16k: np.ndarray
+    questions: list[tuple[str, tuple[str, ...], Path, float]]  # text, key words, WAV, its first sound (s)
+    bursts: list[Path]
+
+
+def _prepare(root: Path, runs: int, user_voice: str, noises: bool) -> _Sounds:
     reply_wav = _speak(REPLY, root / "reply.wav", "en-us")
-    questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(runs)]
     speak_user = _user_speaker(user_voice)
-    question_wavs = [speak_user(q, root / f"question-{i}.wav") for i, (q, _) in enumerate(questions)]
-    bursts = _noise_bursts(root) if noises else []
-    q_lead = [next((s.start_s for s in measure.sound_onsets(load_audio(p, STREAM_RATE), STREAM_RATE)), 0.0)
-              for p in question_wavs]  # fmt: skip
-    report = EchoReport(option, delay_ms, echo_gain_db, min_speech_ms, None, artifacts=str(root),
-                        user_voice=user_voice, noises=noises, speech_threshold=speech_threshold)  # fmt: skip
-    things: list[Any] = []
+    questions = []
+    for i in range(min(runs, len(QUESTIONS))):
+        text, keys = QUESTIONS[i]
+        wav = speak_user(text, root / f"question-{i}.wav")
+        lead = next((o.start_s for o in measure.sound_onsets(load_audio(wav, STREAM_RATE), STREAM_RATE)), 0.0)
+        questions.append((text, keys, wav, lead))
+    reply = load_audio(reply_wav, RATE)
+    return _Sounds(reply_wav, len(reply) / RATE, reply, questions, _noise_bursts(root) if noises else [])
+
+
+def _start_reply(app: _AppPath, turn_id: int, sounds: _Sounds) -> tuple[int, int, float | None, float]:
+    """Queue the long reply as the window queues a turn's first segment; returns (marks into the microphone's and the
+    stream's events, when its first sound reaches the speaker (time.monotonic(), None: the stream never started it),
+    the player's delay then)."""
+    mark = len(app.mic_events)
+    seen = len(app.stream_events)
+    job = app.turns.typed("(the reply)")
+    app.turns.turn_started(job)
+    speech = SpeechAudio(sounds.reply_wav, STREAM_RATE, sounds.reply_s, "espeak", text=REPLY)
+    app.turns.segment_ready(SegmentReady(turn_id, 0.0, 0, speech, None))
+    started = app.wait(lambda: any(isinstance(e, StreamSpeechStarted) for e in app.stream_events[seen:]), 5.0)
+    if not started:
+        return mark, seen, None, 0.0
+    event = next(e for e in app.stream_events[seen:] if isinstance(e, StreamSpeechStarted))
+    delay_ms = app.player_delay_ms()
+    return mark, seen, event.at_s + delay_ms / 1000.0, delay_ms
+
+
+def _end_reply(app: _AppPath, turn_id: int) -> None:
+    app.turns.turn_done(TurnDone(turn_id, 0.0, "", "", 1, False, {}, {}))
+    app.turns.stop("next run")
+    time.sleep(0.5)
+
+
+def _interrupted(app: _AppPath, pulse: PulseRig, turn_id: int, sounds: _Sounds, q: int, at_s: float) -> EchoRun:
+    text, keys, wav, lead = sounds.questions[q]
+    run = EchoRun(True, at_s, question=text, keys=keys)
+    mark, _, heard_at, run.player_delay_ms = _start_reply(app, turn_id, sounds)
+    if heard_at is None:
+        return run
+    before = len(app.stopped_at)
+    into = _voiced_after(sounds.reply_16k, at_s)
+    time.sleep(max(0.0, heard_at + into - lead - time.monotonic()))
+    played = time.monotonic()
+    pulse.play_async(wav)
+    app.wait(lambda: any(isinstance(e, Utterance) for _, e in app.mic_events[mark:]), 6.0)
+    run.detected = len(app.stopped_at) > before
+    utt = [e for _, e in app.mic_events[mark:] if isinstance(e, Utterance)]
+    run.__dict__["_played"] = played + lead  # refined from the microphone recording afterwards
+    run.__dict__["_wav"] = wav
+    if utt:
+        run.__dict__["_utt"] = utt[-1]
+    time.sleep(SCRAP_WINDOW_S[1] + 0.2)  # the speaker recording must hold the scrap window
+    _end_reply(app, turn_id)
+    return run
+
+
+def _uninterrupted(app: _AppPath, pulse: PulseRig, turn_id: int, sounds: _Sounds) -> EchoRun:
+    run = EchoRun(False)
+    mark, seen, heard_at, run.player_delay_ms = _start_reply(app, turn_id, sounds)
+    if heard_at is not None:
+        for at_s, burst in zip(NOISE_AT_S, sounds.bursts):  # into the microphone, as the user's voice is
+            timer = threading.Timer(max(0.0, heard_at + at_s - time.monotonic()), pulse.play_async, (burst,))
+            timer.daemon = True
+            timer.start()
+        app.wait(lambda: any(isinstance(e, StreamDrained) for e in app.stream_events[seen:]), sounds.reply_s + 5.0)
+        time.sleep(0.5 + run.player_delay_ms / 1000.0)  # the echo's tail
+    run.false_barge_in = any(isinstance(e, SpeechStarted) for _, e in app.mic_events[mark:])
+    _end_reply(app, turn_id)
+    return run
+
+
+def _silent_room(app: _AppPath, pulse: PulseRig, sounds: _Sounds) -> dict[str, Utterance]:
+    """Each question said into the room while the avatar is idle: what the same path hears of it at best."""
+    heard: dict[str, Utterance] = {}
+    for text, _, wav, _ in sounds.questions:
+        mark = len(app.mic_events)
+        pulse.play_async(wav)
+        app.wait(lambda m=mark: any(isinstance(e, Utterance) for _, e in app.mic_events[m:]), 8.0)
+        utt = [e for _, e in app.mic_events[mark:] if isinstance(e, Utterance)]
+        if utt:
+            heard[text] = utt[-1]
+        app.turns.stop("next question")
+        time.sleep(0.5)
+    return heard
+
+
+def run_echo(runs: int, delay_ms: float, echo_gain_db: float, out_dir: Path, min_speech_ms: int = MIN_SPEECH_MS,
+             progress=print, user_voice: str = USER_VOICE, noises: bool = False, at_s: tuple[float, ...] = AT_S,
+             first_reply: bool = False, echo_delay_ms: float | None = None,
+             buffer_ms: int | None = None) -> EchoReport:  # fmt: skip
+    """`runs` times: per `at_s` one reply interrupted that far in, and one reply nobody interrupts."""
+    settings = Settings()
+    audio = settings.audio.model_copy(update={"barge_in": True, "barge_in_min_speech_ms": min_speech_ms})
+    if echo_delay_ms is not None:
+        audio = audio.model_copy(update={"echo_delay_ms": int(echo_delay_ms)})
+    live = settings.live if buffer_ms is None else settings.live.model_copy(update={"audio_buffer_ms": buffer_ms})
+    settings = settings.model_copy(update={"audio": audio, "live": live})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="bench-echo-", dir=out_dir))
+    sounds = _prepare(root, runs, user_voice, noises)
+    report = EchoReport(delay_ms, echo_gain_db, float(audio.echo_delay_ms), min_speech_ms, live.audio_buffer_ms,
+                        user_voice, noises, first_reply, artifacts=str(root))  # fmt: skip
+    plan = [(i, a) for i in range(runs) for a in (*at_s, None)]  # None: the reply nobody interrupts
+    pulse = start_pulse(root / "pulse")
+    things: list[Any] = [pulse]
     try:
-        pulse = start_pulse(root / "pulse")
-        things.append(pulse)
-        build_room(pulse, delay_ms, echo_gain_db)
-        speaker_sink, mic_source = pulse.speaker_sink, pulse.mic_source
-        if option == "pulse":
-            pulse.run("pactl", "load-module", "module-echo-cancel", "aec_method=webrtc", "use_master_format=1",
-                      # its gain control off: on, it raised the processed level above the raw one (ERLE -7 dB)
-                      'aec_args="analog_gain_control=0 digital_gain_control=0"',
-                      f"source_master={pulse.mic_source}", f"sink_master={pulse.speaker_sink}",
-                      "source_name=ec_mic", "sink_name=ec_speaker")  # fmt: skip
-            speaker_sink, mic_source = "ec_speaker", "ec_mic"
-        pulse.play_async(_noise(root / "noise.wav", 30.0 * runs + 60))
-        speaker = SpeakerRecorder(pulse, root / "speaker.wav").start()
-        things.append(speaker)
-        raw_rec = SpeakerRecorder(pulse, root / "mic-raw.wav", source=pulse.mic_source, rate_hz=RATE).start()
-        things.append(raw_rec)
-
-        echo = (EchoCanceller(EchoSettings(RATE, float(PLAYER_LATENCY_MS), speech_threshold=speech_threshold))
-                if option == "aec3" else None)  # fmt: skip
-        vad = VadSettings(min_speech_ms=200, early_start_ms=0)
-        vad_plain = webrtcvad.Vad(3)
-
-        def plain_is_speech(frame: np.ndarray) -> bool:
-            return vad_plain.is_speech(frame.tobytes(), RATE)
-
-        segmenter = VadSegmenter.from_settings(vad, is_speech=echo.is_speech if echo else plain_is_speech)
-        processed: list[tuple[float, np.ndarray, bool]] = []  # (captured_at, processed chunk, far active)
-        tap: list[tuple] = []  # (raw chunk, aligned reference, its window's level dBFS, (target, read, written)
-        # reference positions, the chunk as the recogniser heard it): tap.npz, to replay the canceller offline
-        events: list[tuple[float, Any]] = []
-        cond = threading.Condition()
-
-        stream = LiveStream(_Blank(), StreamSettings(64, 64, 25.0, STREAM_RATE), on_event=lambda e: on_stream(e))
-        player = _Player(pulse, speaker_sink)
-        if echo is not None:
-            echo.attach(stream)
-        stream.add_sink(player)
-
-        class Actions:
-            job = 0
-            stopped_at: list[float] = []
-            utterances: list[Utterance] = []
-
-            def submit_turn(self, utterance=None, text=None, end_of_speech_at=None, hold=None) -> int:
-                Actions.job += 1
-                if utterance is not None:
-                    Actions.utterances.append(utterance)
-                return Actions.job
-
-            def cancel_turn(self, reason: str) -> None: ...
-
-            def speak(self, segment: SegmentReady) -> None:
-                stream.say_file(segment.speech.wav_path, (segment.turn_id, segment.index), segment.speech.text)
-
-            def stop_speech(self, reason: str) -> None:
-                if stream.speaking:
-                    Actions.stopped_at.append(time.monotonic())
-                    stream.cancel()
-                    player.duck()
-
-            def set_listening(self, listening: bool) -> None: ...
-
-            def state_changed(self, s: Any, text: str) -> None: ...
-
-        turns = TurnTaking(Actions(), HANDS_FREE, loaded=True, barge_in=True)
-
-        def on_stream(e: Any) -> None:
-            if isinstance(e, StreamSpeechStarted):
-                turns.playback_started(e.key[0])
-            elif isinstance(e, StreamDrained):
-                turns.playback_drained()
-
-        def on_chunk(chunk: np.ndarray, at: float) -> None:
-            out = echo.process(chunk, at) if echo is not None else chunk
-            far = echo.far_active if echo is not None else stream.speaking
-            segmenter.set_onset_ms(min_speech_ms if far else vad.onset_ms)
-            processed.append((at, out, far))
-            if echo is not None:
-                tap.append(
-                    (chunk, (echo.last_far * 32767).astype(np.int16), echo.far_dbfs, echo.last_read, echo.for_asr)
-                )
-            for ev in segmenter.push(out, at=at, for_asr=echo.for_asr if echo is not None else None):
-                with cond:
-                    events.append((at, ev))
-                    cond.notify_all()
-                if isinstance(ev, SpeechStarted):
-                    turns.speech_started()
-                elif isinstance(ev, Utterance):
-                    turns.utterance_ended(ev, at)
+        with use_pulse(pulse):
+            build_room(pulse, delay_ms, echo_gain_db)
+            pulse.play_async(_noise(root / "noise.wav", 40.0 * len(plan) + 60))
+            speaker = SpeakerRecorder(pulse, root / "speaker.wav").start()
+            things.append(speaker)
+            raw_rec = SpeakerRecorder(pulse, root / "mic-raw.wav", source=pulse.mic_source, rate_hz=RATE).start()
+            things.append(raw_rec)
+            app: _AppPath | None = None
+            for turn_id, (i, at) in enumerate(plan, start=1):
+                fresh = app is None or first_reply
+                if fresh:
+                    if app is not None:
+                        _close_session(app, report)
+                    app = _AppPath(settings)
+                    app.start()
+                    time.sleep(1.0)  # the microphone open, the stream idling
+                assert app is not None
+                progress(f"reply {turn_id}/{len(plan)}: " + ("nobody interrupts" if at is None else f"question at {at:g} s"))
+                if at is None:
+                    run = _uninterrupted(app, pulse, turn_id, sounds)
                 else:
-                    turns.speech_discarded()
-
-        stream.start()
-        mic = _MicReader(pulse, mic_source, on_chunk)
-        things.append(mic)
-        time.sleep(1.0)
-        reply_s = len(load_audio(reply_wav, STREAM_RATE)) / STREAM_RATE
-        reply_windows: list[tuple[float, float]] = []
-        noise_spans: list[tuple[float, float]] = []  # where --noises played (left out of ERLE)
-        run_marks: list[tuple[float, bool, float]] = []  # (reply queued at, interrupted, question played at)
-        turn_id = 0
-        for i in range(runs):
-            for interrupted in (False, True):
-                turn_id += 1
-                run = EchoRun(interrupted)
-                progress(f"run {i + 1}/{runs}: reply {'with' if interrupted else 'without'} an interruption")
-                job = turns.typed("(the reply)")
-                turns.turn_started(job)
-                mark = len(events)
-                speech = SpeechAudio(reply_wav, STREAM_RATE, reply_s, "espeak", text=REPLY)
-                turns.segment_ready(SegmentReady(turn_id, 0.0, 0, speech, None))
-                t0 = time.monotonic()
-                if interrupted:
-                    time.sleep(INTERRUPT_AFTER_S)
-                    question, keys = questions[i]
-                    run.question = question
-                    run.__dict__["_wav"] = question_wavs[i]
-                    run.keys = keys
-                    before = len(Actions.stopped_at)
-                    played = time.monotonic()
-                    pulse.play(question_wavs[i])
-                    onset = played + q_lead[i]
-                    run_marks.append((t0, True, onset))
-                    deadline = time.monotonic() + 4.0
-                    with cond:
-                        cond.wait_for(lambda: any(isinstance(e, Utterance) for _, e in events[mark:])
-                                      or time.monotonic() > deadline, timeout=4.0)  # fmt: skip
-                    run.detected = len(Actions.stopped_at) > before
-                    utt = [e for _, e in events[mark:] if isinstance(e, Utterance)]
-                    if run.detected:
-                        run.latency_ms = onset  # resolved from the speaker recording below
-                    if utt:
-                        run.transcript = ""  # transcribed below, after the recording
-                        run.__dict__["_utt"] = utt[-1]
-                    time.sleep(1.0)
-                else:
-                    for at_s, burst in zip(NOISE_AT_S, bursts):  # into the microphone, as the user's voice is
-                        timer = threading.Timer(at_s, lambda b=burst: pulse.play_async(b))
-                        timer.daemon = True
-                        timer.start()
-                    time.sleep(reply_s + PLAYER_LATENCY_MS / 1000 + delay_ms / 1000 + 0.8)
-                    run.false_barge_in = any(isinstance(e, SpeechStarted) for _, e in events[mark:])
-                    reply_windows.append((t0, t0 + reply_s))
-                    noise_spans += [(t0 + a - 0.1, t0 + a + 1.0) for a in NOISE_AT_S[: len(bursts)]]
-                    run_marks.append((t0, False, 0.0))
-                for at, ev in events[mark:]:
-                    progress(f"  {at - t0:6.2f} s after the reply was queued: {type(ev).__name__}")
-                turns.turn_done(_done(turn_id))
-                turns.stop("next run")
-                time.sleep(0.5)
+                    run = _interrupted(app, pulse, turn_id, sounds, i % len(sounds.questions), at)
+                run.first_reply = fresh
                 report.runs.append(run)
-        mic.stop()
-        stream.stop()
-        stop_all([raw_rec, speaker])
-        if tap:  # for replaying the canceller and the guard offline (why a barge-in fired)
-            np.savez_compressed(
-                root / "tap.npz", at=np.array([p[0] for p in processed]), raw=np.stack([t[0] for t in tap]),
-                far=np.stack([t[1] for t in tap]), far_dbfs=np.array([t[2] for t in tap]),
-                read=np.array([[-1 if v is None else v for v in t[3]] for t in tap], np.int64),
-                out=np.stack([p[1] for p in processed]), asr=np.stack([t[4] for t in tap]), marks=np.array(run_marks),
-                reply_s=reply_s,
-            )  # fmt: skip
-        report.reaims = echo.reaims if echo is not None else 0
-        report.stall_holds = echo.stall_holds if echo is not None else 0
-        report.erle_db = _erle(processed, raw_rec, reply_windows, delay_ms, noise_spans)
-        _resolve_latency(report, speaker)
-        _transcribe(report)
+            assert app is not None
+            silent = _silent_room(app, pulse, sounds)
+            _close_session(app, report)
+            stop_all([raw_rec, speaker])
+        _resolve_at_speaker(report, speaker, raw_rec)
+        _transcribe(report, silent)
     finally:
         stop_all(things)
     return report
 
 
-def _done(turn_id: int) -> Any:
-    from assistant.events import TurnDone
-
-    return TurnDone(turn_id, 0.0, "", "", 1, False, {}, {})
-
-
-def _erle(processed, raw_rec: SpeakerRecorder, windows, delay_ms: float, skip=()) -> float | None:
-    """Raw vs. processed microphone power while only the avatar speaks (each reply after its first second, not in
-    the `skip` spans of time.monotonic())."""
-    raw = load_audio(raw_rec.path, RATE)
-    e_in = e_out = 0.0
-    lag = (PLAYER_LATENCY_MS + delay_ms) / 1000.0
-    for a, b in windows:
-        lo, hi = a + lag + 1.0, b + lag
-        for at, chunk, _ in processed:
-            if lo <= at - 0.03 and at <= hi and not any(s0 <= at <= s1 for s0, s1 in skip):
-                k = int((at - 0.03 - raw_rec.started_at) * RATE)
-                if 0 <= k and k + 480 <= len(raw):
-                    e_in += float(np.mean(raw[k : k + 480].astype(np.float64) ** 2))
-                    e_out += float(np.mean((chunk.astype(np.float64) / 32768.0) ** 2))
-    return 10 * float(np.log10(e_in / e_out)) if e_in > 0 and e_out > 0 else None
+def _close_session(app: _AppPath, report: EchoReport) -> None:
+    echo = app.barge.echo
+    app.stop()
+    if echo is not None:
+        if echo.erle_db is not None:
+            report.erle_db.append(echo.erle_db)
+        report.reaims += echo.reaims
+        report.stall_holds += echo.stall_holds
 
 
-def _resolve_latency(report: EchoReport, speaker: SpeakerRecorder) -> None:
-    """User onset -> the reply's last sound at the speaker (the first 150 ms of silence after the onset)."""
+def _question_onset(raw: np.ndarray, raw_start: float, wav: Path, planned: float) -> float:
+    """When the question's first sound is in the microphone recording (time.monotonic()): where the question's own
+    recording matches best near the planned time (paplay starts late by its own buffer)."""
+    q = load_audio(wav, RATE)
+    lead = next((o.start_s for o in measure.sound_onsets(q, RATE)), 0.0)
+    lo = max(0, int((planned - lead - 0.3 - raw_start) * RATE))
+    hi = min(len(raw), int((planned - lead + 1.0 - raw_start) * RATE) + len(q))
+    if hi - lo < len(q):
+        return planned
+    seg = raw[lo:hi]
+    n = 1 << int(np.ceil(np.log2(len(seg) + len(q))))
+    xc = np.fft.irfft(np.fft.rfft(seg, n) * np.conj(np.fft.rfft(q, n)), n)[: len(seg) - len(q) + 1]
+    return raw_start + (lo + int(np.argmax(xc))) / RATE + lead
+
+
+def _resolve_at_speaker(report: EchoReport, speaker: SpeakerRecorder, raw_rec: SpeakerRecorder) -> None:
+    """Per interruption: the question's first sound (microphone recording) -> the reply's last sound (speaker
+    recording: the first 150 ms of silence after the onset), and any sound of the reply after that (a scrap)."""
     spk = load_audio(speaker.path, STREAM_RATE)
-    env = measure.rms_envelope(spk, STREAM_RATE, 10.0, 10.0)
-    quiet = env < 10 ** (-45 / 20)
+    raw = load_audio(raw_rec.path, RATE)
+    quiet = measure.to_dbfs(measure.rms_envelope(spk, STREAM_RATE)) < QUIET_DBFS  # 10 ms windows
     for run in report.runs:
-        if run.latency_ms is None:
+        planned, wav = run.__dict__.pop("_played", None), run.__dict__.get("_wav")
+        if planned is None or not run.detected:
             continue
-        onset = run.latency_ms
+        onset = _question_onset(raw, raw_rec.started_at, wav, planned)
         k = max(0, int((onset - speaker.started_at) * 100))
-        end = None
-        for j in range(k, len(quiet) - 15):
-            if quiet[j : j + 15].all():
-                end = j
-                break
-        run.latency_ms = None if end is None else round((end / 100 + speaker.started_at - onset) * 1000.0, 1)
+        end = next((j for j in range(k, len(quiet) - 15) if quiet[j : j + 15].all()), None)
+        if end is None:
+            continue
+        run.stop_latency_ms = round((end / 100 + speaker.started_at - onset) * 1000.0, 1)
+        a, b = end + int(SCRAP_WINDOW_S[0] * 100), end + int(SCRAP_WINDOW_S[1] * 100)
+        loud = ~quiet[a:b]
+        run.scrap_ms = float(loud.sum() * 10)
+        if loud.any():
+            levels = measure.to_dbfs(measure.rms_envelope(spk, STREAM_RATE))[a:b]
+            run.scrap_dbfs = round(float(levels.max()), 1)
 
 
-def _transcribe(report: EchoReport) -> None:
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def _transcribe(report: EchoReport, silent: dict[str, Utterance]) -> None:
     from assistant.asr import WhisperASR, bundled_model_dir
 
     model = bundled_model_dir()
@@ -525,39 +563,44 @@ def _transcribe(report: EchoReport) -> None:
     asr = WhisperASR.from_settings(ASRSettings(), model, "cpu")  # as the app's default config recognises speech
     asr.load()
     root = Path(report.artifacts)
+
+    def text_of(utt: Utterance | None) -> str:
+        t = asr.transcribe(utt) if utt is not None else None
+        return t.text if t is not None else ""
+
+    silent_text = {q: text_of(u) for q, u in silent.items()}
     for i, run in enumerate(report.runs):
+        run.__dict__.pop("_wav", None)
         utt = run.__dict__.pop("_utt", None)
-        keys = run.keys
-        wav = run.__dict__.pop("_wav", None)
-        if wav is not None:
-            x = load_audio(wav, RATE)
-            clean = asr.transcribe(Utterance(x, RATE, 0.0, len(x) / RATE))
-            run.transcript_clean = clean.text if clean is not None else ""
-            run.transcript_clean_ok = all(k in run.transcript_clean.lower() for k in keys)
+        if not run.interrupted:
+            continue
+        run.silent = silent_text.get(run.question, "")
+        run.silent_ok = all(k in run.silent.lower() for k in run.keys)
         if utt is None:
             continue
-        if root.is_dir():  # what the recogniser heard, to listen to
-            sf.write(root / f"utterance-{i}.wav", np.asarray(utt.samples, np.float32), utt.sample_rate_hz)
-        t = asr.transcribe(utt)
-        run.transcript = t.text if t is not None else ""
-        low = run.transcript.lower()
-        run.transcript_ok = all(k in low for k in keys)
+        sf.write(root / f"utterance-{i}.wav", np.asarray(utt.samples, np.float32), utt.sample_rate_hz)
+        run.transcript = text_of(utt)
+        run.transcript_ok = all(k in run.transcript.lower() for k in run.keys)
+        run.same_as_silent = bool(run.silent) and _words(run.transcript) == _words(run.silent)
 
 
 def register(bsub: argparse._SubParsersAction) -> None:
-    parser = bsub.add_parser("echo", help="hands-free barge-in in a virtual room (echo cancellation)")
-    parser.add_argument("--runs", type=int, default=5, help="replies without and with an interruption, each")
+    parser = bsub.add_parser("echo", help="hands-free barge-in in a virtual room, through the app's capture path")
+    parser.add_argument("--runs", type=int, default=3, help="rounds of replies: per --at-s one interrupted, and one not")
+    parser.add_argument("--at-s", default=",".join(f"{a:g}" for a in AT_S),
+                        help="comma-separated: the question this many seconds into the reply's sound")
+    parser.add_argument("--first-reply", action="store_true",
+                        help="every reply the first of a fresh session (new stream, player, canceller, listener)")
     parser.add_argument("--delay-ms", type=float, default=100.0, help="the room's echo delay (module-loopback)")
     parser.add_argument("--echo-gain-db", type=float, default=-6.0, help="the echo's level in the microphone")
-    parser.add_argument("--option", choices=("aec3", "pulse", "none"), default="aec3",
-                        help="aec3: pywebrtc-audio in the app; pulse: module-echo-cancel; none: no canceller")
+    parser.add_argument("--echo-delay-ms", type=float, default=None,
+                        help=f"audio.echo_delay_ms the canceller is told (default {AudioSettings().echo_delay_ms})")
+    parser.add_argument("--buffer-ms", type=int, default=None, help="live.audio_buffer_ms of the direct player")
     parser.add_argument("--min-speech-ms", type=int, default=MIN_SPEECH_MS, help="audio.barge_in_min_speech_ms")
     parser.add_argument("--user-voice", default=USER_VOICE,
                         help="the interrupting user's voice: an espeak-ng voice, or piper-joe (the bundled Piper)")
     parser.add_argument("--noises", action="store_true",
                         help="play two coughs and a knock into each uninterrupted reply (they must not interrupt)")
-    parser.add_argument("--speech-threshold", type=float, default=EchoSettings.speech_threshold,
-                        help="the barge-in guard's Silero VAD threshold; 0: webrtcvad alone")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--out", type=Path, default=Path("bench-echo"), help="where recordings are kept")
     parser.set_defaults(func=_run)
@@ -565,16 +608,16 @@ def register(bsub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     out = args.out.absolute()  # PulseAudio, started with this folder, wants an absolute path
-    report = run_echo(args.runs, args.delay_ms, args.echo_gain_db, args.option, out, args.min_speech_ms,
-                      progress=lambda m: print(m, file=sys.stderr), user_voice=args.user_voice,
-                      noises=args.noises, speech_threshold=args.speech_threshold)  # fmt: skip
+    at_s = tuple(float(a) for a in args.at_s.split(",") if a.strip())
+    report = run_echo(args.runs, args.delay_ms, args.echo_gain_db, out, args.min_speech_ms,
+                      progress=lambda m: print(m, file=sys.stderr), user_voice=args.user_voice, noises=args.noises,
+                      at_s=at_s, first_reply=args.first_reply, echo_delay_ms=args.echo_delay_ms,
+                      buffer_ms=args.buffer_ms)  # fmt: skip
     summary = report.summary()
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        for key in ("option", "delay_ms", "echo_gain_db", "erle_db", "false_barge_ins", "replies",
-                    "barge_in_detected", "barge_in_latency_ms", "transcript_ok", "transcript_clean_ok",
-                    "reference_reaims", "stall_holds"):  # fmt: skip
-            print(f"{key:20s} {summary[key]}")
-        print(f"recordings in {summary['artifacts']}")
+        for key, value in summary.items():
+            if key != "runs":
+                print(f"{key:24s} {value}")
     return 0

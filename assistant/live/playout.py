@@ -319,6 +319,17 @@ class AudioPlayout:
             self.stats.frames_skipped += 1
 
 
+def play_stream(stream: Any, buffer_ms: float, open_output: OutputOpener = open_sounddevice) -> AudioPlayout:
+    """The direct player's sound for `stream` (a `LiveStream`): a started `AudioPlayout` holding `buffer_ms`
+    (live.audio_buffer_ms) at the stream's audio rate, added as its sink. The window's `DirectPlayer` and `assistant
+    bench echo` play through this; `device_error` says when there is no sound device."""
+    settings = PlayoutSettings(rate_hz=stream.settings.audio_rate_hz, target_ms=float(buffer_ms))
+    playout = AudioPlayout(settings, open_output)
+    playout.start()
+    stream.add_sink(playout)
+    return playout
+
+
 def _device_delay(time_info: Any) -> float:
     """Seconds from the callback until its first sample is heard, as PortAudio reports it (0 when it cannot)."""
     if time_info is None:
