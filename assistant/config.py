@@ -10,6 +10,7 @@ import copy
 import io
 import logging
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any, Literal
@@ -594,7 +595,7 @@ def load_settings(
     source = f"{base_path}" + (f" + {user_file}" if user else "")
     settings = validate_dict(data, source)
     if env.get(MIRROR_ENV):
-        settings.models.mirror_url = env[MIRROR_ENV]
+        settings.models.mirror_url = _mirror_from_env(env[MIRROR_ENV])
     cores = usable_cores()
     if settings.dialogue.threads is not None and settings.dialogue.threads > cores:
         # More threads than cores make llama.cpp crawl (512 threads: 72 s for "Hi" on 2 cores); a config carried
@@ -648,6 +649,16 @@ def _edited_yaml(user_file: Path, changes: dict[str, Any]) -> str:
     out = io.StringIO()
     round_trip.dump(doc, out)
     return out.getvalue()
+
+
+def _mirror_from_env(value: str) -> str:
+    """The model mirror from the environment: an http(s) base URL, or an error that names the variable."""
+    if not re.match(r"^https?://\S+$", value.strip()):
+        raise ConfigError(
+            f"{MIRROR_ENV}={mask_url(value)!r} is not an http:// or https:// address; set it to your mirror's base "
+            f"URL (e.g. https://hf-mirror.example.org) or unset it to download from huggingface.co"
+        )
+    return value.strip()
 
 
 SECRET_KEYS = (("livestream", "amqp_url"), ("livestream", "rtmp_url"), ("models", "mirror_url"))

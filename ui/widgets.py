@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from PySide6.QtCore import QRect, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QImage, QPainter, QPaintEvent, QPalette, QPixmap, QResizeEvent
+from PySide6.QtGui import QColor, QImage, QImageReader, QPainter, QPaintEvent, QPalette, QPixmap, QResizeEvent
 from PySide6.QtWidgets import QLabel, QProgressBar, QSizePolicy, QStackedWidget, QTextBrowser, QWidget
 
 METER_FLOOR_DBFS = -60  # quieter than this shows an empty meter (room noise sits around -60..-50 dBFS)
@@ -88,7 +88,9 @@ class AvatarView(QStackedWidget):
     def set_image(self, path: str | Path) -> bool:
         """Show this photo at rest; False (and a text) when it cannot be read."""
         self.image_path = Path(path)
-        self._pixmap = QPixmap(str(path))
+        reader = QImageReader(str(path))
+        reader.setAutoTransform(True)  # a phone portrait's EXIF orientation: upright, as the avatar is rendered
+        self._pixmap = QPixmap.fromImage(reader.read())
         if self._pixmap.isNull():
             self.photo.setPixmap(QPixmap())
             self.photo.setText(f"Cannot show the avatar image\n{path}")

@@ -203,7 +203,7 @@ CASES = {
     ),
     "--config is a folder": Case(lambda d: ["--config", str(d), "config", "show"], 2, "is a folder"),
     "--models-dir is a file": Case(_models_dir_file, 2, "is a file, not a folder"),
-    "system prompt too long": Case(_long_system_prompt, 1, "system prompt (dialogue.system_prompt) is too long"),
+    "system prompt too long": Case(_long_system_prompt, 2, "system_prompt is 14,400 characters: more than"),
     # Issue #26: each of these was "not found", a crash, the wrong folder or a silent overwrite.
     "paths.models_dir for wav2lip": Case(_models_dir_elsewhere, 2, "md/wav2lip/wav2lip.pth"),
     "ask in Latin-1 bytes": Case(
@@ -244,9 +244,9 @@ def _snapshot(folder: Path) -> dict[str, str]:
     return out
 
 
-def run_cli(args: list[str], home: Path, unprivileged: bool = False, timeout_s: float = 300):
+def run_cli(args: list[str], home: Path, unprivileged: bool = False, timeout_s: float = 300, extra_env=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_")}
-    env.update(HOME=str(home), PYTHONPATH=str(ROOT))
+    env.update(HOME=str(home), PYTHONPATH=str(ROOT), **(extra_env or {}))
     prefix = NO_DAC if unprivileged and os.geteuid() == 0 else []
     return subprocess.run(
         [*prefix, sys.executable, "-c", CLI, *args], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -430,3 +430,10 @@ def test_ctrl_c_on_a_slow_download_keeps_what_arrived_and_says_so(tmp_path: Path
     assert proc.returncode == 130, err[-3000:]
     assert part.stat().st_size == 100_000, "the bytes that arrived were not kept"
     assert f"the partial file {part} (100,000 bytes) is kept" in err, err[-3000:]
+
+
+def test_a_model_mirror_that_is_not_http_names_the_variable(tmp_path: Path) -> None:
+    result = run_cli(["models", "list"], tmp_path, extra_env={"ASSISTANT_MODEL_MIRROR": "ftp://bot:S3cret@mirror/"})
+    assert result.returncode == 2, result.stderr
+    assert "ASSISTANT_MODEL_MIRROR" in result.stderr and "https://" in result.stderr, result.stderr
+    assert "S3cret" not in result.stdout + result.stderr and "Traceback" not in result.stderr
