@@ -28,6 +28,8 @@ en+f3) or the bundled Piper voice (`--user-voice piper-joe`).
 - `transcript_ok`: interrupting questions transcribed with all their key words (the bundled Whisper, the app's default
   `asr` settings); `same_as_silent`: the same words (lower case, no punctuation) as the same question said into
   the silent room; `silent_ok`: the key words in the silent room's transcript;
+- `split_questions`: interrupting questions the listener cut into more than one utterance (the app answers the
+  first piece);
 - `false_barge_ins`: speech onsets during the replies nobody interrupted;
 - `erle_db`: the canceller's own echo reduction over the echo-only frames of each session;
 - `player_delay_ms`: the direct player's delay (queued sound plus the device's reported delay) at each reply's start.
@@ -108,6 +110,7 @@ class EchoRun:
     silent: str = ""  # the same question said into the silent room, through the same path
     silent_ok: bool = False
     same_as_silent: bool = False
+    pieces: int = 0  # utterances the question was heard as (more than one: a pause inside it ended a turn)
     false_barge_in: bool = False
     player_delay_ms: float | None = None
 
@@ -146,7 +149,7 @@ class EchoReport:
             "scraps": sum(r.scrap_ms > 0 for r in cut),
             "scrap_ms_max": round(max((r.scrap_ms for r in cut), default=0.0)),
             "transcript_ok": share("transcript_ok"), "silent_ok": share("silent_ok"),
-            "same_as_silent": share("same_as_silent"),
+            "same_as_silent": share("same_as_silent"), "split_questions": sum(r.pieces > 1 for r in cut),
             "replies": sum(not r.interrupted for r in self.runs),
             "false_barge_ins": sum(r.false_barge_in for r in self.runs if not r.interrupted),
             "erle_db": round(statistics.median(self.erle_db), 1) if self.erle_db else None,
@@ -356,11 +359,11 @@ class _Sounds:
     bursts: list[Path]
 
 
-def _prepare(root: Path, runs: int, user_voice: str, noises: bool) -> _Sounds:
+def _prepare(root: Path, count: int, user_voice: str, noises: bool) -> _Sounds:
     reply_wav = _speak(REPLY, root / "reply.wav", "en-us")
     speak_user = _user_speaker(user_voice)
     questions = []
-    for i in range(min(runs, len(QUESTIONS))):
+    for i in range(min(count, len(QUESTIONS))):
         text, keys = QUESTIONS[i]
         wav = speak_user(text, root / f"question-{i}.wav")
         lead = next((o.start_s for o in measure.sound_onsets(load_audio(wav, STREAM_RATE), STREAM_RATE)), 0.0)
@@ -406,12 +409,13 @@ def _interrupted(app: _AppPath, pulse: PulseRig, turn_id: int, sounds: _Sounds, 
     pulse.play_async(wav)
     app.wait(lambda: any(isinstance(e, Utterance) for _, e in app.mic_events[mark:]), 6.0)
     run.detected = len(app.stopped_at) > before
-    utt = [e for _, e in app.mic_events[mark:] if isinstance(e, Utterance)]
     run.__dict__["_played"] = played + lead  # refined from the microphone recording afterwards
     run.__dict__["_wav"] = wav
-    if utt:
-        run.__dict__["_utt"] = utt[-1]
     time.sleep(SCRAP_WINDOW_S[1] + 0.2)  # the speaker recording must hold the scrap window
+    utt = [e for _, e in app.mic_events[mark:] if isinstance(e, Utterance)]
+    run.pieces = len(utt)
+    if utt:  # the app answers the first: that is the question it heard
+        run.__dict__["_utt"] = utt[0]
     _end_reply(app, turn_id)
     return run
 
@@ -459,10 +463,11 @@ def run_echo(runs: int, delay_ms: float, echo_gain_db: float, out_dir: Path, min
     settings = settings.model_copy(update={"audio": audio, "live": live})
     out_dir.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="bench-echo-", dir=out_dir))
-    sounds = _prepare(root, runs, user_voice, noises)
+    sounds = _prepare(root, runs * len(at_s), user_voice, noises)
     report = EchoReport(delay_ms, echo_gain_db, float(audio.echo_delay_ms), min_speech_ms, live.audio_buffer_ms,
                         user_voice, noises, first_reply, artifacts=str(root))  # fmt: skip
     plan = [(i, a) for i in range(runs) for a in (*at_s, None)]  # None: the reply nobody interrupts
+    asked = 0  # the questions take turns
     pulse = start_pulse(root / "pulse")
     things: list[Any] = [pulse]
     try:
@@ -474,7 +479,7 @@ def run_echo(runs: int, delay_ms: float, echo_gain_db: float, out_dir: Path, min
             raw_rec = SpeakerRecorder(pulse, root / "mic-raw.wav", source=pulse.mic_source, rate_hz=RATE).start()
             things.append(raw_rec)
             app: _AppPath | None = None
-            for turn_id, (i, at) in enumerate(plan, start=1):
+            for turn_id, (_, at) in enumerate(plan, start=1):
                 fresh = app is None or first_reply
                 if fresh:
                     if app is not None:
@@ -487,7 +492,8 @@ def run_echo(runs: int, delay_ms: float, echo_gain_db: float, out_dir: Path, min
                 if at is None:
                     run = _uninterrupted(app, pulse, turn_id, sounds)
                 else:
-                    run = _interrupted(app, pulse, turn_id, sounds, i % len(sounds.questions), at)
+                    run = _interrupted(app, pulse, turn_id, sounds, asked % len(sounds.questions), at)
+                    asked += 1
                 run.first_reply = fresh
                 report.runs.append(run)
             assert app is not None
