@@ -593,6 +593,34 @@ def locate(name: str, models_dir: Path, *, registry: Mapping[str, ModelSpec] | N
     return st.path
 
 
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model a stage loads: the one asked for, or the bundled one standing in for it."""
+
+    path: Path  # the model folder or weights file a backend loads
+    name: str  # registry name, or the file name of a path given in the config
+    replaced: str | None = None  # the model asked for, when the bundled one stands in for it
+    why: str | None = None  # then: the ModelError's message (what to run to get it)
+
+    @property
+    def replaced_because(self) -> str:
+        """"corrupt" or "not downloaded": the short reason an engines summary shows."""
+        return "corrupt" if self.why and "corrupt" in self.why else "not downloaded"
+
+
+def locate_or_bundled(wanted: str, bundled: str, models_dir: Path) -> ModelChoice:
+    """`wanted` (a path or a registry name), or `bundled` when `wanted` is not downloaded or corrupt, so a first
+    run with nothing downloaded works offline. A ModelError only when the bundled model itself is unusable."""
+    if Path(wanted).expanduser().exists():
+        return ModelChoice(Path(wanted).expanduser(), Path(wanted).name)
+    try:
+        return ModelChoice(locate(wanted, models_dir), wanted)
+    except ModelError as e:
+        if wanted == bundled:
+            raise
+        return ModelChoice(locate(bundled, models_dir), bundled, replaced=wanted, why=str(e))
+
+
 def states(
     models_dir: Path, *, verify: bool = False, registry: Mapping[str, ModelSpec] | None = None
 ) -> list[ModelState]:

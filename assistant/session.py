@@ -26,10 +26,10 @@ from assistant.conversation_log import ConversationLog
 from assistant.errors import ModelError
 from assistant.events import Notice, TurnEvent, Utterance
 from assistant.heap import release_free_memory
-from assistant.models import locate, state
+from assistant.models import ModelChoice, locate_or_bundled, state
 from assistant.pipeline import Hold, Stages, TurnResult, TurnRunner
 from assistant.profile import GPUInfo, ResolvedSettings, llama_gpu_offload, probe_cuda, resolve
-from assistant.recommend import BUNDLED_ASR, BUNDLED_LLM, Recommendation, recommend
+from assistant.recommend import BUNDLED_ASR, Recommendation, recommend
 from assistant.retention import prune_media
 from assistant.storage import describe as describe_storage
 
@@ -144,41 +144,30 @@ class Session:
             log.warning("no model recommendation: %s", e)
             return None
 
-    def _model_path(self, wanted: str, bundled: str, what: str, stage: str) -> tuple[Path, str]:
-        """A model folder/file from a path or registry name; a missing download falls back to the bundled one."""
-        if Path(wanted).expanduser().exists():
-            return Path(wanted).expanduser(), Path(wanted).name
-        try:
-            return locate(wanted, self.settings.models_dir), wanted
-        except ModelError as e:
-            if wanted == bundled:
-                raise
-            self._notice(f"{what}: {e}; using the bundled {bundled} meanwhile", stage=stage)
-            self._substituted[stage] = (wanted, "corrupt" if "corrupt" in str(e) else "not downloaded")
-            return locate(bundled, self.settings.models_dir), bundled
+    def _substitute(self, what: str, stage: str) -> Callable[[ModelChoice], None]:
+        """What a stage does when the bundled model stands in for the one asked for: a notice, and the engines
+        summary says "instead of ..."."""
+
+        def record(choice: ModelChoice) -> None:
+            self._notice(f"{what}: {choice.why}; using the bundled {choice.name} meanwhile", stage=stage)
+            self._substituted[stage] = (choice.replaced or "", choice.replaced_because)
+
+        return record
 
     def _build_asr(self) -> Any:
         from assistant.asr import WhisperASR
 
-        path, name = self._model_path(self.resolved.asr_model, BUNDLED_ASR, "Speech recognition", "asr")
-        asr = WhisperASR.from_settings(self.settings.asr, path, self.resolved.asr_device, name)
+        choice = locate_or_bundled(self.resolved.asr_model, BUNDLED_ASR, self.settings.models_dir)
+        if choice.replaced is not None:
+            self._substitute("Speech recognition", "asr")(choice)
+        asr = WhisperASR.from_settings(self.settings.asr, choice.path, self.resolved.asr_device, choice.name)
         asr.load()
         return asr
 
     def _build_dialogue(self) -> Any:
-        from assistant.dialogue import DialogueManager
-        from assistant.forced_reply import load_forced_replies
+        from assistant.dialogue_model import build_dialogue
 
-        cfg = self.settings.dialogue
-        path, name = self._model_path(self.resolved.dialogue_model, BUNDLED_LLM, "Dialogue model", "dialogue")
-        manager = DialogueManager(
-            path, cfg.system_prompt, n_ctx=cfg.context_tokens, max_tokens=cfg.max_tokens,
-            temperature=cfg.temperature, history_budget_tokens=cfg.history_budget_tokens,
-            n_threads=cfg.threads, n_gpu_layers=self.resolved.dialogue_gpu_layers, name=name,
-            forced_replies=load_forced_replies(cfg.forced_replies) if cfg.forced_replies else None,
-        )  # fmt: skip
-        manager.load()
-        return manager
+        return build_dialogue(self.settings, self.resolved, self._substitute("Dialogue model", "dialogue"))
 
     def _build_tts(self) -> Any:
         from assistant.tts.select import build_tts, options_from_settings

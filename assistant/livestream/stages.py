@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from assistant.config import Settings
-from assistant.errors import ModelError
 from assistant.profile import ResolvedSettings
 
 log = logging.getLogger(__name__)
-
-BUNDLED_LLM = "smollm2-135m"
 
 
 def build_tts(settings: Settings, resolved: ResolvedSettings) -> Any:
@@ -31,30 +27,12 @@ def build_tts(settings: Settings, resolved: ResolvedSettings) -> Any:
 
 
 def dialogue_factory(settings: Settings, resolved: ResolvedSettings) -> Callable[[], Any]:
-    """A function that builds and loads the dialogue model (called on the speaker's thread)."""
+    """A function that builds and loads the dialogue model (called on the speaker's thread), the way a session
+    builds it."""
 
     def build() -> Any:
-        from assistant.dialogue import DialogueManager
-        from assistant.models import locate
+        from assistant.dialogue_model import build_dialogue
 
-        cfg = settings.dialogue
-        wanted = cfg.model if cfg.model != "auto" else getattr(resolved, "dialogue_model", BUNDLED_LLM)
-        if Path(wanted).expanduser().exists():
-            path, name = Path(wanted).expanduser(), Path(wanted).name
-        else:
-            try:
-                path, name = locate(wanted, settings.models_dir), wanted
-            except ModelError as e:
-                if wanted == BUNDLED_LLM:
-                    raise
-                log.warning("Dialogue model: %s; using the bundled %s meanwhile", e, BUNDLED_LLM)
-                path, name = locate(BUNDLED_LLM, settings.models_dir), BUNDLED_LLM
-        manager = DialogueManager(
-            path, cfg.system_prompt, n_ctx=cfg.context_tokens, max_tokens=cfg.max_tokens,
-            temperature=cfg.temperature, history_budget_tokens=cfg.history_budget_tokens,
-            n_threads=cfg.threads, name=name,
-        )  # fmt: skip
-        manager.load()
-        return manager
+        return build_dialogue(settings, resolved)
 
     return build
