@@ -21,10 +21,9 @@ from typing import Protocol
 
 import numpy as np
 
-from assistant.errors import NoFaceError
 from assistant.live.motion import Pose
 from assistant.talking_head.base import fit_frame, load_avatar
-from assistant.talking_head.face import FaceBox, detect_faces
+from assistant.talking_head.face import FaceBox, detect_faces, pick_face
 from assistant.talking_head.light import FaceRig
 
 
@@ -54,24 +53,21 @@ class RigRenderer:
         self.width, self.height = int(width), int(height)
         self.base, placement = fit_frame(photo, self.width, self.height)
         if face_box is None:
-            faces = detector(photo)
-            if not faces:
-                where = "the avatar image" if isinstance(avatar, np.ndarray) else f"avatar image {avatar}"
-                raise NoFaceError(
-                    f"No face found in {where}; pick a photo with one clear, front-facing face, well lit"
-                )
-            face_box = faces[0]
+            where = "the avatar image" if isinstance(avatar, np.ndarray) else f"avatar image {avatar}"
+            face_box = pick_face(detector(photo), where)  # NoFaceError for none, or two of a size
         self.face_box = face_box.scaled(placement.scale, placement.offset_x, placement.offset_y)
         self.rig = FaceRig(self.base, self.face_box)
         self.talking = talking
         self.name = "light" if talking else "static"
         self._out = self.base.copy()
 
-    def render(self, pose: Pose, opening: float, wide: float) -> np.ndarray:
+    def render(self, pose: Pose, opening: float, wide: float, source: np.ndarray | None = None) -> np.ndarray:
+        """The frame for `pose` with the mouth at `opening`/`wide`; `source`: a photo to warp instead of the
+        avatar's own (same size as the stream: Wav2Lip's mouth pasted into it)."""
         y1, y2, x1, x2 = self.rig.roi
         if not self.talking:
             opening, wide = 0.0, 0.0
-        self._out[y1:y2, x1:x2] = self.rig.render(opening, wide, pose.blink, pose.sway, pose.gaze)
+        self._out[y1:y2, x1:x2] = self.rig.render(opening, wide, pose.blink, pose.sway, pose.gaze, source=source)
         return self._out
 
 

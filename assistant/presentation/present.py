@@ -158,18 +158,18 @@ def check_subtitles(output: Path, job: Job) -> None:
 def check_avatar(avatar: Path, engine: str) -> None:
     from assistant.inputs import check_input_file
     from assistant.talking_head.base import load_avatar
-    from assistant.talking_head.face import detect_faces
+    from assistant.talking_head.face import detect_faces, pick_face
 
     check_input_file(avatar, "Avatar image", PresentationError)  # missing, a folder, a FIFO: says which
     try:
         image = load_avatar(avatar)
     except Exception as e:  # noqa: BLE001 - unreadable in any way: one message
         raise PresentationError(f"Cannot read the avatar image {avatar}: {e}") from e
-    if engine != "static" and not detect_faces(image):
-        raise NoFaceError(
-            f"No face found in the avatar image {avatar}; use a photo with one clear, front-facing, well-lit face "
-            "(or --engine static to show the photo without lip sync)"
-        )
+    if engine != "static":
+        try:
+            pick_face(detect_faces(image), f"the avatar image {avatar}")
+        except NoFaceError as e:  # none, or two of a size
+            raise NoFaceError(f"{e} (or --engine static to show the photo without lip sync)") from e
 
 
 def _aspect(avatar: Path) -> float:

@@ -32,10 +32,9 @@ import cv2
 import numpy as np
 
 from assistant.audio.io import load_audio
-from assistant.errors import NoFaceError
 from assistant.events import AvatarVideo
 from assistant.talking_head.base import RenderSettings, fit_frame, load_avatar, video_from_writer
-from assistant.talking_head.face import FaceBox, detect_faces
+from assistant.talking_head.face import FaceBox, detect_faces, pick_face
 from assistant.video import FrameWriter
 
 log = logging.getLogger(__name__)
@@ -648,12 +647,7 @@ class LightTalkingHead:
         )
         self.frame, placement = fit_frame(photo, s.width, s.height)  # (H, W, 3) uint8, the still background
         if face_box is None:
-            faces = detector(photo)
-            if not faces:
-                raise NoFaceError(
-                    f"No face found in {source}; pick a photo with one clear, front-facing face, well lit"
-                )
-            face_box = faces[0]
+            face_box = pick_face(detector(photo), source)  # NoFaceError for none, or two of a size
         # The face box in frame pixels (the photo was scaled and centred).
         self.face_box = face_box.scaled(placement.scale, placement.offset_x, placement.offset_y)
         self.rig = FaceRig(self.frame, self.face_box)

@@ -1,4 +1,4 @@
-"""Face detection (OpenCV Haar), Wav2Lip box padding, the face cache, and the frame geometry on the box."""
+"""Face detection (YuNet through yuface), landmarks, Wav2Lip box padding, the face cache, and the frame geometry on the box."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ import pytest
 import skimage.data
 
 from assistant.errors import NoFaceError, TalkingHeadError
-from assistant.talking_head.face import FaceBox, FaceCache, detect_face, detect_faces, pad_box
+from assistant.talking_head.face import (
+    DETECTOR_ID,
+    FaceBox,
+    FaceCache,
+    detect_face,
+    detect_faces,
+    pad_box,
+)
 from assistant.talking_head.wav2lip_engine import feather_mask
 
 # Where the astronaut's face is in skimage.data.astronaut() (512 x 512): checked by eye.
@@ -44,6 +51,11 @@ def test_detects_the_astronaut_face_and_pads_the_chin(astronaut: np.ndarray) -> 
     assert 60 <= box.width <= 140 and 60 <= box.height <= 140
     padded = detect_face(astronaut)
     assert padded == FaceBox(box.x1, box.y1, box.x2, box.y2 + 10)  # default pads: bottom 10 px only
+    assert padded.landmarks == box.landmarks  # padding keeps the landmarks
+    marks = box.landmarks
+    assert marks is not None and 0.5 < box.score <= 1.0
+    assert marks.eye_left[0] < cx < marks.eye_right[0] and marks.eye_left[1] < cy < marks.mouth_xy[1]
+    assert abs(box.roll_deg) < 12
 
 
 def test_the_largest_of_several_faces_wins(astronaut: np.ndarray) -> None:
@@ -101,7 +113,7 @@ def test_cache_remembers_in_memory_and_on_disk(tmp_path: Path, astronaut_png: Pa
     assert (fake.calls, cache.memory_hits) == (1, 1)
 
     key = FaceCache.key(astronaut_png.read_bytes())
-    entry = json.loads((tmp_path / "faces" / f"{key}.json").read_text())
+    entry = json.loads(cache.disk_path(key).read_text())
     assert entry["box"] == {"x1": 10, "y1": 20, "x2": 110, "y2": 120}  # stored unpadded
 
     second = FaceCache(tmp_path / "faces", pads=(0, 0, 5, 5), detector=fake)  # a new process, other pads
@@ -127,10 +139,11 @@ def test_corrupt_cache_entry_is_ignored(tmp_path: Path, astronaut_png: Path) -> 
     fake = CountingDetector([FaceBox(10, 20, 110, 120)])
     key = FaceCache.key(astronaut_png.read_bytes())
     (tmp_path / "faces").mkdir()
-    (tmp_path / "faces" / f"{key}.json").write_text("{not json")
-    assert FaceCache(tmp_path / "faces", detector=fake).load(astronaut_png)[1] == FaceBox(10, 20, 110, 130)
+    cache = FaceCache(tmp_path / "faces", detector=fake)
+    cache.disk_path(key).write_text("{not json")
+    assert cache.load(astronaut_png)[1] == FaceBox(10, 20, 110, 130)
     assert fake.calls == 1
-    assert json.loads((tmp_path / "faces" / f"{key}.json").read_text())["box"]["x2"] == 110  # rewritten
+    assert json.loads(cache.disk_path(key).read_text())["box"]["x2"] == 110  # rewritten
 
 
 def test_unwritable_cache_dir_costs_only_a_detection(tmp_path: Path, astronaut_png: Path) -> None:
@@ -174,3 +187,64 @@ def test_feather_mask_has_no_hard_edge() -> None:
     assert mask[:60].max() == 0  # the upper half of the face is the photo's own
     assert mask[95, 50, 0] == pytest.approx(1.0)  # full weight around the mouth
     assert np.abs(np.diff(mask[:, 50, 0])).max() < 0.2  # gradual, no step
+
+
+def test_landmarks_give_the_roll_and_the_mouth_of_a_tilted_head(astronaut: np.ndarray) -> None:
+    upright = detect_faces(astronaut)[0]
+    centre = (float(FACE_CENTRE_XY[0]), float(FACE_CENTRE_XY[1]))
+    turned = cv2.warpAffine(
+        astronaut, cv2.getRotationMatrix2D(centre, -25, 1.0), (512, 512), borderMode=cv2.BORDER_REPLICATE
+    )  # -25 in OpenCV's convention: clockwise on screen
+    tilted = detect_faces(turned)[0]
+    assert 18 < tilted.roll_deg - upright.roll_deg < 32
+    # The mouth went round the centre with the head: 25 degrees clockwise, its distance kept.
+    (ux, uy), (tx, ty) = (np.subtract(b.mouth_xy, centre) for b in (upright, tilted))
+    swept = np.degrees(np.arctan2(ty, tx) - np.arctan2(uy, ux))
+    assert 18 < swept < 32 and abs(np.hypot(tx, ty) - np.hypot(ux, uy)) < 8
+    assert abs(tilted.width - upright.width) < 0.15 * upright.width  # the box does not grow as the head rolls
+
+
+def test_scaling_a_box_moves_its_landmarks_and_equality_ignores_them(astronaut: np.ndarray) -> None:
+    box = detect_faces(astronaut)[0]
+    moved = box.scaled(2.0, 10, 20)
+    assert moved.landmarks is not None and box.landmarks is not None
+    assert moved.landmarks.nose == (box.landmarks.nose[0] * 2 + 10, box.landmarks.nose[1] * 2 + 20)
+    assert moved.roll_deg == pytest.approx(box.roll_deg)
+    assert FaceBox(box.x1, box.y1, box.x2, box.y2) == box
+
+
+def test_two_faces_of_similar_size_are_a_clear_error(astronaut: np.ndarray) -> None:
+    canvas = np.full((512, 1024, 3), 128, np.uint8)
+    canvas[:, :512] = astronaut
+    canvas[:, 512:] = astronaut[:, ::-1]
+    assert len(detect_faces(canvas)) == 2
+    with pytest.raises(NoFaceError, match="Found 2 faces of similar size in pair.png") as info:
+        detect_face(canvas, source="pair.png")
+    assert "one face" in str(info.value)
+
+
+def test_a_box_from_another_detector_is_not_served(tmp_path: Path, astronaut_png: Path) -> None:
+    key = FaceCache.key(astronaut_png.read_bytes())
+    old = {"box": {"x1": 1, "y1": 2, "x2": 30, "y2": 40}, "image_hw": [512, 512]}
+    (tmp_path / "faces").mkdir()
+    (tmp_path / "faces" / f"{key}.json").write_text(
+        json.dumps({**old, "detector": "opencv-haar-frontalface-default"})
+    )
+    fake = CountingDetector([FaceBox(10, 20, 110, 120)])
+    cache = FaceCache(tmp_path / "faces", detector=fake)
+    cache.disk_path(key).write_text(
+        json.dumps({**old, "detector": "some-older-yunet"})
+    )  # right name, wrong id
+    assert cache.load(astronaut_png)[1] == FaceBox(10, 20, 110, 130)
+    assert (fake.calls, cache.disk_hits) == (1, 0)
+    assert json.loads(cache.disk_path(key).read_text())["detector"] == DETECTOR_ID
+    assert ".json" in cache.disk_path(key).name and DETECTOR_ID in cache.disk_path(key).name
+
+
+def test_cached_landmarks_come_back_from_disk(tmp_path: Path, astronaut_png: Path) -> None:
+    first = FaceCache(tmp_path / "faces")
+    box = first.raw_box(astronaut_png.read_bytes(), cv2.imread(str(astronaut_png)))
+    second = FaceCache(tmp_path / "faces")
+    again = second.raw_box(astronaut_png.read_bytes(), cv2.imread(str(astronaut_png)))
+    assert (first.detections, second.detections, second.disk_hits) == (1, 0, 1)
+    assert again == box and again.landmarks == box.landmarks and again.score == box.score
