@@ -126,8 +126,12 @@ def beard(image: np.ndarray, box: list[int], seed: int = 1) -> np.ndarray:
     mask = np.zeros((h, w), np.float32)
     cx = (x1 + x2) / 2
     cv2.ellipse(mask, (int(cx), int(y1 + 0.78 * fw)), (int(0.46 * fw), int(0.38 * fw)), 0, 0, 180, 1.0, -1)
-    cv2.rectangle(mask, (int(cx - 0.46 * fw), int(y1 + 0.62 * fw)), (int(cx + 0.46 * fw), int(y1 + 0.8 * fw)), 1.0, -1)
-    cv2.ellipse(mask, (int(cx), int(y1 + 0.80 * fw)), (int(0.17 * fw), int(0.045 * fw)), 0, 0, 360, 0.0, -1)  # lips
+    cv2.rectangle(
+        mask, (int(cx - 0.46 * fw), int(y1 + 0.62 * fw)), (int(cx + 0.46 * fw), int(y1 + 0.8 * fw)), 1.0, -1
+    )
+    cv2.ellipse(
+        mask, (int(cx), int(y1 + 0.80 * fw)), (int(0.17 * fw), int(0.045 * fw)), 0, 0, 360, 0.0, -1
+    )  # lips
     mask[: int(y1 + 0.62 * fw)] = 0
     cv2.ellipse(mask, (int(cx), int(y1 + 0.72 * fw)), (int(0.2 * fw), int(0.05 * fw)), 0, 180, 360, 1.0, -1)
     mask = cv2.GaussianBlur(mask, (0, 0), fw / 60)

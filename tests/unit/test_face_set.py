@@ -43,7 +43,9 @@ def test_each_face_is_found_where_it_is(name: str) -> None:
 
 
 def test_a_photo_without_a_face_says_so(tmp_path: Path) -> None:
-    with pytest.raises(NoFaceError, match="No face found in avatar image .*no_face.jpg; pick a photo with one"):
+    with pytest.raises(
+        NoFaceError, match="No face found in avatar image .*no_face.jpg; pick a photo with one"
+    ):
         FaceCache(tmp_path).load(SET / "no_face.jpg")
 
 
