@@ -55,7 +55,7 @@ def right(found: list, expected: list[list[int]]) -> bool:
 
 def main() -> int:
     expected = yaml.safe_load((SET / "expected.yaml").read_text())
-    print(f"| image | Haar: faces, IoU | YuNet: faces, IoU |\n| --- | --- | --- |")
+    print("| image | Haar: faces, IoU | YuNet: faces, IoU |\n| --- | --- | --- |")
     score = {"Haar": 0, "YuNet": 0}
     times = {"Haar": 0.0, "YuNet": 0.0}
     for name, e in expected.items():
