@@ -12,7 +12,6 @@ Needs PySide6; sounddevice (direct player) or python-vlc and ffmpeg (vlc player)
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from assistant.config import LiveSettings, Settings
 from assistant.events import SegmentReady
 from assistant.live import LiveStream, StreamDrained, StreamEvent, StreamSpeechFinished, StreamSpeechStarted
 from assistant.live.build import LiveSetup, build_live, record_path
+from assistant.live.clip_feed import ClipFeed
 from assistant.profile import resolve
 from assistant.video import LiveEncoder
 from ui.direct_player import DirectPlayer
@@ -72,8 +72,8 @@ class LiveAvatar(QObject):
         self.setup: LiveSetup | None = None
         self._builders: list[CallWorker] = []
         self._generation = 0
+        self.feed: ClipFeed | None = None  # the one way speech goes onto the stream
         self._pending: list[SegmentReady] = []  # speech that arrived before the stream was built
-        self._preparing: dict[Any, str] = {}  # clips a renderer is making frames for, not yet on the stream
         self._closed = False
         self._event.connect(self._on_stream_event)
         view.resized.connect(self._fit)
@@ -132,6 +132,7 @@ class LiveAvatar(QObject):
             self.failed.emit(f"The live avatar could not start: {e}")
             return
         self.stream = LiveStream(setup.renderer, s, on_event=self._event.emit)
+        self.feed = ClipFeed(self.stream)
         if self.encoder is not None:
             self.stream.add_sink(self.encoder)
         player.attach(self.stream, self.encoder)
@@ -196,7 +197,7 @@ class LiveAvatar(QObject):
             self.stream.stop(close_sinks=True)
             if hasattr(self.stream.renderer, "close"):
                 self.stream.renderer.close()
-        self.stream, self.encoder = None, None
+        self.stream, self.encoder, self.feed = None, None, None
 
     def shutdown(self) -> None:
         self._closed = True
@@ -208,42 +209,23 @@ class LiveAvatar(QObject):
 
     # ---- speech ----
     def say(self, segment: SegmentReady) -> None:
-        if self.stream is None:
+        if self.stream is None or self.feed is None:
             self._pending.append(segment)
             return
         key, text, path = (segment.turn_id, segment.index), segment.speech.text, segment.speech.wav_path
-        stream = self.stream
         try:
-            prepare = getattr(stream.renderer, "prepare", None)
-            if prepare is None:
-                stream.say_file(path, key, text)
-                return
-            # Wav2Lip makes the clip's frames ahead; its sound goes on the stream once enough of them exist.
-            self._preparing[key] = text
-
-            def release() -> None:  # on the renderer's worker thread
-                if self._preparing.pop(key, None) is not None:
-                    stream.say_file(path, key, text)
-
-            prepare(key, path, release)
+            self.feed.say_file(key, path, text)
         except Exception as e:  # noqa: BLE001 - an unreadable WAV loses one segment, not the session
             log.exception("cannot queue %s", path)
             self.notice.emit(f"Could not play a reply segment: {e}")
 
     def cancel(self) -> None:
-        """Fade out the voice, drop what is queued, and silence what is already buffered in the player."""
+        """Fade out the voice, drop what is queued or being prepared, and what the player still holds."""
         self._pending.clear()
-        if self.stream is None:
+        if self.feed is None:
             return
-        renderer_cancel = getattr(self.stream.renderer, "cancel", None)
-        if renderer_cancel is not None:
-            renderer_cancel()
-        # Clips still being prepared never reach the stream: report them unsaid, as the stream does its own.
-        for key, text in list(self._preparing.items()):
-            if self._preparing.pop(key, None) is not None:
-                self.speech_finished.emit(StreamSpeechFinished(-1, time.monotonic(), key, text, 0.0, 0.0, True))
-        speaking = self.stream.speaking
-        self.stream.cancel()
+        speaking = self.feed.busy
+        self.feed.cancel()  # clips never said come back through the stream's events, as cut ones do
         if speaking and self.player is not None:
             self.player.cut()  # the stream is silent from its fade on; the player drops what it still holds
 
@@ -252,9 +234,8 @@ class LiveAvatar(QObject):
         if isinstance(event, StreamSpeechStarted):
             self.speech_started.emit(event)
         elif isinstance(event, StreamSpeechFinished):
-            forget = getattr(self.stream.renderer if self.stream else None, "forget", None)
-            if forget is not None:
-                forget(event.key)
+            if self.feed is not None:
+                self.feed.finished(event.key)
             self.speech_finished.emit(event)
         elif isinstance(event, StreamDrained):
             self.drained.emit(event)

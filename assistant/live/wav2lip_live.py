@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from assistant.audio.io import load_audio
+from assistant.audio.io import resample
 from assistant.cancel import CancelToken
 from assistant.errors import AssistantError, Cancelled
 from assistant.live.motion import Pose
@@ -86,9 +86,10 @@ class Wav2LipLiveRenderer:
         return min(n_frames, max(batch, math.ceil(n_frames * (1.0 - ratio)) + batch))
 
     # ---- clips ----
-    def prepare(self, key: Any, wav_path: Any, on_ready: Callable[[], None]) -> None:
-        """Generate `key`'s frames ahead; `on_ready()` (worker thread) when its sound may start."""
-        samples = load_audio(wav_path, MEL_RATE_HZ)
+    def prepare(self, key: Any, samples: np.ndarray, rate_hz: int, on_ready: Callable[[], None]) -> None:
+        """Generate the frames of clip `key` (mono float audio) ahead; `on_ready()` (worker thread) when its sound
+        may start."""
+        samples = resample(np.asarray(samples, np.float32).reshape(-1), rate_hz, MEL_RATE_HZ)
         with self._lock:
             generation = self._generation
         self._jobs.put(_Job(key, samples, on_ready, generation))
@@ -164,7 +165,4 @@ class Wav2LipLiveRenderer:
         b = self._box
         self._source[b.y1 : b.y2, b.x1 : b.x2] = patch
         self.frames_from_network += 1
-        y1, y2, x1, x2 = self.rig.rig.roi
-        out = self.rig._out
-        out[y1:y2, x1:x2] = self.rig.rig.render(0.0, 0.0, pose.blink, pose.sway, pose.gaze, source=self._source)
-        return out
+        return self.rig.render(pose, 0.0, 0.0, source=self._source)  # the rig's motion, the network's mouth

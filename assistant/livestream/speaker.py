@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from assistant.audio.io import load_audio
-from assistant.live.stream import StreamEvent, StreamSpeechFinished, StreamSpeechStarted
+from assistant.live.clip_feed import ClipFeed
+from assistant.live.stream import LiveStream, StreamEvent, StreamSpeechFinished, StreamSpeechStarted
 from assistant.livestream.messages import AudioMessage, ChatMessage, Message, TextMessage, describe
 from assistant.sentences import split_sentences
 
@@ -61,12 +62,13 @@ class Job:
 class Speaker:
     def __init__(
         self,
-        stream: Any,  # assistant.live.LiveStream (say(samples, rate, key, text))
+        stream: LiveStream,
         tts: Any,  # TTSEngine: synthesize(text, wav_path) -> SpeechAudio
         dialogue_factory: Callable[[], Any] | None = None,  # builds a DialogueManager on the first chat message
         work_dir: Path | None = None,
     ) -> None:
         self.stream = stream
+        self.feed = ClipFeed(stream)  # Wav2Lip prepares each clip's frames before its sound goes out
         self.tts = tts
         self._dialogue_factory = dialogue_factory
         self._dialogue: Any = None
@@ -155,13 +157,15 @@ class Speaker:
         with self._lock:
             key = SpeechKey(job.seq, job.queued)
             job.queued += 1
-        self.stream.say(samples, rate, key, text)
+        self.feed.say(key, samples, rate, text)
 
     # ---- out (clock thread) ----
     def on_stream_event(self, event: StreamEvent) -> None:
         key = getattr(event, "key", None)
         if not isinstance(key, SpeechKey):
             return
+        if isinstance(event, StreamSpeechFinished):
+            self.feed.finished(key)
         with self._lock:
             job = self._jobs.get(key.job)
             if job is None:

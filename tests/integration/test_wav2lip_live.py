@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from assistant.audio.io import load_audio
 from assistant.config import PROJECT_ROOT
 from assistant.live import LiveStream, RigRenderer, StreamSettings, StreamSpeechFinished
+from assistant.live.clip_feed import ClipFeed
 from assistant.live.wav2lip_live import Wav2LipLiveRenderer
 from assistant.talking_head.formula_weights import save_formula_checkpoint
 from assistant.talking_head.wav2lip_engine import Wav2LipTalkingHead
@@ -88,11 +90,9 @@ def test_the_mouth_comes_from_wav2lip_and_the_stream_never_waits(renderer: Wav2L
     stream.add_sink(sink)
     stream.start()  # the real frame clock
     try:
-        ready = threading.Event()
         before = renderer.frames_from_network
-        renderer.prepare((1, 0), speech, lambda: (stream.say_file(speech, (1, 0), "hello"), ready.set()))
-        assert ready.wait(120), "the clip was never released"
-        assert done.wait(60), "the clip never finished playing"
+        ClipFeed(stream).say_file((1, 0), speech, "hello")  # the app's hand-off: prepared, then said
+        assert done.wait(180), "the clip was never released or never finished playing"
         threading.Event().wait(0.4)  # some idle frames after it
     finally:
         stream.stop()
@@ -109,13 +109,29 @@ def test_the_mouth_comes_from_wav2lip_and_the_stream_never_waits(renderer: Wav2L
 
 
 def test_cancel_drops_clips_not_yet_released(renderer: Wav2LipLiveRenderer, speech: Path):
+    samples = load_audio(speech, 16000)
     released = []
     gate = threading.Event()
-    renderer.prepare((2, 0), speech, lambda: (released.append(0), gate.set()))
-    renderer.prepare((2, 1), speech, lambda: released.append(1))
+    renderer.prepare((2, 0), samples, 16000, lambda: (released.append(0), gate.set()))
+    renderer.prepare((2, 1), samples, 16000, lambda: released.append(1))
     renderer.cancel()
     gate.wait(5)
-    renderer.prepare((3, 0), speech, lambda: (released.append(3), gate.set()))
+    renderer.prepare((3, 0), samples, 16000, lambda: (released.append(3), gate.set()))
     gate.clear()
     assert gate.wait(120)
     assert 1 not in released and released[-1] == 3
+
+
+def test_a_cancelled_feed_reports_the_clips_it_never_said(renderer: Wav2LipLiveRenderer, speech: Path):
+    events = []
+    stream = LiveStream(renderer, StreamSettings(W, H, FPS), on_event=events.append)  # type: ignore[arg-type]
+    feed = ClipFeed(stream)
+    feed.say_file((4, 0), speech, "first")
+    feed.say_file((4, 1), speech, "second")
+    assert feed.busy
+    feed.cancel()  # before either was released (the clock is not even running)
+    unsaid = [(e.key, e.text, e.played_s, e.cancelled) for e in events if isinstance(e, StreamSpeechFinished)]
+    assert sorted(unsaid) == [((4, 0), "first", 0.0, True), ((4, 1), "second", 0.0, True)]
+    assert not feed.busy
+    threading.Event().wait(1.0)  # a release that was already on its way is dropped, not said
+    assert not stream.speaking
