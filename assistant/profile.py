@@ -7,9 +7,11 @@ GPU, its free memory picks the profile (PROFILES). Without one, the profiles are
 and of that tier's dialogue model and recogniser the best ones on disk, so a downloaded model is used without the
 user naming it; a named `medium` or `high` runs its tier's models (the bundled ones stand in until they are
 downloaded) and says when this CPU is too slow for it. Voice and talking head on a CPU stay Piper and the light
-engine, with one exception, from a measurement: when a named profile's Wav2Lip checkpoint is on disk and this CPU
-renders Wav2Lip at 720p25 faster than real time (with CPU_LIPSYNC_MIN_REALTIME to spare), the talking head stays
-Wav2Lip (at `standard`). Each measurement runs once per process.
+engine, with one exception, from a measurement given to `resolve`: when this CPU renders a named profile's Wav2Lip
+at 720p25 faster than real time (with CPU_LIPSYNC_MIN_REALTIME to spare), the talking head stays Wav2Lip (at
+`standard`). That measurement renders video, so it lives with the talking head
+(`assistant.talking_head.speed.measure_cpu_lipsync`) and is passed in by the callers that build one; without it
+the CPU keeps the light engine. The dialogue workload's timing runs once per machine (cached).
 
 Probing the GPU needs torch; it is imported only when the profile or a device needs the answer. Whether
 llama.cpp can offload layers (`dialogue.gpu_layers: auto`) is asked of llama_cpp, imported only then.
@@ -20,8 +22,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
-from pathlib import Path
 
 from assistant.capability import MachineSpeed
 from assistant.config import Settings
@@ -141,44 +141,6 @@ def llama_gpu_offload() -> bool:
         return False
 
 
-@lru_cache(maxsize=4)
-def _measured_realtime(
-    checkpoint: Path, mtime_ns: int, avatar: Path, options: tuple[tuple[str, object], ...]
-) -> float | None:
-    from assistant.errors import AssistantError
-    from assistant.talking_head.wav2lip_engine import Wav2LipTalkingHead
-
-    try:
-        engine = Wav2LipTalkingHead(
-            avatar, device="cpu", quality_mode=CPU_LIPSYNC_QUALITY, model_path=checkpoint, **dict(options)
-        )
-        try:
-            return engine.measure_realtime()
-        finally:
-            engine.close()
-    except (AssistantError, OSError, RuntimeError, ValueError) as e:  # no face, broken file, no torch...
-        log.warning("cannot measure Wav2Lip on this CPU (%s); the light engine stands in", e)
-        return None
-
-
-def measure_cpu_lipsync(settings: Settings, engine: str) -> float | None:
-    """Seconds of `engine` (wav2lip / wav2lip_gan) video rendered per second on this CPU at 720p25, end to end,
-    with the config's Wav2Lip options; None when its checkpoint is not on disk (nothing is loaded then) or it
-    cannot run. Measured once per process for a checkpoint file and options."""
-    from assistant.talking_head.chain import wav2lip_config
-
-    checkpoints, options = wav2lip_config(settings, CPU_LIPSYNC_QUALITY)
-    checkpoint = checkpoints[engine]
-    if not checkpoint.is_file():
-        return None
-    avatar = settings.project_path(settings.talking_head.avatar_image)
-    key = tuple(sorted(options.items()))
-    rate = _measured_realtime(checkpoint, checkpoint.stat().st_mtime_ns, avatar, key)
-    if rate is not None:
-        log.info("%s on this CPU at 720p25: %.2fx real time", engine, rate)
-    return rate
-
-
 def profile_for_gpu(gpu: GPUInfo | None) -> str:
     if gpu is None:
         return "low"
@@ -287,9 +249,10 @@ def resolve(
     cpu_speed_probe: Callable[[Settings], MachineSpeed | None] | None = None,
 ) -> ResolvedSettings:
     """The concrete choices for `settings` on this machine. `probe` finds the CUDA GPU, `llm_gpu_probe` says
-    whether llama.cpp can offload layers, `cpu_lipsync_probe` (default `measure_cpu_lipsync`) how fast Wav2Lip
-    runs on this CPU, `cpu_speed_probe` (default `measure_cpu_speed`) how fast this CPU runs the dialogue model;
-    tests inject them."""
+    whether llama.cpp can offload layers, `cpu_lipsync_probe` how fast Wav2Lip (settings, engine) renders on this
+    CPU in seconds of video per second (`assistant.talking_head.speed.measure_cpu_lipsync`; asked only when the
+    answer can change the talking head; None: not measured, a CPU keeps the light engine), `cpu_speed_probe`
+    (default `measure_cpu_speed`) how fast this CPU runs the dialogue model; tests inject them."""
     needs_probe = settings.gpu_profile != "low" or "auto" in (
         settings.asr.device,
         settings.tts.device,
@@ -300,7 +263,8 @@ def resolve(
         _gpu_profile(res)
     else:
         _cpu_profile(res, (cpu_speed_probe or measure_cpu_speed)(settings))
-    _cpu_wav2lip(res, cpu_lipsync_probe or measure_cpu_lipsync)
+    if cpu_lipsync_probe is not None:
+        _cpu_wav2lip(res, cpu_lipsync_probe)
     return _resolved(res, llm_gpu_probe)
 
 

@@ -32,6 +32,7 @@ from assistant.profile import GPUInfo, ResolvedSettings, llama_gpu_offload, prob
 from assistant.recommend import BUNDLED_ASR, Recommendation, recommend
 from assistant.retention import prune_media
 from assistant.storage import describe as describe_storage
+from assistant.talking_head.speed import measure_cpu_lipsync
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +84,14 @@ class Session:
         out_dir: Path | None = None,
         live: bool = False,
         llm_gpu_probe: Callable[[], bool] = llama_gpu_offload,
+        cpu_lipsync_probe: Callable[[Settings, str], float | None] | None = measure_cpu_lipsync,
     ) -> None:
         self.settings = settings
         # live: a LiveStream animates the speech (the desktop app), so no talking-head files are rendered per turn.
         self.live = live
         self._probe = probe
         self._llm_gpu_probe = llm_gpu_probe
+        self._cpu_lipsync_probe = cpu_lipsync_probe
         self.on_event = on_event
         # Per stage ("profile", "asr", "dialogue", "tts", "talking_head"): the reasons its choice differs from the
         # settings', and (what was asked for, why not in a few words) when it runs something else.
@@ -125,7 +128,7 @@ class Session:
 
     def _resolve(self, settings: Settings) -> ResolvedSettings:
         """Resolve the profile (and, on a CPU, what to recommend); a profile's notice is told once while it lasts."""
-        resolved = resolve(settings, self._probe, self._llm_gpu_probe)
+        resolved = resolve(settings, self._probe, self._llm_gpu_probe, self._cpu_lipsync_probe)
         self.recommendation = self._recommend(settings, resolved)
         if list(resolved.notices) != self._notices.get("profile", []):
             self._notices.pop("profile", None)

@@ -90,8 +90,9 @@ def measure_latency(settings: Any, broker: Any, root: Path, messages: int) -> St
     from assistant.livestream.receiver import RtmpReceiver
     from assistant.livestream.stages import build_tts
     from assistant.profile import resolve
+    from assistant.talking_head.speed import measure_cpu_lipsync
 
-    resolved = resolve(settings)
+    resolved = resolve(settings, cpu_lipsync_probe=measure_cpu_lipsync)  # as `assistant stream` resolves
     setup = build_live(settings, resolved)
     b = setup.renderer.face_box
     x1, x2 = b.x1 + b.width // 4, b.x2 - b.width // 4

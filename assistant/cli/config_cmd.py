@@ -32,9 +32,10 @@ def _check(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     from assistant.profile import resolve
+    from assistant.talking_head.speed import measure_cpu_lipsync
 
     settings = load_settings(args.config)
-    resolved = resolve(settings)
+    resolved = resolve(settings, cpu_lipsync_probe=measure_cpu_lipsync)  # what the app resolves
     if args.json:
         out = {
             "settings": settings_to_dict(settings, mask_secrets=True),

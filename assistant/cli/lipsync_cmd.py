@@ -46,12 +46,8 @@ def _lipsync(args: argparse.Namespace) -> int:
 
     from assistant.config import load_settings
     from assistant.storage import part_path
-    from assistant.talking_head.chain import (
-        TalkingHeadChain,
-        default_factories,
-        render_settings_from_config,
-        wav2lip_config,
-    )
+    from assistant.talking_head.chain import TalkingHeadChain, default_factories
+    from assistant.talking_head.options import render_settings_from_config, wav2lip_config
 
     image = check_input_file(args.image, "Image", TalkingHeadError)
     check_audio_file(args.audio, MAX_LIPSYNC_AUDIO_S)  # a bad input stops here, before any engine is tried
@@ -66,8 +62,9 @@ def _lipsync(args: argparse.Namespace) -> int:
     engine, quality, device = args.engine, args.quality, args.device
     if engine is None or quality is None or device is None:
         from assistant.profile import resolve  # probes CUDA (imports torch) only for "auto" values
+        from assistant.talking_head.speed import measure_cpu_lipsync
 
-        resolved = resolve(settings)
+        resolved = resolve(settings, cpu_lipsync_probe=measure_cpu_lipsync)
         engine = engine or resolved.talking_head_engine
         quality = quality or resolved.quality_mode
         device = device or resolved.talking_head_device

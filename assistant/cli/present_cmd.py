@@ -82,9 +82,10 @@ def _present(args: argparse.Namespace) -> int:
     from assistant.presentation.build import chain_factory, jobs_dir, present_options, speaker_factory
     from assistant.presentation.present import render_presentation
     from assistant.profile import resolve
+    from assistant.talking_head.speed import measure_cpu_lipsync
 
     settings = load_settings(getattr(args, "config", None))
-    resolved = resolve(settings)
+    resolved = resolve(settings, cpu_lipsync_probe=measure_cpu_lipsync)
     options = present_options(settings, resolved, args.avatar, args.layout, args.quality, args.engine)
     show = not args.json or sys.stderr.isatty()
     try:

@@ -41,6 +41,7 @@ def _run(args: argparse.Namespace) -> int:
     from assistant.livestream.options import stream_options
     from assistant.livestream.stages import build_tts, dialogue_factory
     from assistant.profile import resolve
+    from assistant.talking_head.speed import measure_cpu_lipsync
 
     setup_stream_logging(json_lines=args.json_log, verbose=args.verbose)
     settings = load_settings(args.config) if args.config else load_settings()
@@ -52,7 +53,7 @@ def _run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop.set())
-    resolved = resolve(settings)
+    resolved = resolve(settings, cpu_lipsync_probe=measure_cpu_lipsync)
     setup = build_live(settings, resolved)
     import logging
 

@@ -32,7 +32,7 @@ def present_options(
     quality: str | None = None,
     engine: str | None = None,
 ) -> PresentOptions:
-    from assistant.talking_head.chain import render_settings_from_config
+    from assistant.talking_head.options import render_settings_from_config
 
     pres = settings.presentation
     quality = quality or pres.quality_mode or resolved.quality_mode
@@ -64,7 +64,8 @@ def speaker_factory(settings: Settings, resolved: ResolvedSettings) -> SpeakerFa
 def chain_factory(settings: Settings, resolved: ResolvedSettings, options: PresentOptions) -> ChainFactory:
     def build(geo: Geometry, avatar: Path) -> Any:
         from assistant.talking_head.base import RenderSettings
-        from assistant.talking_head.chain import TalkingHeadChain, default_factories, wav2lip_config
+        from assistant.talking_head.chain import TalkingHeadChain, default_factories
+        from assistant.talking_head.options import wav2lip_config
 
         size = dataclasses.replace(
             RenderSettings.for_quality(options.quality_mode, options.fps),

@@ -307,7 +307,7 @@ def test_the_profile_times_wav2lip_with_the_configs_options(
     avatar: Path, checkpoint: Path, tmp_path: Path
 ) -> None:
     from assistant.config import load_settings, settings_to_dict, validate_dict
-    from assistant.profile import measure_cpu_lipsync
+    from assistant.talking_head.speed import measure_cpu_lipsync
 
     data = settings_to_dict(load_settings(user_path=tmp_path / "none.yaml", env={}))
     data["paths"].update(

@@ -14,18 +14,13 @@ from assistant.events import Notice
 from assistant.models import REGISTRY, install_dir
 import assistant.profile
 from assistant.capability import MachineSpeed, WorkloadTime
-from assistant.profile import CPU_LIPSYNC_MIN_REALTIME, GIB, PROFILES, GPUInfo, measure_cpu_lipsync, resolve
+from assistant.profile import CPU_LIPSYNC_MIN_REALTIME, GIB, PROFILES, GPUInfo, resolve
+from assistant.talking_head.speed import measure_cpu_lipsync
 from tests.unit.conftest import REFERENCE_SPEED
 from assistant.recommend import CPU_TIERS, REFERENCE_MACHINE_S, TIER_BY_PROFILE, sustained_tier, tier_cost
 from assistant.session import Session, _keys
 
 BIG_GPU = GPUInfo("RTX 3090", 24 * GIB, 20 * GIB)
-
-
-@pytest.fixture(autouse=True)
-def no_lipsync_measurement(monkeypatch):
-    """No test renders Wav2Lip to time this machine: without an injected answer, its weights are "missing"."""
-    monkeypatch.setattr(assistant.profile, "measure_cpu_lipsync", lambda settings, engine: None)
 
 
 def settings_for(tmp_path: Path, **changes):
@@ -205,10 +200,46 @@ def test_the_cpu_is_timed_only_when_its_answer_could_change_the_talking_head(tmp
     )
 
 
-def test_missing_weights_are_not_timed(tmp_path, monkeypatch):
-    monkeypatch.undo()  # the real measure_cpu_lipsync
+def test_missing_weights_are_not_timed(tmp_path):
     settings = settings_for(tmp_path, **{"talking_head.models.wav2lip": str(tmp_path / "absent.pth")})
     assert measure_cpu_lipsync(settings, "wav2lip") is None
+
+
+def test_resolve_renders_nothing_unless_given_the_measurement(tmp_path, monkeypatch):
+    """The resolver reads settings and probes: without a Wav2Lip measurement given, a CPU keeps the light engine,
+    even with the checkpoint on disk, and no Wav2Lip is built to time it."""
+    import sys
+    import types
+
+    def never(*args, **kwargs):
+        raise AssertionError("resolve built Wav2Lip to time it")
+
+    monkeypatch.setitem(sys.modules, "assistant.talking_head.wav2lip_engine", types.SimpleNamespace(
+        Wav2LipTalkingHead=never))  # fmt: skip
+    settings = settings_for(tmp_path, gpu_profile="medium")
+    checkpoint = settings.models_dir / "wav2lip" / "wav2lip.pth"  # where the config puts it
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"weights")
+    r = resolve(settings, probe=lambda: None, llm_gpu_probe=lambda: False)
+    assert (r.talking_head_engine, r.quality_mode) == ("light", "standard")
+    with pytest.raises(AssertionError, match="built Wav2Lip"):  # the negative control: the measurement does
+        measure_cpu_lipsync(settings, "wav2lip")
+
+
+def test_the_session_resolves_with_the_wav2lip_measurement(tmp_path):
+    """What the app runs: a Session passes its CPU's Wav2Lip speed into resolve."""
+    asked: list[str] = []
+
+    def fast_cpu(settings, engine):
+        asked.append(engine)
+        return CPU_LIPSYNC_MIN_REALTIME + 0.3
+
+    settings = settings_for(tmp_path, gpu_profile="medium")
+    session = Session(settings, probe=lambda: None, llm_gpu_probe=lambda: False, cpu_lipsync_probe=fast_cpu)
+    assert asked == ["wav2lip"] and session.resolved.talking_head_engine == "wav2lip"
+    assert Session(settings, probe=lambda: None, llm_gpu_probe=lambda: False).resolved.talking_head_engine == (
+        "light"  # the real measurement: no checkpoint in this models folder, so nothing is timed
+    )
 
 
 def test_with_cuda_the_named_profile_stays_and_says_nothing(tmp_path):
