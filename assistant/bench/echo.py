@@ -30,7 +30,8 @@ en+f3) or the bundled Piper voice (`--user-voice piper-joe`).
   the silent room; `silent_ok`: the key words in the silent room's transcript;
 - `split_questions`: interrupting questions the listener cut into more than one utterance (the app answers the
   first piece);
-- `false_barge_ins`: speech onsets during the replies nobody interrupted;
+- `false_barge_ins`: speech onsets during the replies nobody interrupted; `stopped_before_the_question`: interrupted
+  replies that something else stopped before the question began (false barge-ins too; no latency for them);
 - `erle_db`: the canceller's own echo reduction over the echo-only frames of each session;
 - `player_delay_ms`: the direct player's delay (queued sound plus the device's reported delay) at each reply's start.
 
@@ -110,6 +111,7 @@ class EchoRun:
     silent: str = ""  # the same question said into the silent room, through the same path
     silent_ok: bool = False
     same_as_silent: bool = False
+    stopped_early: bool = False  # the reply stopped before the question began: a false barge-in
     pieces: int = 0  # utterances the question was heard as (more than one: a pause inside it ended a turn)
     false_barge_in: bool = False
     player_delay_ms: float | None = None
@@ -126,6 +128,7 @@ class EchoReport:
     noises: bool = False
     first_reply: bool = False
     erle_db: list[float] = field(default_factory=list)  # per session
+    player_underruns: int = 0  # the direct player's queue ran dry (its sound then comes later: the echo moves)
     reaims: int = 0  # the canceller's re-aims for clock drift between replies
     stall_holds: int = 0  # holds of barge-in after the machine stalled (a late tick or microphone chunk)
     runs: list[EchoRun] = field(default_factory=list)
@@ -152,10 +155,11 @@ class EchoReport:
             "same_as_silent": share("same_as_silent"), "split_questions": sum(r.pieces > 1 for r in cut),
             "replies": sum(not r.interrupted for r in self.runs),
             "false_barge_ins": sum(r.false_barge_in for r in self.runs if not r.interrupted),
+            "stopped_before_the_question": sum(r.stopped_early for r in cut),
             "erle_db": round(statistics.median(self.erle_db), 1) if self.erle_db else None,
             "player_delay_ms": {"median": round(statistics.median(delays)) if delays else None,
                                 "max": round(max(delays)) if delays else None},
-            "reference_reaims": self.reaims, "stall_holds": self.stall_holds, "artifacts": self.artifacts,
+            "player_underruns": self.player_underruns, "reference_reaims": self.reaims, "stall_holds": self.stall_holds, "artifacts": self.artifacts,
             "runs": [asdict(r) for r in self.runs],
         }  # fmt: skip
 
@@ -409,6 +413,8 @@ def _interrupted(app: _AppPath, pulse: PulseRig, turn_id: int, sounds: _Sounds, 
     pulse.play_async(wav)
     app.wait(lambda: any(isinstance(e, Utterance) for _, e in app.mic_events[mark:]), 6.0)
     run.detected = len(app.stopped_at) > before
+    if run.detected:
+        run.__dict__["_stopped"] = app.stopped_at[before]
     run.__dict__["_played"] = played + lead  # refined from the microphone recording afterwards
     run.__dict__["_wav"] = wav
     time.sleep(SCRAP_WINDOW_S[1] + 0.2)  # the speaker recording must hold the scrap window
@@ -509,6 +515,7 @@ def run_echo(runs: int, delay_ms: float, echo_gain_db: float, out_dir: Path, min
 
 def _close_session(app: _AppPath, report: EchoReport) -> None:
     echo = app.barge.echo
+    report.player_underruns += app.playout.stats.underruns
     app.stop()
     if echo is not None:
         if echo.erle_db is not None:
@@ -540,9 +547,13 @@ def _resolve_at_speaker(report: EchoReport, speaker: SpeakerRecorder, raw_rec: S
     quiet = measure.to_dbfs(measure.rms_envelope(spk, STREAM_RATE)) < QUIET_DBFS  # 10 ms windows
     for run in report.runs:
         planned, wav = run.__dict__.pop("_played", None), run.__dict__.get("_wav")
-        if planned is None or not run.detected:
+        stopped = run.__dict__.pop("_stopped", None)
+        if planned is None or stopped is None:
             continue
         onset = _question_onset(raw, raw_rec.started_at, wav, planned)
+        if stopped < onset:  # something else stopped the reply: it is no measure of the question
+            run.stopped_early = True
+            continue
         k = max(0, int((onset - speaker.started_at) * 100))
         end = next((j for j in range(k, len(quiet) - 15) if quiet[j : j + 15].all()), None)
         if end is None:
