@@ -8,8 +8,8 @@ speaker, as a laptop's would be. In it run the app's hands-free objects, wired a
 (`assistant.live.playout.play_stream`, `live.audio_buffer_ms`), the echo canceller of `barge_in_setup` (the config's
 `audio` section: `audio.echo_delay_ms`, `--echo-delay-ms`) tapping the stream, the microphone's `LiveListener` from
 `assistant.audio.microphone.hands_free_listener` (sounddevice, the canceller before the VAD, the barge-in onset), and
-the `TurnTaking` controller with barge-in on, whose `stop_speech` cancels the stream and flushes the playout as the
-window's `LiveAvatar.cancel` does. Nothing of the microphone loop is copied here.
+the `TurnTaking` controller with barge-in on, whose speech goes through the window's `ClipFeed` and whose `stop_speech`
+cancels it and flushes the playout as the window's `LiveAvatar.cancel` does. Nothing of the microphone loop is copied here.
 
 Each run plays, per `--at-s` value, one long reply that the user interrupts that many seconds after its first sound
 (moved on to the next voiced stretch, so the question starts mid-word, not in a pause), and one reply nobody
@@ -67,8 +67,15 @@ from assistant.bench import measure
 from assistant.bench.rig import PulseRig, SpeakerRecorder, build_room, start_pulse, stop_all, use_pulse
 from assistant.config import ASRSettings, AudioSettings, Settings
 from assistant.events import SegmentReady, SpeechAudio, TurnDone, Utterance
+from assistant.live.clip_feed import ClipFeed
 from assistant.live.playout import play_stream
-from assistant.live.stream import LiveStream, StreamDrained, StreamSettings, StreamSpeechStarted
+from assistant.live.stream import (
+    LiveStream,
+    StreamDrained,
+    StreamSettings,
+    StreamSpeechFinished,
+    StreamSpeechStarted,
+)
 from assistant.turn_taking import TurnTaking
 
 RATE = 16000  # microphone
@@ -187,6 +194,7 @@ class _AppPath:
         self.errors: list[str] = []
         self._job = 0
         self.stream = LiveStream(_Blank(), StreamSettings(64, 64, 25.0, STREAM_RATE), on_event=self._on_stream)
+        self.feed = ClipFeed(self.stream)  # the one hand-off of speech into the stream, as the window's
         self.playout = play_stream(self.stream, settings.live.audio_buffer_ms)  # the direct player's sound
         if self.playout.device_error is not None:
             raise RuntimeError(f"the direct player found no sound device: {self.playout.device_error}")
@@ -242,12 +250,12 @@ class _AppPath:
     def cancel_turn(self, reason: str) -> None: ...
 
     def speak(self, segment: SegmentReady) -> None:
-        self.stream.say_file(segment.speech.wav_path, (segment.turn_id, segment.index), segment.speech.text)
+        self.feed.say_file((segment.turn_id, segment.index), segment.speech.wav_path, segment.speech.text)
 
     def stop_speech(self, reason: str) -> None:
-        # LiveAvatar.cancel: the stream fades out, and the player drops what it still holds (DirectPlayer.cut)
-        speaking = self.stream.speaking
-        self.stream.cancel()
+        # LiveAvatar.cancel: the feed fades the stream out, and the player drops what it still holds (DirectPlayer.cut)
+        speaking = self.feed.busy
+        self.feed.cancel()
         if speaking:
             self.stopped_at.append(time.monotonic())
             self.playout.flush()
@@ -264,6 +272,8 @@ class _AppPath:
             self.cond.notify_all()
         if isinstance(event, StreamSpeechStarted):
             self.turns.playback_started(event.key[0])
+        elif isinstance(event, StreamSpeechFinished):
+            self.feed.finished(event.key)
         elif isinstance(event, StreamDrained):
             self.turns.playback_drained()
 
