@@ -7,8 +7,9 @@ the pipeline can cancel a reply in flight), then an `assistant.events.Utterance`
 
 The end of speech is the end of the last voiced frame (`voice_end_s`), not the moment the segmenter is sure of it
 (`early_start_ms` or `silence_ms` later). A live source says when its samples were captured (`push(..., at=)`,
-time.monotonic()); the segmenter then stamps that end on the same clock (`voice_ended_at`), so a turn's stage
-times count from when the user stopped speaking. An utterance from such a source is a `TimedUtterance`.
+time.monotonic()); the segmenter then stamps the end of the sound on the same clock (`voice_ended_at`: the last
+voiced frame's end moved back over the fading tail webrtcvad still calls speech), so a turn's stage times, and
+the app's first-sound figure, count from when the user stopped speaking. An utterance from such a source is a `TimedUtterance`.
 
 A learned end of turn (`end_of_turn`, a callable such as `assistant.audio.smart_turn.SmartTurn`: the turn's int16
 audio so far in, the probability that the speaker has finished out) is asked once per pause, at the early-start
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 VALID_SAMPLE_RATES_HZ = (8000, 16000, 32000, 48000)  # the rates webrtcvad accepts
 VALID_FRAME_MS = (10, 20, 30)  # the frame lengths webrtcvad accepts
 INT16_FULL_SCALE = 32768.0
+TAIL_DROP_DB = 30.0  # a 10 ms window this far below the utterance's loudest is the fading tail, not speech
+TAIL_SEARCH_MS = 200  # how far before the last voiced frame's end the sound's end is looked for
 
 # A frame classifier: one frame of int16 samples in, True when it holds speech.
 FrameClassifier = Callable[[np.ndarray], bool]
@@ -363,9 +366,8 @@ class VadSegmenter:
             self._paused = True
             provisional = self._utterance(self._frames[: self._kept_frames()], cut=False)
             rate = self.settings.sample_rate_hz
-            events.append(
-                SpeechPaused(provisional, self._clock / rate, self._voice_end / rate, self._voice_ended_at())
-            )
+            ended_at = self._voice_ended_at(self._frames)
+            events.append(SpeechPaused(provisional, self._clock / rate, self._voice_end / rate, ended_at))
             if self._end_of_turn is not None:
                 if self._finished():
                     return events + self._finish(cut=False, reason="", utterance=provisional)
@@ -449,11 +451,32 @@ class VadSegmenter:
         self._trailing = 0
         self._voice_end = start_sample
 
-    def _voice_ended_at(self) -> float | None:
-        """The end of the last voiced frame on time.monotonic(), when the frame being pushed came with a time."""
+    def _voice_ended_at(self, frames: list[np.ndarray]) -> float | None:
+        """When the speaker's sound really ended, on time.monotonic(), when the frame being pushed came with a time:
+        the end of the last voiced frame, moved back over the fading tail that webrtcvad still calls speech."""
         if self._frame_at is None:
             return None
-        return self._frame_at - (self._clock - self._voice_end) / self.settings.sample_rate_hz
+        return self._frame_at - (self._clock - self._sound_end(frames)) / self.settings.sample_rate_hz
+
+    def _sound_end(self, frames: list[np.ndarray]) -> int:
+        """Sample index where the open utterance's sound ends: the last 10 ms window, at most TAIL_SEARCH_MS before
+        the last voiced frame's end, within TAIL_DROP_DB of the utterance's loudest window (webrtcvad's hangover
+        calls ~100 ms of fading tail speech: `assistant bench live` found the app's figure short by 120-130 ms)."""
+        rate = self.settings.sample_rate_hz
+        if not frames:
+            return self._voice_end
+        voiced = np.concatenate(frames)[: self._voice_end - self._start].astype(np.float32)
+        win = rate // 100
+        n = len(voiced) // win
+        if n < 2:
+            return self._voice_end
+        levels = np.sqrt(np.mean(np.square(voiced[len(voiced) - n * win :].reshape(n, win)), axis=1)) + 1e-3
+        loud = levels >= levels.max() * 10 ** (-TAIL_DROP_DB / 20.0)
+        search = max(1, round(TAIL_SEARCH_MS / 10.0))
+        tail = loud[-search:]
+        if not tail.any():
+            return self._voice_end - len(tail) * win
+        return self._voice_end - (len(tail) - 1 - int(np.flatnonzero(tail)[-1])) * win
 
     def _finished(self) -> bool:
         """The learned end of turn's verdict on the utterance as it would end now."""
@@ -480,7 +503,7 @@ class VadSegmenter:
         )
         if self._frame_at is None:  # a file, or the end of a stream: no capture clock
             return Utterance(**fields)
-        return TimedUtterance(**fields, voice_end_s=self._voice_end / rate, voice_ended_at=self._voice_ended_at())
+        return TimedUtterance(**fields, voice_end_s=self._voice_end / rate, voice_ended_at=self._voice_ended_at(kept))
 
     def _finish(self, cut: bool, reason: str, utterance: Utterance | None = None) -> list[SegmenterEvent]:
         """Close the open utterance; `utterance`: the provisional one just sent with a SpeechPaused, which is

@@ -294,6 +294,21 @@ def test_pause_and_utterance_say_when_speech_ended_not_when_it_was_sure():
     assert utt.end_s == pytest.approx(1.5 + 0.21)  # the kept tail (7 frames) is not speech
 
 
+def test_the_end_of_speech_leaves_out_the_fading_tail_the_classifier_still_calls_speech():
+    # webrtcvad keeps calling a fading tail speech for ~100 ms; the user stopped where the sound fell away.
+    seg = VadSegmenter(early_start_ms=240, silence_ms=500, is_speech=lambda f: bool(np.abs(f).max() > 0))
+    tail = np.full(4 * FRAME, VOICE // 100, np.int16)  # 120 ms at -40 dB from the speech: "voiced", not sound
+    audio = np.concatenate([pattern("." * 20 + "v" * 30), tail, pattern("." * 30)])
+    events = []
+    for k in range(len(audio) // FRAME):
+        events += seg.push_frame(audio[k * FRAME : (k + 1) * FRAME], at=T0 + (k + 1) * 0.03)
+    paused = next(e for e in events if isinstance(e, SpeechPaused))
+    (utt,) = utterances(events)
+    assert utt.voice_end_s == pytest.approx(1.62)  # the classifier's last voiced frame ends the tail
+    assert utt.voice_ended_at == pytest.approx(T0 + 1.5, abs=0.011)  # the sound ended 1.5 s in
+    assert paused.voice_ended_at == pytest.approx(T0 + 1.5, abs=0.011)
+
+
 def test_a_chunk_stamped_at_its_end_times_each_frame_inside_it():
     audio = pattern("." * 20 + "v" * 30 + "." * 30)
     events = segmenter(early_start_ms=240).push(audio, at=T0 + 80 * 0.03)  # captured by the end of frame 79
