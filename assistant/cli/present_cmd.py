@@ -1,6 +1,6 @@
 """`assistant present SCRIPT.md -o OUT.mp4`: a narrated slide video from a written script, resumable per slide.
 
-The script format is in `assistant/presentation/script.py` and the README ("Presentation videos"). Progress goes to
+The script format is in `assistant/presentation/script.py` and docs/presentation.md. Progress goes to
 stderr (one updating line on a terminal, a line per step otherwise); `--json` prints the result on stdout.
 """
 
