@@ -22,7 +22,8 @@ en+f3) or the bundled Piper voice (`--user-voice piper-joe`).
 - `barge_in_detected`: fraction of interruptions that stopped the reply;
 - `stop_latency_ms`: the question's first sound (found in the microphone recording by cross-correlation with the
   question's own recording) -> the reply's last sound at the speaker (the speaker monitor's recording: the first 150
-  ms of silence after the onset);
+  ms of silence after the onset); `detect_ms_median`: of which the question's first sound -> the app's stop (the
+  rest is the stream's fade and the sound already in the player and the sound server);
 - `scrap_ms`: sound of the cut reply at the speaker later than that (150 ms to 2 s after it): what came back after
   the fade (VLC's fixed 500 ms mute let 65-95 ms through);
 - `transcript_ok`: interrupting questions transcribed with all their key words (the bundled Whisper, the app's default
@@ -111,6 +112,7 @@ class EchoRun:
     keys: tuple[str, ...] = ()  # the question's key words
     detected: bool = False
     stop_latency_ms: float | None = None
+    detect_ms: float | None = None  # of which: the question's first sound -> the app's stop (the rest is the player)
     scrap_ms: float = 0.0  # sound of the cut reply heard after it stopped (SCRAP_WINDOW_S)
     scrap_dbfs: float | None = None  # its loudest 10 ms
     transcript: str = ""
@@ -144,6 +146,7 @@ class EchoReport:
     def summary(self) -> dict[str, Any]:
         cut = [r for r in self.runs if r.interrupted]
         lat = [r.stop_latency_ms for r in cut if r.stop_latency_ms is not None]
+        det = [r.detect_ms for r in cut if r.detect_ms is not None]
         delays = [r.player_delay_ms for r in self.runs if r.player_delay_ms is not None]
 
         def share(flag: str) -> float | None:
@@ -156,6 +159,7 @@ class EchoReport:
             "interruptions": len(cut), "barge_in_detected": share("detected"),
             "stop_latency_ms": {"median": round(statistics.median(lat)) if lat else None,
                                 "max": round(max(lat)) if lat else None},
+            "detect_ms_median": round(statistics.median(det)) if det else None,
             "scraps": sum(r.scrap_ms > 0 for r in cut),
             "scrap_ms_max": round(max((r.scrap_ms for r in cut), default=0.0)),
             "transcript_ok": share("transcript_ok"), "silent_ok": share("silent_ok"),
@@ -564,6 +568,7 @@ def _resolve_at_speaker(report: EchoReport, speaker: SpeakerRecorder, raw_rec: S
         if stopped < onset:  # something else stopped the reply: it is no measure of the question
             run.stopped_early = True
             continue
+        run.detect_ms = round((stopped - onset) * 1000.0, 1)
         k = max(0, int((onset - speaker.started_at) * 100))
         end = next((j for j in range(k, len(quiet) - 15) if quiet[j : j + 15].all()), None)
         if end is None:
