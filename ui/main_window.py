@@ -14,7 +14,6 @@ Needs PySide6; VLC and ffmpeg for the live avatar.
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, QPoint, Qt, Signal
@@ -40,6 +39,7 @@ from assistant.config import Settings
 from assistant.errors import ConfigError
 from assistant.events import ConversationReset, Notice, SegmentReady, StageFailed, TurnDone
 from assistant.live import StreamSpeechFinished, StreamSpeechStarted
+from assistant.conversation_bounds import ConversationBounds
 from assistant.live.spoken import SpokenLedger, SpokenVerdict
 from assistant.perceived import FirstSound, FirstSoundFigure
 from assistant.audio.echo import barge_in_setup
@@ -119,13 +119,7 @@ class MainWindow(QMainWindow):
         self._user_entry_of_job: dict[int, ChatEntry] = {}
         self.spoken = SpokenLedger()  # what the avatar really said of each reply, for the history after a cut
         self.first_sound = FirstSound()  # end of speech -> the reply's first sound at the speaker, per turn
-        # "New conversation": turns up to this id belong to the forgotten one (their late reports stay off the
-        # panel); the turn in flight then may not have shown its id yet, hence the flag; the event asks the
-        # worker thread to forget the history again once that turn has ended (it enters the history as it ends).
-        self._last_turn_id = 0
-        self._forgotten_through = 0
-        self._forget_in_flight = False
-        self._reset_when_turn_ends = threading.Event()
+        self.bounds = ConversationBounds()  # which turns belong to the conversation on screen ("New conversation")
         self.worker_busy = False
         self._closed = False
         self._build_ui()
@@ -347,12 +341,9 @@ class MainWindow(QMainWindow):
 
     def new_conversation(self) -> None:
         """Start afresh: stop the reply in flight, forget the dialogue history, clear the conversation panel."""
-        if self.worker_busy:  # set before the stop: the cut turn may end at once
-            self._reset_when_turn_ends.set()
+        self.bounds.start_afresh(self.worker_busy)  # before the stop: the cut turn may end at once
         self.turns.stop("new conversation")
-        self._forgotten_through = self._last_turn_id
-        self._forget_in_flight = self.worker_busy
-        self._reset_history()
+        self._forget_history()
         self._clear_conversation()
 
     def _clear_conversation(self) -> None:
@@ -362,24 +353,16 @@ class MainWindow(QMainWindow):
         self.timings_label.clear()
         self.conversation.add(ChatEntry("system", "New conversation: the assistant forgot what was said."))
 
-    def _reset_history(self) -> None:
-        reset = getattr(self.worker.session, "reset_conversation", None)
-        if reset is not None:
-            reset()
+    def _forget_history(self) -> None:
+        if self.worker.session is not None:  # before the models loaded there is no history to forget
+            self.worker.session.reset_conversation()
 
     def _reset_after_cut_turn(self, _result: object) -> None:
-        if self._reset_when_turn_ends.is_set():  # worker thread: touches the session only
-            self._reset_when_turn_ends.clear()
-            self._reset_history()
+        if self.bounds.reset_due():  # worker thread: touches the session only
+            self._forget_history()
 
     def _note_turn_id(self, event) -> None:
-        self._last_turn_id = max(self._last_turn_id, event.turn_id)
-
-    def _forgotten(self, turn_id: int, live: bool = False) -> bool:
-        """Whether `turn_id` belongs to a conversation the user started afresh from."""
-        if self._forget_in_flight and not live and turn_id > self._forgotten_through:
-            self._forgotten_through = turn_id  # the turn that was in flight: first heard of now
-        return turn_id <= self._forgotten_through
+        self.bounds.seen(event.turn_id)
 
     # ---- TurnTaking's actions (called by the controller, on the GUI thread) ----
     def submit_turn(self, utterance=None, text=None, end_of_speech_at=None, hold=None) -> int:
@@ -522,7 +505,7 @@ class MainWindow(QMainWindow):
 
     def _on_turn_finished(self, result: object) -> None:
         self.turns.turn_finished(result)
-        self._forget_in_flight = False
+        self.bounds.turn_ended()
         dropped, discarded = getattr(result, "dropped", False), getattr(result, "discarded", False)
         if dropped or discarded:
             for job, entry in list(self._user_entry_of_job.items()):
@@ -534,7 +517,7 @@ class MainWindow(QMainWindow):
     def _on_busy_changed(self, busy: bool) -> None:
         self.worker_busy = busy
         if not busy:  # the job that was running has ended, and with it any reset it owed
-            self._reset_when_turn_ends.clear()
+            self.bounds.worker_idle()
 
     def _on_turn_failed(self, message: str) -> None:
         self.turns.turn_failed(message)
@@ -625,14 +608,14 @@ class MainWindow(QMainWindow):
         menu, and the turn's confirmation is shown under it (late reports of older turns are not)."""
         if not self.turns.turn_event(event):
             return
-        self._forgotten_through = max(self._forgotten_through, event.turn_id - 1)
+        self.bounds.started_afresh_at(event.turn_id)
         self._clear_conversation()
 
     def _on_turn_done(self, event: TurnDone) -> None:
         live = self.turns.turn_done(event)
         cancelled = event.cancelled or not live
         self.spoken.forget_before(event.turn_id)
-        shown = (event.reply or cancelled) and not self._forgotten(event.turn_id, live)
+        shown = (event.reply or cancelled) and not self.bounds.forgotten(event.turn_id, live)
         entry = self.conversation.reply_entry(event.turn_id) if shown else None
         if entry is not None:
             entry.note = "interrupted" if cancelled else f"{event.timings_s.get('total', 0.0):.1f} s"
@@ -750,12 +733,10 @@ class MainWindow(QMainWindow):
 
     def _amend_history(self, verdict: SpokenVerdict) -> None:
         """The user cut the reply: the history keeps only what the avatar actually said, and so does the panel."""
-        if self._forgotten(verdict.turn_id):
+        if self.bounds.forgotten(verdict.turn_id):
             return
-        session = self.worker.session
-        amend = getattr(session, "amend_spoken_reply", None)
-        if amend is not None:
-            amend(verdict.turn_id, verdict.spoken_text)
+        if self.worker.session is not None:
+            self.worker.session.amend_spoken_reply(verdict.turn_id, verdict.spoken_text)
         entry = self.conversation.reply_entry(verdict.turn_id)
         entry.text = f"{verdict.spoken_text} …".strip()
         entry.note = "interrupted"

@@ -156,6 +156,7 @@ class FakeSession:
     faceless: set[str] = field(default_factory=set)
     live_engine: str | None = None  # what draws the live stream, told by the window (as on the real Session)
     amended: list[tuple[int, str]] = field(default_factory=list)  # amend_spoken_reply calls: (turn_id, text)
+    resets: list[bool] = field(default_factory=list)  # reset_conversation calls: whether on the GUI thread
 
     def __post_init__(self) -> None:
         self.runner = TurnRunner(self.stages, self.on_event, self.out_dir)
@@ -179,6 +180,9 @@ class FakeSession:
 
     def amend_spoken_reply(self, turn_id: int, spoken_text: str) -> None:
         self.amended.append((turn_id, spoken_text))
+
+    def reset_conversation(self) -> None:
+        self.resets.append(threading.current_thread() is threading.main_thread())
 
     def cancel_current(self, reason: str = "new user speech") -> bool:
         return self.runner.cancel_current(reason)

@@ -25,14 +25,6 @@ def start(qtbot, window) -> None:
     qtbot.waitUntil(lambda: window.ready and window.live.stream is not None, timeout=WAIT_MS)
 
 
-def record_resets(session) -> list[bool]:
-    """Stand in for Session.reset_conversation on the fake session; each call records whether it ran on the
-    GUI thread."""
-    calls: list[bool] = []
-    session.reset_conversation = lambda: calls.append(threading.current_thread() is threading.main_thread())
-    return calls
-
-
 def test_the_action_is_in_the_menu_with_a_shortcut(qtbot, window):
     menu_actions = [a for menu in window.menuBar().actions() for a in menu.menu().actions()]
     assert window.new_conversation_action in menu_actions
@@ -42,7 +34,7 @@ def test_the_action_is_in_the_menu_with_a_shortcut(qtbot, window):
 
 def test_after_a_reply_it_clears_the_panel_and_the_history(qtbot, window, make_session):
     start(qtbot, window)
-    resets = record_resets(make_session.made[-1])
+    resets = make_session.made[-1].resets  # each reset_conversation: whether on the GUI thread
     with qtbot.waitSignal(window.bridge.turn_done, timeout=WAIT_MS) as done:
         window.ask("why is the sky blue")
     turn_id = done.args[0].turn_id
@@ -67,7 +59,7 @@ def test_a_reply_in_flight_is_stopped_and_stays_forgotten(qtbot, window, make_se
     make_session.options["gates"] = {1: gate}
     start(qtbot, window)
     session = make_session.made[-1]
-    resets = record_resets(session)
+    resets = session.resets
     stops: list[str] = []
     stop = window.turns.stop
     window.turns.stop = lambda reason="stopped by the user": (stops.append(reason), stop(reason))[1]
