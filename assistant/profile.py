@@ -59,6 +59,7 @@ CPU_PROFILE = "low"  # the bundled demo set; its choices are the base of every C
 # Wav2Lip on a CPU only when it renders this much faster than real time: the margin is for the rest of a turn
 # (speech recognition, the dialogue model and the voice share the cores) and for a machine busier than when measured.
 CPU_LIPSYNC_MIN_REALTIME = 1.2
+AUTO_CPU_LIPSYNC = "wav2lip"  # what `auto` tries on a CPU (the GAN variant costs the same; medium's choice)
 CPU_LIPSYNC_QUALITY = "standard"  # 720p25: 1080p30 costs 2.7x the blend and encode and 1.2x the network
 ALL_LAYERS = -1  # llama.cpp's n_gpu_layers for "every layer"
 
@@ -223,11 +224,12 @@ def _cpu_profile(res: _Resolution, speed: MachineSpeed | None) -> None:
 
 
 def _cpu_wav2lip(res: _Resolution, probe: Callable[[Settings, str], float | None]) -> None:
-    """A named medium/high on a CPU whose talking head is left to it: Wav2Lip stays if this CPU keeps up."""
+    """No GPU, the talking head left to the profile (auto, medium, high; not the demo's low): Wav2Lip when its
+    weights are on disk (the probe says None without them, loading nothing) and this CPU keeps up with it."""
     requested = res.settings.gpu_profile
-    if res.gpu is not None or requested in ("auto", CPU_PROFILE) or res.settings.talking_head.engine != "auto":
+    if res.gpu is not None or requested == CPU_PROFILE or res.settings.talking_head.engine != "auto":
         return
-    wanted = PROFILES[requested].talking_head_engine
+    wanted = AUTO_CPU_LIPSYNC if requested == "auto" else PROFILES[requested].talking_head_engine
     rate = probe(res.settings, wanted)
     if rate is not None and rate >= CPU_LIPSYNC_MIN_REALTIME:
         res.choice = replace(res.choice, talking_head_engine=wanted, quality_mode=CPU_LIPSYNC_QUALITY)

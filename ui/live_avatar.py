@@ -24,6 +24,7 @@ from assistant.live import LiveStream, StreamDrained, StreamEvent, StreamSpeechF
 from assistant.live.build import LiveSetup, build_live, record_path
 from assistant.live.clip_feed import ClipFeed
 from assistant.profile import resolve
+from assistant.talking_head.speed import measure_cpu_lipsync
 from assistant.video import LiveEncoder
 from ui.direct_player import DirectPlayer
 from ui.live_player import LivePlayer, PlayerError
@@ -34,6 +35,11 @@ log = logging.getLogger(__name__)
 
 Player = DirectPlayer | LivePlayer
 PlayerFactory = Callable[[VideoSurface, LiveSettings], Player]
+
+
+def resolve_measured(settings: Settings) -> Any:
+    """The settings resolved as the session resolves them: Wav2Lip timed on a CPU when its weights are on disk."""
+    return resolve(settings, cpu_lipsync_probe=measure_cpu_lipsync)
 
 
 def default_player(surface: VideoSurface, live: LiveSettings, vlc_args: tuple[str, ...] = ()) -> Player:
@@ -58,7 +64,7 @@ class LiveAvatar(QObject):
         settings: Settings,
         player_factory: PlayerFactory | None = None,
         record: str | Path | None = None,
-        resolve_settings: Callable[[Settings], Any] = resolve,
+        resolve_settings: Callable[[Settings], Any] = resolve_measured,
     ) -> None:
         super().__init__()
         self.view = view

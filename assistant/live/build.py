@@ -21,7 +21,7 @@ from assistant.live.renderer import RenderRate, RigRenderer, measure_rate
 from assistant.live.stream import StreamSettings
 from assistant.profile import ResolvedSettings
 from assistant.talking_head.base import load_avatar
-from assistant.talking_head.chain import render_settings_from_config, wav2lip_config
+from assistant.talking_head.options import render_settings_from_config, wav2lip_config
 from assistant.talking_head.face import FaceCache
 
 log = logging.getLogger(__name__)

@@ -173,6 +173,21 @@ def test_without_cuda_wav2lip_stays_where_this_cpu_renders_it_in_real_time(tmp_p
     assert len(r.notices) == (1 if tier_cost(tier, REFERENCE_SPEED).sustained else 2)  # + "replies start late"
 
 
+def test_auto_on_a_cpu_takes_wav2lip_when_its_weights_are_there_and_it_keeps_up(tmp_path):
+    asked: list[str] = []
+
+    def probe(settings, name):
+        asked.append(name)
+        return CPU_LIPSYNC_MIN_REALTIME + 0.3
+
+    r = resolve(settings_for(tmp_path), probe=lambda: None, llm_gpu_probe=lambda: False, cpu_lipsync_probe=probe)
+    assert asked == ["wav2lip"]
+    assert (r.talking_head_engine, r.quality_mode, r.talking_head_device) == ("wav2lip", "standard", "cpu")
+    slow = resolve(settings_for(tmp_path), probe=lambda: None, llm_gpu_probe=lambda: False,
+                   cpu_lipsync_probe=lambda s, e: 0.65)  # fmt: skip
+    assert slow.talking_head_engine == "light"
+
+
 @pytest.mark.parametrize("rate", [None, CPU_LIPSYNC_MIN_REALTIME - 0.05, 0.65])
 def test_without_cuda_a_slow_cpu_or_missing_weights_get_the_light_engine(tmp_path, rate):
     settings = settings_for(tmp_path, gpu_profile="medium")
