@@ -8,15 +8,8 @@ import pytest
 
 from assistant.talking_head.base import RenderSettings
 from assistant.talking_head.face import FaceBox
-from assistant.talking_head.light import (
-    LightTalkingHead,
-    blink_curve,
-    ease,
-    find_mouth_half_width,
-    find_mouth_seam,
-    frame_count,
-    mouth_track,
-)
+from assistant.talking_head.light import LightTalkingHead, blink_curve, ease, frame_count, mouth_track
+from assistant.talking_head.light_rig import find_mouth_half_width, find_mouth_seam
 
 RATE, FPS = 16000, 25.0
 
