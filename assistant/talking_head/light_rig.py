@@ -299,7 +299,9 @@ def lip_colours(
 
     up, low = band(-0.065, -0.012), band(0.012, 0.065)
     grey_up, grey_low = up.mean(2), low.mean(2)
-    ref = float(np.median(np.concatenate([grey_up.ravel(), grey_low.ravel()])))
+    # The lips' level at each column, from the lower lip (never teeth: the seam is below them): a face lit
+    # from one side keeps its shadow side, only outliers within a column go.
+    ref = np.median(grey_low, 0)  # (n,)
     masked = []
     for px, grey in ((up, grey_up), (low, grey_low)):
         px = px.copy()
@@ -310,7 +312,7 @@ def lip_colours(
         up_c, low_c = (np.nanmedian(px, 0) for px in masked)  # (n, 3) each
         up_c, low_c = np.where(np.isnan(up_c), low_c, up_c), np.where(np.isnan(low_c), up_c, low_c)
         both = np.concatenate([up_c, low_c])
-        fallback = np.full(3, ref) if np.isnan(both).all() else np.nanmedian(both, 0)
+        fallback = np.full(3, np.median(ref)) if np.isnan(both).all() else np.nanmedian(both, 0)
     out = []
     # Over a quarter of the mouth: the light across it stays, the lips' fine texture goes.
     sigma = max(1.0, 0.25 * mouth_hw)
@@ -518,6 +520,7 @@ class FaceRig:
         half width (x) and half height (y): small glances, the way a face at rest looks around. `source`: a full
         frame to warp instead of the photo, same framing (the photo with Wav2Lip's mouth pasted in)."""
         fw, fh = self.fw, self.fh
+        opening, wide = float(opening), float(wide)  # a numpy float64 would turn the float32 maps float64
         tx, ty, roll = sway[0] * fw, sway[1] * fh, sway[2]
         map_x, map_y = self.map_x, self.map_y
         if tx or ty or roll:  # backward map: each output pixel samples the photo where the sway came from
@@ -592,8 +595,8 @@ class FaceRig:
         """
         upper = cv2.remap(
             image,
-            np.ascontiguousarray(upper_src[0]),
-            np.ascontiguousarray(upper_src[1]),
+            np.ascontiguousarray(upper_src[0], np.float32),
+            np.ascontiguousarray(upper_src[1], np.float32),
             cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REPLICATE,
         )
