@@ -4,7 +4,7 @@ ffmpeg.
 The lip-sync check measures the mouth back from the encoded MP4 (dark pixels in the mouth region of each
 decoded frame) and correlates it with the speech's loudness per frame, on each test face (tests/data/faces,
 made by scripts/contact_sheet.py): the shipped avatar (open smile), Grace Hopper (closed smile), and the
-astronaut small, tilted and dimly lit. In the most open frame the mouth's inside must still have texture after
+astronaut small, tilted and dimly lit. In the most open frame the mouth's inside must still be shaded after
 H.264.
 """
 
@@ -128,16 +128,16 @@ def test_light_engine_lip_syncs_real_speech(
     r_shifted = np.corrcoef(darkness[:-shift], rms[shift:])[0, 1]
     assert r_shifted < r - 0.3
 
-    # The most open frame, as decoded: the dark inside of the mouth has texture (a flat or gradient-shaded
-    # fill has a Laplacian near 0; the engine before this check scored 0.9-1.1 here, this one 1.8-4).
+    # The most open frame, as decoded: the dark inside of the mouth is shaded, not one flat shade (lit near the
+    # lips, dark at the back); its smoothness (no generated grain) is checked on the rendered frames in
+    # tests/unit/test_light_faces.py, where H.264's own noise does not blur the measure.
     grey = cv2.cvtColor(frames[int(np.argmax(darkness))], cv2.COLOR_BGR2GRAY).astype(np.float32)
     y1, y2, x1, x2 = _mouth_region(light)
     dark = np.zeros(grey.shape, np.uint8)
     dark[y1:y2, x1:x2] = grey[y1:y2, x1:x2] < 60
     core = cv2.erode(dark, np.ones((7, 7), np.uint8)).astype(bool)  # 3 px in from the lips
-    laplacian = np.abs(cv2.Laplacian(cv2.GaussianBlur(grey, (0, 0), 0.7), cv2.CV_32F))
     assert core.sum() >= 10  # a 92 px face opens ~13 px: its core is small
-    assert float(laplacian[core].mean()) >= 1.4, float(laplacian[core].mean())
+    assert np.percentile(grey[core], 90) - np.percentile(grey[core], 10) >= 4
 
 
 def test_light_engine_keeps_the_mouth_shut_in_silence(face_head: LightTalkingHead, tmp_path: Path) -> None:
