@@ -123,6 +123,7 @@ class EchoRun:
     stopped_early: bool = False  # the reply stopped before the question began: a false barge-in
     pieces: int = 0  # utterances the question was heard as (more than one: a pause inside it ended a turn)
     false_barge_in: bool = False
+    false_at_s: float | None = None  # when the first false onset was heard, from the reply's first sound
     player_delay_ms: float | None = None
 
 
@@ -450,7 +451,10 @@ def _uninterrupted(app: _AppPath, pulse: PulseRig, turn_id: int, sounds: _Sounds
             timer.start()
         app.wait(lambda: any(isinstance(e, StreamDrained) for e in app.stream_events[seen:]), sounds.reply_s + 5.0)
         time.sleep(0.5 + run.player_delay_ms / 1000.0)  # the echo's tail
-    run.false_barge_in = any(isinstance(e, SpeechStarted) for _, e in app.mic_events[mark:])
+    onsets = [at for at, e in app.mic_events[mark:] if isinstance(e, SpeechStarted)]
+    run.false_barge_in = bool(onsets)
+    if onsets and heard_at is not None:  # beside NOISE_AT_S: a noise; elsewhere: the avatar's own echo
+        run.false_at_s = round(onsets[0] - heard_at, 2)
     _end_reply(app, turn_id)
     return run
 
