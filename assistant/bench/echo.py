@@ -8,8 +8,9 @@ speaker, as a laptop's would be. In it run the app's hands-free objects, wired a
 (`assistant.live.playout.play_stream`, `live.audio_buffer_ms`), the echo canceller of `barge_in_setup` (the config's
 `audio` section: `audio.echo_delay_ms`, `--echo-delay-ms`) tapping the stream, the microphone's `LiveListener` from
 `assistant.audio.microphone.hands_free_listener` (sounddevice, the canceller before the VAD, the barge-in onset), and
-the `TurnTaking` controller with barge-in on, whose speech goes through the window's `ClipFeed` and whose `stop_speech`
-cancels it and flushes the playout as the window's `LiveAvatar.cancel` does. Nothing of the microphone loop is copied here.
+the `TurnTaking` controller with barge-in on, whose speech goes through the window's `ClipFeed` and whose
+`stop_speech` cancels it and flushes the playout as the window's `LiveAvatar.cancel` does. Nothing of the microphone
+loop is copied here.
 
 Each run plays, per `--at-s` value, one long reply that the user interrupts that many seconds after its first sound
 (moved on to the next voiced stretch, so the question starts mid-word, not in a pause), and one reply nobody
