@@ -172,7 +172,8 @@ class EchoReport:
             "erle_db": round(statistics.median(self.erle_db), 1) if self.erle_db else None,
             "player_delay_ms": {"median": round(statistics.median(delays)) if delays else None,
                                 "max": round(max(delays)) if delays else None},
-            "player_underruns": self.player_underruns, "reference_reaims": self.reaims, "stall_holds": self.stall_holds, "artifacts": self.artifacts,
+            "player_underruns": self.player_underruns, "reference_reaims": self.reaims,
+            "stall_holds": self.stall_holds, "artifacts": self.artifacts,
             "runs": [asdict(r) for r in self.runs],
         }  # fmt: skip
 
@@ -513,7 +514,8 @@ def run_echo(runs: int, delay_ms: float, echo_gain_db: float, out_dir: Path, min
                     app.start()
                     time.sleep(1.0)  # the microphone open, the stream idling
                 assert app is not None
-                progress(f"reply {turn_id}/{len(plan)}: " + ("nobody interrupts" if at is None else f"question at {at:g} s"))
+                what = "nobody interrupts" if at is None else f"question at {at:g} s"
+                progress(f"reply {turn_id}/{len(plan)}: {what}")
                 if at is None:
                     run = _uninterrupted(app, pulse, turn_id, sounds)
                 else:
@@ -623,7 +625,8 @@ def _transcribe(report: EchoReport, silent: dict[str, Utterance]) -> None:
 
 def register(bsub: argparse._SubParsersAction) -> None:
     parser = bsub.add_parser("echo", help="hands-free barge-in in a virtual room, through the app's capture path")
-    parser.add_argument("--runs", type=int, default=3, help="rounds of replies: per --at-s one interrupted, and one not")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="rounds of replies: per --at-s one interrupted, and one not")
     parser.add_argument("--at-s", default=",".join(f"{a:g}" for a in AT_S),
                         help="comma-separated: the question this many seconds into the reply's sound")
     parser.add_argument("--first-reply", action="store_true",
