@@ -15,7 +15,9 @@ is dropped while it is silence (between replies and sentences), and whatever it 
 stalled for seconds).
 
 `flush()` is the player's part of a cancel: what is queued (never yet heard) is dropped at once, after a few
-milliseconds of fade, so nothing of a cut reply comes back later.
+milliseconds of fade, so nothing of a cut reply comes back later. The queue it empties is no underrun: counted as one,
+every barge-in grew the target by 20 ms (in `assistant bench echo` the player's delay rose from ~80 to ~130 ms over
+a session's first three cuts) and moved the avatar's sound, and with it its echo, against the canceller's reference.
 
 Without a sound device (`open_output` fails) the playout keeps time on the system clock (`SystemClockOutput`): the
 picture still plays, the sound goes nowhere, and `device_error` says why.
@@ -153,6 +155,7 @@ class AudioPlayout:
         self._frames: deque[_Frame] = deque()
         self._block = max(1, s.samples(s.block_ms))
         self._priming = True  # silence until the queue first holds its target (and again after running dry)
+        self._flushed = False  # the queue was emptied on purpose: running out of it is no underrun
         self.stats.target_ms = s.target_ms
         self._stream: OutputStreamLike | None = None
 
@@ -195,6 +198,7 @@ class AudioPlayout:
             dropped = self._queued()
             self._skip(dropped)
             self.stats.dropped_ms += dropped * 1000.0 / self.settings.rate_hz
+            self._flushed = True
             if len(fade):
                 ramp = np.linspace(1.0, 0.0, len(fade), dtype=np.float32)
                 self._audio.appendleft((fade * ramp).astype(np.int16))
@@ -234,8 +238,11 @@ class AudioPlayout:
                 first = self._played
                 chunk = self._take(frames)
                 self._stamp(first, now + delay, frames)
-                if len(chunk) < frames:
+                if len(chunk) < frames and self._flushed:
+                    self._priming = True  # after a cancel: wait for the target again, but it is no hiccup
+                elif len(chunk) < frames:
                     self._ran_dry(frames - len(chunk))
+                self._flushed = False
         outdata[: len(chunk), 0] = chunk
         outdata[len(chunk) :, 0] = 0
 

@@ -122,6 +122,21 @@ def test_flush_fades_and_drops_what_is_queued(rig):
     assert playout.due_frame(clock.now + 1.0)[0, 0] == 3  # the dropped frames' pictures go by at once
 
 
+def test_a_flush_is_no_underrun(rig):
+    # a cancel empties the queue on purpose: the target (the player's delay) must not grow with every barge-in
+    playout, device, clock = rig
+    for n in range(4):
+        playout.write(frame(n), tone(10000))
+    device.pull(clock.now)
+    playout.flush()
+    for _ in range(3):
+        device.pull(clock.now)
+    assert playout.stats.underruns == 0 and playout.stats.target_ms == 60.0
+    for n in range(2):  # the idle stream's silence refills the queue: played once it holds the target again
+        playout.write(frame(4 + n), tone(5))
+    assert (device.pull(clock.now) == 5).all()
+
+
 def test_running_dry_plays_silence_and_grows_the_target(rig):
     playout, device, clock = rig
     for n in range(2):
