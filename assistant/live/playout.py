@@ -16,7 +16,7 @@ stalled for seconds).
 
 `flush()` is the player's part of a cancel: what is queued (never yet heard) is dropped at once, after a few
 milliseconds of fade, so nothing of a cut reply comes back later. The queue it empties is no underrun: counted as one,
-every barge-in grew the target by 20 ms (in `assistant bench echo` the player's delay rose from ~80 to ~130 ms over
+every barge-in grew the target by 20 ms (in `assistant bench echo` the player's delay rose from ~110 to ~130 ms over
 a session's first three cuts) and moved the avatar's sound, and with it its echo, against the canceller's reference.
 
 Without a sound device (`open_output` fails) the playout keeps time on the system clock (`SystemClockOutput`): the
