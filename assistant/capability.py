@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from assistant.dialogue import usable_cores
+from assistant.config import usable_cores
 from assistant.errors import ModelError
 
 log = logging.getLogger(__name__)

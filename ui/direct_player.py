@@ -101,10 +101,11 @@ class DirectPlayer(QObject):
         x, y, cw, ch = self._crop
         return f"{cw}x{ch}+{x}+{y}"
 
-    def cut(self) -> None:
-        """A cancel: the sound queued for the speaker is dropped (after a few ms of fade)."""
+    def cut(self, stream_fade_ms: float = 0.0) -> None:
+        """A cancel: the sound queued for the speaker is dropped (after a few ms of fade), and the stream's own fade
+        of the cut voice (`stream_fade_ms`) is not played after it."""
         if self.playout is not None:
-            self.playout.flush()
+            self.playout.cut(stream_fade_ms)
 
     def release(self) -> None:
         self._timer.stop()

@@ -233,7 +233,7 @@ class LiveAvatar(QObject):
         speaking = self.feed.busy
         self.feed.cancel()  # clips never said come back through the stream's events, as cut ones do
         if speaking and self.player is not None:
-            self.player.cut()  # the stream is silent from its fade on; the player drops what it still holds
+            self.player.cut(self.stream.settings.fade_ms)  # the player drops what it holds and the stream's fade
 
     # ---- events from the clock thread ----
     def _on_stream_event(self, event: StreamEvent) -> None:

@@ -109,7 +109,7 @@ class LivePlayer(QObject):
     def delay_ms(self) -> float | None:
         return None  # VLC does not say how long its buffers hold the sound (`assistant bench live` measures it)
 
-    def cut(self) -> None:
+    def cut(self, stream_fade_ms: float = 0.0) -> None:
         """A cancel: silence VLC at once (its buffers still hold the cut voice), sound back once that has played."""
         self.duck()
         QTimer.singleShot(self.caching_ms + UNDUCK_AFTER_MS, self.unduck)

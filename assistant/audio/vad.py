@@ -261,6 +261,7 @@ class VadSegmenter:
         self._voiced = 0  # voiced frames in the open utterance
         self._trailing = 0  # consecutive non-speech frames at its end
         self._voice_end = 0  # sample index at the end of the open utterance's last voiced frame
+        self._peak_level = 0.0  # the open utterance's loudest 10 ms window of voiced audio (int16 RMS)
         self._frame_at: float | None = None  # time.monotonic() at the end of the frame being pushed, if known
 
     @classmethod
@@ -346,6 +347,7 @@ class VadSegmenter:
             self._voiced += 1
             self._trailing = 0
             self._voice_end = self._clock
+            self._peak_level = max(self._peak_level, _loudest_window(keep, self.settings.sample_rate_hz // 100))
             self._end_frames = self._silence_frames  # a verdict on the pause no longer holds
             if self._paused:
                 self._paused = False
@@ -360,9 +362,10 @@ class VadSegmenter:
         if (
             self._pause_frames
             and not self._paused
-            and self._trailing == self._pause_frames
+            and self._trailing >= 1
+            and self._clock - self._sound_end(self._frames) >= self._pause_frames * self._n
             and self._voiced * self.settings.frame_ms >= self.settings.min_speech_ms
-        ):
+        ):  # early_start_ms of silence counted from where the sound fell away, at webrtcvad's first silent frame
             self._paused = True
             provisional = self._utterance(self._frames[: self._kept_frames()], cut=False)
             rate = self.settings.sample_rate_hz
@@ -439,6 +442,7 @@ class VadSegmenter:
             self._trailing = 0 if v else self._trailing + 1
             if v:
                 self._voice_end = self._start + (i + 1) * self._n
+                self._peak_level = max(self._peak_level, _loudest_window(kept[i][0], self.settings.sample_rate_hz // 100))
         rate = self.settings.sample_rate_hz
         return [SpeechStarted(self._start / rate, self._clock / rate, self.source)]
 
@@ -450,6 +454,7 @@ class VadSegmenter:
         self._voiced = 0
         self._trailing = 0
         self._voice_end = start_sample
+        self._peak_level = 0.0  # the loudest 10 ms window of its voiced frames (int16 RMS)
 
     def _voice_ended_at(self, frames: list[np.ndarray]) -> float | None:
         """When the speaker's sound really ended, on time.monotonic(), when the frame being pushed came with a time:
@@ -463,16 +468,12 @@ class VadSegmenter:
         the last voiced frame's end, within TAIL_DROP_DB of the utterance's loudest window (webrtcvad's hangover
         calls ~100 ms of fading tail speech: `assistant bench live` found the app's figure short by 120-130 ms)."""
         rate = self.settings.sample_rate_hz
-        if not frames:
-            return self._voice_end
-        voiced = np.concatenate(frames)[: self._voice_end - self._start].astype(np.float32)
         win = rate // 100
-        n = len(voiced) // win
-        if n < 2:
-            return self._voice_end
-        levels = np.sqrt(np.mean(np.square(voiced[len(voiced) - n * win :].reshape(n, win)), axis=1)) + 1e-3
-        loud = levels >= levels.max() * 10 ** (-TAIL_DROP_DB / 20.0)
         search = max(1, round(TAIL_SEARCH_MS / 10.0))
+        levels = _window_levels(frames, self._voice_end - self._start, win, search)
+        if len(levels) < 2:
+            return self._voice_end
+        loud = levels >= self._peak_level * 10 ** (-TAIL_DROP_DB / 20.0)
         tail = loud[-search:]
         if not tail.any():
             return self._voice_end - len(tail) * win
@@ -523,6 +524,35 @@ class VadSegmenter:
         if not cut and voiced_ms < self.settings.min_speech_ms:
             return [SpeechDiscarded(self._start / rate, end_sample / rate, voiced_ms, self.source, reason)]
         return [utterance if utterance is not None else self._utterance(kept, cut)]
+
+
+def _loudest_window(frame: np.ndarray, win: int) -> float:
+    """The RMS of the loudest `win`-sample window of an int16 frame."""
+    n = len(frame) // win
+    if n == 0:
+        return 0.0
+    x = frame[: n * win].astype(np.float32).reshape(n, win)
+    return float(np.sqrt(np.mean(np.square(x), axis=1)).max())
+
+
+def _window_levels(frames: list[np.ndarray], length: int, win: int, last: int) -> np.ndarray:
+    """RMS levels (+1e-3) of the last `last` whole `win`-sample windows ending at sample `length` of the joined
+    `frames` (only the frames that hold them are joined)."""
+    want_from = max(0, length - (last + 1) * win)
+    start = sum(len(f) for f in frames)
+    picked: list[np.ndarray] = []
+    for frame in reversed(frames):
+        if start <= want_from:
+            break
+        picked.append(frame)
+        start -= len(frame)
+    if not picked:
+        return np.zeros(0, np.float32)
+    x = np.concatenate(picked[::-1])[want_from - start : length - start].astype(np.float32)
+    n = len(x) // win
+    if n == 0:
+        return np.zeros(0, np.float32)
+    return np.sqrt(np.mean(np.square(x[len(x) - n * win :].reshape(n, win)), axis=1)) + 1e-3
 
 
 def to_int16(samples: np.ndarray) -> np.ndarray:

@@ -265,7 +265,7 @@ class _AppPath:
         self.feed.cancel()
         if speaking:
             self.stopped_at.append(time.monotonic())
-            self.playout.flush()
+            self.playout.cut(self.feed.stream.settings.fade_ms)
 
     def set_listening(self, listening: bool) -> None:
         self.listener.set_muted(not listening)

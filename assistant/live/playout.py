@@ -39,6 +39,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+CUT_FRAME_MS = 40.0  # a cut also silences one 25 fps frame beyond the stream's fade (the fade may straddle two)
 SILENT_PEAK = 8  # int16: a queued stretch this quiet may be dropped to shorten the queue
 
 
@@ -155,6 +156,7 @@ class AudioPlayout:
         self._frames: deque[_Frame] = deque()
         self._block = max(1, s.samples(s.block_ms))
         self._priming = True  # silence until the queue first holds its target (and again after running dry)
+        self._silence_left = 0  # samples still to be written that a flush silenced (the stream's fade)
         self._flushed = False  # the queue was emptied on purpose: running out of it is no underrun
         self.stats.target_ms = s.target_ms
         self._stream: OutputStreamLike | None = None
@@ -187,13 +189,21 @@ class AudioPlayout:
         with self._lock:
             self._frames.append(_Frame(self._written, yuv_i420))
             if len(audio_s16):
-                self._audio.append(np.asarray(audio_s16, np.int16))
+                audio = np.asarray(audio_s16, np.int16)
+                if self._silence_left > 0:
+                    audio = audio.copy()
+                    audio[: self._silence_left] = 0
+                    self._silence_left = max(0, self._silence_left - len(audio))
+                self._audio.append(audio)
                 self._written += len(audio_s16)
             self._limit_frames()
 
-    def flush(self) -> None:
-        """Drop everything queued (a cancel): the next few ms fade out, the rest is never heard."""
+    def flush(self, silence_next_ms: float = 0.0) -> None:
+        """Drop everything queued (a cancel): the next few ms fade out, the rest is never heard. `silence_next_ms`:
+        the sound written in that much stream time from now is silenced too (the stream's own fade of the cut
+        voice, which the player's fade has made redundant: played after the drop, it was the last sound heard)."""
         with self._lock:
+            self._silence_left = self.settings.samples(silence_next_ms)
             fade = self._take(self.settings.samples(self.settings.fade_ms))
             dropped = self._queued()
             self._skip(dropped)
@@ -204,6 +214,11 @@ class AudioPlayout:
                 self._audio.appendleft((fade * ramp).astype(np.int16))
                 self._head = 0
                 self._played -= len(fade)
+
+    def cut(self, stream_fade_ms: float) -> None:
+        """A cancel of the stream that fades its voice out over `stream_fade_ms`: drop what is queued, and the
+        stream's fade too (plus a frame it may straddle), so the last sound heard is the drop's own short fade."""
+        self.flush(silence_next_ms=stream_fade_ms + CUT_FRAME_MS)
 
     # ---- the painter's side (the GUI thread) ----
     def due_frame(self, now: float | None = None) -> np.ndarray | None:

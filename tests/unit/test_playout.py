@@ -203,3 +203,18 @@ def test_without_a_sound_device_the_picture_keeps_time_on_the_system_clock():
         assert shown is not None
     finally:
         playout.close()
+
+
+def test_a_cut_also_silences_the_streams_own_fade_written_after_it(rig):
+    playout, device, clock = rig
+    for n in range(3):
+        playout.write(frame(n), tone(9000))
+    device.pull(clock.now)
+    playout.cut(stream_fade_ms=30.0)  # the stream fades the voice out over its next 30 ms ...
+    playout.write(frame(3), tone(6000))  # ... which it writes after the cut: never heard
+    playout.write(frame(4), tone(6000))  # the silence runs 70 ms (the fade and a frame it may straddle) ...
+    playout.write(frame(5), tone(300))  # ... then what the stream says next is heard again
+    heard = np.concatenate([device.pull(clock.now) for _ in range(20)])
+    silenced = playout.settings.samples(30.0 + 40.0)
+    assert (heard == 6000).sum() == 2 * TICK - silenced
+    assert (heard == 300).sum() == TICK

@@ -307,6 +307,9 @@ def test_the_end_of_speech_leaves_out_the_fading_tail_the_classifier_still_calls
     assert utt.voice_end_s == pytest.approx(1.62)  # the classifier's last voiced frame ends the tail
     assert utt.voice_ended_at == pytest.approx(T0 + 1.5, abs=0.011)  # the sound ended 1.5 s in
     assert paused.voice_ended_at == pytest.approx(T0 + 1.5, abs=0.011)
+    # The early start counts its 240 ms of silence from where the sound fell away (1.5 s), at the classifier's first
+    # silent frame or later: 1.74 s, not 1.62 + 0.24.
+    assert paused.paused_s == pytest.approx(1.74, abs=0.031)
 
 
 def test_a_chunk_stamped_at_its_end_times_each_frame_inside_it():
