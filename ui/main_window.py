@@ -145,7 +145,25 @@ class MainWindow(QMainWindow):
         )
         self.notice_label.hide()
         self.model_banner = RecommendationBanner()  # the demo notice and the recommended set's offer
+        self.text_input = QLineEdit(objectName="textInput", placeholderText="Type a question and press Enter")
+        self.send_button = QPushButton("Ask", objectName="sendButton")
+        text_row = QHBoxLayout()
+        text_row.addWidget(self.text_input, 1)
+        text_row.addWidget(self.send_button)
+        self.engines_label = QLabel(objectName="enginesLabel", wordWrap=True)
+        self.engines_label.setFixedHeight(2 * self.engines_label.fontMetrics().lineSpacing() + 4)
+        self.engines_label.setStyleSheet("color:#555;")
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.addWidget(self._build_panes(), 1)
+        layout.addLayout(text_row)
+        layout.addWidget(self.engines_label)
+        self.setCentralWidget(central)
+        self._build_status_bar()
+        self._build_menu()
+        self._update_mic_widgets()
 
+    def _build_mic_row(self) -> QHBoxLayout:
         self.mode_combo = QComboBox(objectName="micMode")
         self.mode_combo.addItem("Hands-free", HANDS_FREE)
         self.mode_combo.addItem("Push-to-talk", PUSH_TO_TALK)
@@ -155,33 +173,23 @@ class MainWindow(QMainWindow):
         self.stop_button = QPushButton("Stop reply", objectName="stopButton")
         self.meter = LevelMeter()
         self.mic_state = QLabel(objectName="micState")
+        # A fixed width for the text that changes during a turn, so the avatar pane never moves when a reply
+        # starts or ends (the notice banner lives in the right column for the same reason).
+        longest = "paused while the avatar speaks "
+        self.mic_state.setFixedWidth(self.mic_state.fontMetrics().horizontalAdvance(longest) + 8)
         mic_row = QHBoxLayout()
-        for w in (
-            self.mode_combo,
-            self.talk_button,
-            self.mute_button,
-            self.meter,
-            self.mic_state,
-            self.stop_button,
-        ):
+        for w in (self.mode_combo, self.talk_button, self.mute_button, self.meter, self.mic_state, self.stop_button):
             mic_row.addWidget(w)
         mic_row.setStretch(3, 1)
+        return mic_row
 
-        self.text_input = QLineEdit(objectName="textInput", placeholderText="Type a question and press Enter")
-        self.send_button = QPushButton("Ask", objectName="sendButton")
-        text_row = QHBoxLayout()
-        text_row.addWidget(self.text_input, 1)
-        text_row.addWidget(self.send_button)
-
+    def _build_panes(self) -> QSplitter:
+        """The avatar with the microphone row on the left, the banners and the conversation on the right."""
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addWidget(self.avatar, 1)
-        left_layout.addLayout(mic_row)
-        # Fixed widths for the texts that change during a turn, so the avatar pane never moves when a reply
-        # starts or ends; the notice banner lives in the right column for the same reason.
-        longest = "paused while the avatar speaks "
-        self.mic_state.setFixedWidth(self.mic_state.fontMetrics().horizontalAdvance(longest) + 8)
+        left_layout.addLayout(self._build_mic_row())
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(0, 0, 0, 0)
@@ -195,17 +203,9 @@ class MainWindow(QMainWindow):
         splitter.setStretchFactor(1, 2)
         width = self.settings.ui.window_width
         splitter.setSizes([width * 3 // 5, width * 2 // 5])
+        return splitter
 
-        self.engines_label = QLabel(objectName="enginesLabel", wordWrap=True)
-        self.engines_label.setFixedHeight(2 * self.engines_label.fontMetrics().lineSpacing() + 4)
-        self.engines_label.setStyleSheet("color:#555;")
-        central = QWidget()
-        layout = QVBoxLayout(central)
-        layout.addWidget(splitter, 1)
-        layout.addLayout(text_row)
-        layout.addWidget(self.engines_label)
-        self.setCentralWidget(central)
-
+    def _build_status_bar(self) -> None:
         self.stage_label = QLabel(objectName="stageLabel")
         self.timings_label = QLabel(objectName="timingsLabel")
         self.load_progress = QProgressBar(objectName="loadProgress", maximumWidth=180, textVisible=True)
@@ -215,6 +215,7 @@ class MainWindow(QMainWindow):
         bar.addWidget(self.load_progress)
         bar.addWidget(self.timings_label, 1)
 
+    def _build_menu(self) -> None:
         self.settings_action = QAction("&Settings…", self, shortcut=QKeySequence("Ctrl+,"))
         self.quit_action = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit)
         self.new_conversation_action = QAction("&New conversation", self, shortcut=QKeySequence.StandardKey.New)
@@ -224,7 +225,6 @@ class MainWindow(QMainWindow):
         menu.addAction(self.settings_action)
         menu.addSeparator()
         menu.addAction(self.quit_action)
-        self._update_mic_widgets()
 
     def _connect(self) -> None:
         b, w, live = self.bridge, self.worker, self.live

@@ -216,6 +216,18 @@ def _conversation(data_dir: Path) -> list[dict[str, Any]]:
     return lines
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """Where the app says its picture and its Stop button are (from its log), and what it runs."""
+
+    face: tuple[int, ...]  # the face box in the stream
+    stream_wh: tuple[int, int]
+    crop: tuple[int, ...]  # the part of the stream the pane shows
+    pic: tuple[int, int, int, int]  # the pane on the screen
+    stop_xy: tuple[int, int]
+    engines: str
+
+
 def run_live(
     questions: list[str],
     out_dir: Path,
@@ -239,81 +251,29 @@ def run_live(
         pulse = start_pulse(root / "pulse")
         things.append(pulse)
         env = {**os.environ, **x.env, **pulse.env, "QT_QPA_PLATFORM": "xcb"}
-        log_path = root / "app.log"
-        app_log = AppLog(log_path)
+        app_log = AppLog(root / "app.log")
         progress("starting the app (models load on 2 cores: up to a few minutes)")
-        app = subprocess.Popen(
-            [sys.executable, "-m", "ui.app", "--config", str(config), "--log-file", str(log_path), "--verbose"],
-            env=env, stdout=subprocess.DEVNULL, stderr=open(root / "app.stderr", "wb"),
-            cwd=Path(__file__).resolve().parents[2],
-        )  # fmt: skip
-        app_log.wait_for(r"ready: models loaded; engines: (.*)", APP_START_S, app)
-        m = app_log.wait_for(
-            r"face box in the stream x1=(\d+) y1=(\d+) x2=(\d+) y2=(\d+) of (\d+)x(\d+)", APP_START_S, app
-        )
-        face = tuple(int(v) for v in m.groups()[:4])
-        stream_wh = (int(m.group(5)), int(m.group(6)))
-        app_log.wait_for(r"video area on screen: x=(\d+) y=(\d+) w=(\d+) h=(\d+)", 60, app)
-        stop_m = app_log.wait_for(r"stop button on screen: x=(\d+) y=(\d+) w=(\d+) h=(\d+)", 60, app)
-        stop_xy = (int(stop_m.group(1)) + int(stop_m.group(3)) // 2, int(stop_m.group(2)) + int(stop_m.group(4)) // 2)
-        app_log.wait_for(r"live stream on screen", 60, app)
-        engines = re.search(r"ready: models loaded; engines: (.*)", app_log.text()).group(1)  # type: ignore[union-attr]
-        # The picture as last laid out: the app crops the stream to fill its pane, and says where the pane is.
-        crops = re.findall(
-            r"live picture: stream crop (\d+)x(\d+)\+(\d+)\+(\d+) shown at x=(\d+) y=(\d+) w=(\d+) h=(\d+)",
-            app_log.text(),
-        )
-        if not crops:
-            raise BenchError(f"the app did not say where the live picture is:\n{app_log.text()[-3000:]}")
-        crop = tuple(int(v) for v in crops[-1][:4])
-        pic = _picture_region(tuple(int(v) for v in crops[-1][4:]))  # type: ignore[arg-type]
+        app = _start_app(root, config, env)
+        layout = _layout(app_log, app)
         speaker = SpeakerRecorder(pulse, root / "speaker.wav").start()
         things.append(speaker)
         mic = SpeakerRecorder(pulse, root / "mic.wav", source=pulse.mic_source).start()
         things.append(mic)
-        screen = ScreenRecorder(x.display, pic, GRAB_FPS, root / "screen.mkv").start()
+        screen = ScreenRecorder(x.display, layout.pic, GRAB_FPS, root / "screen.mkv").start()
         things.append(screen)
         time.sleep(idle_s)
-        played: list[tuple[float, float]] = []  # (monotonic before play, after play) per question
-        cancels: list[float | None] = []
-        for i, wav in enumerate(wavs):
-            progress(f"question {i + 1}/{len(wavs)}: {questions[i]!r}")
-            mark = len(app_log.text())
-            before = time.monotonic()
-            pulse.play(wav)
-            played.append((before, time.monotonic()))
-            app_log.wait_for(r"turn-taking: speaking", REPLY_TIMEOUT_S, app, mark)
-            pressed = None
-            if cancel_after_s is not None:
-                time.sleep(cancel_after_s)
-                pressed = time.monotonic()
-                subprocess.run(
-                    ["xdotool", "mousemove", str(stop_xy[0]), str(stop_xy[1]), "click", "1"],
-                    env=env, check=True, capture_output=True,
-                )  # fmt: skip
-            cancels.append(pressed)
-            app_log.wait_for(r"turn-taking: listening", REPLY_TIMEOUT_S, app, mark)
-            time.sleep(idle_s)
+        played, cancels = _ask(questions, wavs, pulse, app, app_log, env, layout.stop_xy, cancel_after_s, idle_s,
+                               progress)  # fmt: skip
         while time.monotonic() - screen.started_at < min_record_s:  # idle on to the length asked for
             time.sleep(0.2)
         stop_all([screen, mic, speaker])
         (root / "timing.json").write_text(json.dumps({
             "speaker_started_at": speaker.started_at, "mic_started_at": mic.started_at,
             "screen_frame_times_s": list(screen.frame_times_s), "played": played, "cancels": cancels,
-            "picture_region": pic, "face_box_in_stream": face, "stream_wh": stream_wh, "crop": crop,
+            "picture_region": layout.pic, "face_box_in_stream": layout.face, "stream_wh": layout.stream_wh,
+            "crop": layout.crop,
         }))  # fmt: skip
-        conversation = _conversation(root / "data")
-        starts = {  # turn id -> monotonic time the stream's clock released its first sample
-            int(m.group(1)): float(m.group(2))
-            for m in re.finditer(r"stream speech started: turn (\d+) segment 0 at monotonic ([\d.]+)", app_log.text())
-        }
-        figures = {  # turn id -> the app's own first-sound figure (its status line)
-            int(m.group(1)): float(m.group(2))
-            for m in re.finditer(r"turn (\d+): first sound ([\d.]+) s after the end of speech", app_log.text())
-        }
-        for record in conversation:
-            record["stream_started_at"] = starts.get(record.get("turn_id", -1))
-            record["app_first_sound_s"] = figures.get(record.get("turn_id", -1))
+        conversation = _turn_records(root, app_log.text())
         media_loads = len(re.findall(r"live stream on screen \((\d+) media", app_log.text()))
     finally:
         if app is not None and app.poll() is None:
@@ -323,8 +283,86 @@ def run_live(
             except subprocess.TimeoutExpired:
                 app.kill()
         stop_all(things)
-    return analyse(questions, root, speaker, mic, screen, played, cancels, conversation, face, crop, pic,
-                   media_loads, engines)  # fmt: skip
+    return analyse(questions, root, speaker, mic, screen, played, cancels, conversation, layout.face, layout.crop,
+                   layout.pic, media_loads, layout.engines)  # fmt: skip
+
+
+def _start_app(root: Path, config: Path, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ui.app", "--config", str(config), "--log-file", str(root / "app.log"), "--verbose"],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(root / "app.stderr", "wb"),
+        cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+
+
+def _layout(app_log: AppLog, app: subprocess.Popen) -> _Layout:
+    """Wait until the app is ready and shows its stream; read where everything is from its log."""
+    app_log.wait_for(r"ready: models loaded; engines: (.*)", APP_START_S, app)
+    box = r"face box in the stream x1=(\d+) y1=(\d+) x2=(\d+) y2=(\d+) of (\d+)x(\d+)"
+    m = app_log.wait_for(box, APP_START_S, app)
+    app_log.wait_for(r"video area on screen: x=(\d+) y=(\d+) w=(\d+) h=(\d+)", 60, app)
+    stop = app_log.wait_for(r"stop button on screen: x=(\d+) y=(\d+) w=(\d+) h=(\d+)", 60, app)
+    app_log.wait_for(r"live stream on screen", 60, app)
+    text = app_log.text()
+    engines = re.search(r"ready: models loaded; engines: (.*)", text).group(1)  # type: ignore[union-attr]
+    # The picture as last laid out: the app crops the stream to fill its pane, and says where the pane is.
+    crops = re.findall(
+        r"live picture: stream crop (\d+)x(\d+)\+(\d+)\+(\d+) shown at x=(\d+) y=(\d+) w=(\d+) h=(\d+)", text
+    )
+    if not crops:
+        raise BenchError(f"the app did not say where the live picture is:\n{text[-3000:]}")
+    return _Layout(
+        face=tuple(int(v) for v in m.groups()[:4]),
+        stream_wh=(int(m.group(5)), int(m.group(6))),
+        crop=tuple(int(v) for v in crops[-1][:4]),
+        pic=_picture_region(tuple(int(v) for v in crops[-1][4:])),  # type: ignore[arg-type]
+        stop_xy=(int(stop.group(1)) + int(stop.group(3)) // 2, int(stop.group(2)) + int(stop.group(4)) // 2),
+        engines=engines,
+    )
+
+
+def _ask(questions, wavs, pulse, app, app_log, env, stop_xy, cancel_after_s, idle_s, progress):
+    """Play each question into the microphone and wait for its reply to end (pressing Stop `cancel_after_s` into
+    it when asked); returns (monotonic before and after each play, when Stop was pressed or None)."""
+    played: list[tuple[float, float]] = []
+    cancels: list[float | None] = []
+    for i, wav in enumerate(wavs):
+        progress(f"question {i + 1}/{len(wavs)}: {questions[i]!r}")
+        mark = len(app_log.text())
+        before = time.monotonic()
+        pulse.play(wav)
+        played.append((before, time.monotonic()))
+        app_log.wait_for(r"turn-taking: speaking", REPLY_TIMEOUT_S, app, mark)
+        pressed = None
+        if cancel_after_s is not None:
+            time.sleep(cancel_after_s)
+            pressed = time.monotonic()
+            subprocess.run(
+                ["xdotool", "mousemove", str(stop_xy[0]), str(stop_xy[1]), "click", "1"],
+                env=env, check=True, capture_output=True,
+            )  # fmt: skip
+        cancels.append(pressed)
+        app_log.wait_for(r"turn-taking: listening", REPLY_TIMEOUT_S, app, mark)
+        time.sleep(idle_s)
+    return played, cancels
+
+
+def _turn_records(root: Path, log_text: str) -> list[dict[str, Any]]:
+    """The app's conversation log, each turn with when the stream released its first sample and the app's own
+    first-sound figure (from its log)."""
+    starts = {  # turn id -> monotonic time the stream's clock released its first sample
+        int(m.group(1)): float(m.group(2))
+        for m in re.finditer(r"stream speech started: turn (\d+) segment 0 at monotonic ([\d.]+)", log_text)
+    }
+    figures = {  # turn id -> the app's own first-sound figure (its status line)
+        int(m.group(1)): float(m.group(2))
+        for m in re.finditer(r"turn (\d+): first sound ([\d.]+) s after the end of speech", log_text)
+    }
+    conversation = _conversation(root / "data")
+    for record in conversation:
+        record["stream_started_at"] = starts.get(record.get("turn_id", -1))
+        record["app_first_sound_s"] = figures.get(record.get("turn_id", -1))
+    return conversation
 
 
 def analyse(questions, root, speaker, mic, screen, played, cancels, conversation, face, crop, pic,

@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pytest
 import yaml
 
 from assistant.config import CONFIG_MAX_BYTES, PROJECT_ROOT
+from tests.integration.json_log import JsonLog
 from tests.integration.rabbitmq import rabbitmq_broker  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -216,20 +216,8 @@ def test_a_queue_without_dead_lettering_and_poison_messages_are_reported(rabbitm
         env=user_env(home, ASSISTANT_AMQP_URL=rabbitmq_broker.url), stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL, text=True,
     )  # fmt: skip
-    lines: list[dict] = []
-    raw: list[str] = []
-
-    def read() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            raw.append(line)
-            try:
-                lines.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    log = JsonLog(proc)
+    lines, raw, reader = log.records, log.raw, log.thread
 
     def wait_for(predicate, timeout_s: float, what: str) -> None:
         deadline = time.monotonic() + timeout_s

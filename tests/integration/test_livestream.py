@@ -39,6 +39,7 @@ from assistant.livestream.receiver import RtmpReceiver
 from assistant.livestream.stages import build_tts, dialogue_factory
 from assistant.profile import resolve
 from assistant.video import extract_audio, probe, read_frames
+from tests.integration.json_log import JsonLog
 from tests.integration.rabbitmq import rabbitmq_broker  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -305,20 +306,8 @@ def test_sigterm_requeues_the_message_in_flight(rabbitmq_broker, tmp_path):
          "--queue", queue, "--record", str(tmp_path / "cli.mp4"), "--json-log"],
         env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
     )  # fmt: skip
-    lines: list[dict] = []
-    raw: list[str] = []
-
-    def read() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            raw.append(line)
-            try:
-                lines.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    log = JsonLog(proc)
+    lines, raw, reader = log.records, log.raw, log.thread
     try:
         wait_for(lambda: any("consuming" in r.get("msg", "") for r in lines), 60, "the CLI to consume")
         rabbitmq_broker.publish(queue, text("This message is cut off by a SIGTERM. " + FOX + " " + APPLES))
