@@ -88,6 +88,7 @@ class LiveReport:
     media_loads: int
     engines: str
     artifacts: str
+    app_usage: dict[str, float] = field(default_factory=dict)  # the app's peak RSS and CPU seconds a turn
 
     def summary(self) -> dict[str, Any]:
         def stat(values: list[float | None]) -> dict[str, float | None]:
@@ -117,6 +118,7 @@ class LiveReport:
             ),  # fmt: skip
             "idle_motion": self.idle_motion,
             "media_loads": self.media_loads,
+            "app_usage": self.app_usage,
             "stages_s": {k: stat([t.stages_s.get(k) for t in self.turns]) for k in stage_keys},
             "recorded_s": round(self.recorded_s, 2),
             "engines": self.engines,
@@ -262,8 +264,13 @@ def run_live(
         screen = ScreenRecorder(x.display, layout.pic, GRAB_FPS, root / "screen.mkv").start()
         things.append(screen)
         time.sleep(idle_s)
+        cpu_before = _cpu_s(app.pid)
         played, cancels = _ask(questions, wavs, pulse, app, app_log, env, layout.stop_xy, cancel_after_s, idle_s,
                                progress)  # fmt: skip
+        usage = {
+            "peak_rss_mb": _peak_rss_mb(app.pid),
+            "cpu_s_per_turn": round((_cpu_s(app.pid) - cpu_before) / max(1, len(wavs)), 2),  # both cores' seconds
+        }
         while time.monotonic() - screen.started_at < min_record_s:  # idle on to the length asked for
             time.sleep(0.2)
         stop_all([screen, mic, speaker])
@@ -283,8 +290,24 @@ def run_live(
             except subprocess.TimeoutExpired:
                 app.kill()
         stop_all(things)
-    return analyse(questions, root, speaker, mic, screen, played, cancels, conversation, layout.face, layout.crop,
-                   layout.pic, media_loads, layout.engines)  # fmt: skip
+    report = analyse(questions, root, speaker, mic, screen, played, cancels, conversation, layout.face, layout.crop,
+                     layout.pic, media_loads, layout.engines)  # fmt: skip
+    report.app_usage = usage
+    return report
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) the process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024.0, 1)
+    return 0.0
 
 
 def _start_app(root: Path, config: Path, env: dict[str, str]) -> subprocess.Popen:
@@ -488,6 +511,7 @@ def _run(args: argparse.Namespace) -> int:
                     "speaker_gap_ms", "av_offset_ms", "player_delay_ms", "cancel_silence_ms"):
             print(f"{key:20s} {summary[key]}")
         print(f"black_frames {summary['black_frames']}  frozen_s {summary['frozen_s']}  idle {summary['idle_motion']}")
+        print(f"app: {summary['app_usage']}")
         print(f"engines: {summary['engines']}; recordings in {summary['artifacts']}")
         print(f"dialogue: {summary['dialogue']}")
     return 0
