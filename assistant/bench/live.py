@@ -39,6 +39,7 @@ import yaml
 from assistant.audio.io import load_audio
 from assistant.bench import measure
 from assistant.bench.rig import ScreenRecorder, SpeakerRecorder, start_pulse, start_xvfb, stop_all
+from assistant.bench.usage import cpu_s, peak_rss_mb
 from assistant.bench.turn import QUESTIONS  # the same questions as `bench turn`, so the two compare
 from assistant.errors import AssistantError
 
@@ -264,12 +265,12 @@ def run_live(
         screen = ScreenRecorder(x.display, layout.pic, GRAB_FPS, root / "screen.mkv").start()
         things.append(screen)
         time.sleep(idle_s)
-        cpu_before = _cpu_s(app.pid)
+        cpu_before = cpu_s([app.pid])
         played, cancels = _ask(questions, wavs, pulse, app, app_log, env, layout.stop_xy, cancel_after_s, idle_s,
                                progress)  # fmt: skip
         usage = {
-            "peak_rss_mb": _peak_rss_mb(app.pid),
-            "cpu_s_per_turn": round((_cpu_s(app.pid) - cpu_before) / max(1, len(wavs)), 2),  # both cores' seconds
+            "peak_rss_mb": peak_rss_mb(app.pid),
+            "cpu_s_per_turn": round((cpu_s([app.pid]) - cpu_before) / max(1, len(wavs)), 2),  # both cores' seconds
         }
         while time.monotonic() - screen.started_at < min_record_s:  # idle on to the length asked for
             time.sleep(0.2)
@@ -294,20 +295,6 @@ def run_live(
                      layout.pic, media_loads, layout.engines)  # fmt: skip
     report.app_usage = usage
     return report
-
-
-def _cpu_s(pid: int) -> float:
-    """CPU seconds (user + system, all threads) the process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _peak_rss_mb(pid: int) -> float:
-    """The process's peak resident memory so far (VmHWM), MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024.0, 1)
-    return 0.0
 
 
 def _start_app(root: Path, config: Path, env: dict[str, str]) -> subprocess.Popen:

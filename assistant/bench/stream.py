@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from assistant.bench.usage import cpu_s
+
 QUEUE = "bench.speak"
 SENTENCES = (
     "Hello and welcome to the stream.",
@@ -61,19 +63,6 @@ class StreamBench:
     concurrent: list[dict[str, Any]] = field(default_factory=list)
     concurrent_streams_real_time: int = 0
     cores: int = os.cpu_count() or 1
-
-
-def _cpu_s(pids: list[int]) -> float:
-    import psutil
-
-    total = 0.0
-    for pid in pids:
-        try:
-            t = psutil.Process(pid).cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
 
 
 def _encoder_pids(exclude: set[int]) -> list[int]:
@@ -117,7 +106,7 @@ def measure_latency(settings: Any, broker: Any, root: Path, messages: int) -> St
                 raise RuntimeError("the stream did not connect to the broker and the receiver within 30 s")
             time.sleep(0.1)
         unpublished_at_connect = streamer.publisher.stats.frames_unpublished
-        wall0, cpu0 = time.monotonic(), _cpu_s([os.getpid()] + _encoder_pids({receiver._proc.pid}))
+        wall0, cpu0 = time.monotonic(), cpu_s([os.getpid()] + _encoder_pids({receiver._proc.pid}))
         for n in range(messages):
             time.sleep(1.5)  # idle: the baseline of the mouth region
             idle = np.array(receiver.mouth_luma[-25:])
@@ -141,7 +130,7 @@ def measure_latency(settings: Any, broker: Any, root: Path, messages: int) -> St
                     on_stream.append((clock - published) * 1000.0)
                     transport.append((first - clock) * 1000.0)
         wall = time.monotonic() - wall0
-        cpu = _cpu_s([os.getpid()] + _encoder_pids({receiver._proc.pid})) - cpu0
+        cpu = cpu_s([os.getpid()] + _encoder_pids({receiver._proc.pid})) - cpu0
         report.cpu_percent_of_one_core = round(100.0 * cpu / wall, 1)
     finally:
         streamer.stop()
