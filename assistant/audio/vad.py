@@ -526,13 +526,17 @@ class VadSegmenter:
         return [utterance if utterance is not None else self._utterance(kept, cut)]
 
 
+def _window_rms(x: np.ndarray, win: int) -> np.ndarray:
+    """The RMS of each whole `win`-sample window of `x`, counted back from its end."""
+    n = len(x) // win
+    if n == 0:
+        return np.zeros(0, np.float32)
+    return np.sqrt(np.mean(np.square(x[len(x) - n * win :].astype(np.float32).reshape(n, win)), axis=1))
+
+
 def _loudest_window(frame: np.ndarray, win: int) -> float:
     """The RMS of the loudest `win`-sample window of an int16 frame."""
-    n = len(frame) // win
-    if n == 0:
-        return 0.0
-    x = frame[: n * win].astype(np.float32).reshape(n, win)
-    return float(np.sqrt(np.mean(np.square(x), axis=1)).max())
+    return float(_window_rms(frame, win).max(initial=0.0))
 
 
 def _window_levels(frames: list[np.ndarray], length: int, win: int, last: int) -> np.ndarray:
@@ -548,11 +552,7 @@ def _window_levels(frames: list[np.ndarray], length: int, win: int, last: int) -
         start -= len(frame)
     if not picked:
         return np.zeros(0, np.float32)
-    x = np.concatenate(picked[::-1])[want_from - start : length - start].astype(np.float32)
-    n = len(x) // win
-    if n == 0:
-        return np.zeros(0, np.float32)
-    return np.sqrt(np.mean(np.square(x[len(x) - n * win :].reshape(n, win)), axis=1)) + 1e-3
+    return _window_rms(np.concatenate(picked[::-1])[want_from - start : length - start], win) + 1e-3
 
 
 def to_int16(samples: np.ndarray) -> np.ndarray:
