@@ -230,9 +230,8 @@ class LiveAvatar(QObject):
         self._pending.clear()
         if self.feed is None:
             return
-        speaking = self.feed.busy
-        self.feed.cancel()  # clips never said come back through the stream's events, as cut ones do
-        if speaking and self.player is not None:
+        # Clips never said come back through the stream's events, as cut ones do.
+        if self.feed.cancel() and self.player is not None:
             self.player.cut(self.stream.settings.fade_ms)  # the player drops what it holds and the stream's fade
 
     # ---- events from the clock thread ----

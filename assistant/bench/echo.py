@@ -261,9 +261,7 @@ class _AppPath:
 
     def stop_speech(self, reason: str) -> None:
         # LiveAvatar.cancel: the feed fades the stream out, and the player drops what it still holds (DirectPlayer.cut)
-        speaking = self.feed.busy
-        self.feed.cancel()
-        if speaking:
+        if self.feed.cancel():
             self.stopped_at.append(time.monotonic())
             self.playout.cut(self.feed.stream.settings.fade_ms)
 

@@ -55,8 +55,10 @@ class ClipFeed:
         rate = self.stream.settings.audio_rate_hz
         self.say(key, load_audio(path, rate), rate, text)
 
-    def cancel(self) -> None:
-        """Drop what is being prepared (reported unsaid), stop the renderer's work, fade out the stream's speech."""
+    def cancel(self) -> bool:
+        """Drop what is being prepared (reported unsaid), stop the renderer's work, fade out the stream's speech.
+        True when something was being said or prepared (the player then drops what it still holds)."""
+        was_busy = self.busy
         renderer_cancel = getattr(self.stream.renderer, "cancel", None)
         if renderer_cancel is not None:
             renderer_cancel()
@@ -65,6 +67,7 @@ class ClipFeed:
         for key, text in unsaid.items():
             self.stream.on_event(StreamSpeechFinished(-1, self._clock(), key, text, 0.0, 0.0, True))
         self.stream.cancel()
+        return was_busy
 
     @property
     def busy(self) -> bool:

@@ -128,8 +128,7 @@ def test_a_cancelled_feed_reports_the_clips_it_never_said(renderer: Wav2LipLiveR
     feed = ClipFeed(stream)
     feed.say_file((4, 0), speech, "first")
     feed.say_file((4, 1), speech, "second")
-    assert feed.busy
-    feed.cancel()  # before either was released (the clock is not even running)
+    assert feed.cancel()  # before either was released (the clock is not even running): it was busy
     unsaid = [(e.key, e.text, e.played_s, e.cancelled) for e in events if isinstance(e, StreamSpeechFinished)]
     assert sorted(unsaid) == [((4, 0), "first", 0.0, True), ((4, 1), "second", 0.0, True)]
     assert not feed.busy
