@@ -266,6 +266,21 @@ class LivestreamSettings(_Section):
     max_audio_s: float = Field(120.0, gt=0.0, le=3600.0, description="longer audio messages are rejected")
 
 
+class ServeSettings(_Section):
+    host: str = Field("127.0.0.1", min_length=1, description="`assistant serve` listens here; any other address needs the token")
+    port: int = Field(8765, ge=0, le=65535, description="its HTTP port (the page, signalling and the API)")
+    max_sessions: int = Field(4, ge=1, le=64, description="browsers talking at once; one more is told the server is full")
+    max_sessions_per_address: int = Field(2, ge=1, le=64, description="browsers at once from one IP address")
+    idle_timeout_s: float = Field(300.0, ge=5.0, le=86_400.0, description="a session silent this long is closed")
+    connect_timeout_s: float = Field(20.0, ge=2.0, le=300.0, description="a browser that has not connected by then is dropped")
+    resolution: Resolution = Field(
+        default_factory=lambda: Resolution(width=640, height=360), description="the avatar video sent to browsers"
+    )
+    fps: Literal[24, 25, 30] = Field(25, description="its frame rate")
+    max_message_chars: int = Field(1000, ge=1, le=100_000, description="a longer typed question is refused")
+    max_request_bytes: int = Field(65_536, ge=4096, le=10_000_000, description="a larger HTTP request body is refused (413)")
+
+
 class PresentationSettings(_Section):
     layout: Literal["corner", "side", "full"] = Field("corner", description="where the avatar goes on the slides")
     quality_mode: Literal["standard", "high"] | None = Field(
@@ -322,6 +337,7 @@ class Settings(_Section):
     livestream: LivestreamSettings = Field(
         default_factory=LivestreamSettings, description="`assistant stream`: messages from RabbitMQ to RTMP"
     )
+    serve: ServeSettings = Field(default_factory=ServeSettings, description="`assistant serve`: the avatar in browsers")
     presentation: PresentationSettings = Field(
         default_factory=PresentationSettings, description="`assistant present`: script to presentation video"
     )

@@ -90,6 +90,7 @@ APT_PACKAGES=(
   fonts-dejavu-core  # the slides of `assistant present`
   strace  # tests/integration/test_privacy.py watches a whole turn for network use
   libspeexdsp1  # speex's linear echo canceller: what the recogniser hears of a barge-in (assistant/audio/speex.py)
+  chromium  # tests and `assistant bench serve` open the `assistant serve` page headless, a WAV as microphone
   x11-xserver-utils  # xsetroot: tests/integration/test_rig.py changes the screen it records
   # what PySide6's xcb platform plugin loads
   libxkbcommon-x11-0 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-randr0 libxcb-shape0
