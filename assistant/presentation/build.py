@@ -32,12 +32,13 @@ def present_options(
     quality: str | None = None,
     engine: str | None = None,
 ) -> PresentOptions:
-    from assistant.talking_head.options import render_settings_from_config
+    from assistant.talking_head.options import render_settings_from_config, wav2lip_config
 
     pres = settings.presentation
     quality = quality or pres.quality_mode or resolved.quality_mode
     rs = render_settings_from_config(settings, quality, "wav2lip")  # the quality mode's frame size and fps
     tts_engine = resolved.tts_engine
+    checkpoints, wav2lip_options = wav2lip_config(settings, quality)
     voice = {"coqui": resolved.coqui_model, "piper": settings.tts.piper_voice, "espeak": settings.tts.espeak_voice}
     return PresentOptions(
         avatar=Path(avatar) if avatar else settings.project_path(settings.talking_head.avatar_image),
@@ -49,6 +50,8 @@ def present_options(
         ),
         title_card_s=pres.title_card_s, crf=pres.crf, preset=pres.preset,
         audio_bitrate=settings.talking_head.output.audio_bitrate,
+        blend=wav2lip_options["blend"], half_precision=wav2lip_options["use_half_precision"],
+        device=resolved.talking_head_device, checkpoints=tuple((k, str(v)) for k, v in sorted(checkpoints.items())),
     )  # fmt: skip
 
 
@@ -71,10 +74,12 @@ def chain_factory(settings: Settings, resolved: ResolvedSettings, options: Prese
             RenderSettings.for_quality(options.quality_mode, options.fps),
             width=geo.avatar.w, height=geo.avatar.h, audio_bitrate=options.audio_bitrate,
         )  # fmt: skip
-        checkpoints, wav2lip_options = wav2lip_config(settings, options.quality_mode)
+        _, wav2lip_options = wav2lip_config(settings, options.quality_mode)
+        # The pixel options come from `options` (the slides' keys hold them), the rest from the config
+        pixels = {"blend": options.blend, "use_half_precision": options.half_precision, "enhance_face": False}
         factories = default_factories(
-            avatar, size, device=resolved.talking_head_device, checkpoints=checkpoints,
-            wav2lip_options={**wav2lip_options, "enhance_face": False},  # a small corner face: no GFPGAN pass
+            avatar, size, device=options.device, checkpoints=dict(options.checkpoints),
+            wav2lip_options={**wav2lip_options, **pixels},  # enhance_face off: a small corner face, no GFPGAN pass
         )  # fmt: skip
         return TalkingHeadChain(options.engine, factories, on_oom="fallback")
 

@@ -8,8 +8,9 @@
         state.json   the finished slides by key (timings, engines, durations), written atomically after each one
 
 A slide's key hashes what it shows and says plus every option that changes its video (size, fps, layout, engine,
-voice, avatar, pauses), so a re-run reuses a slide exactly when nothing about it changed, wherever it moved in the
-deck. A lock file stops two runs of the same job from writing over each other.
+voice, avatar, pauses, and for Wav2Lip its blend, precision, device and checkpoint), so a re-run reuses a slide exactly
+when nothing about it changed, wherever it moved in the deck. A finished slide is filed under the key of the engine
+that drew it: one the chain fell back to (light for a missing Wav2Lip) is never taken for the engine asked for. A lock file stops two runs of the same job from writing over each other.
 
 Standard library only.
 """

@@ -27,11 +27,12 @@ from typing import Any
 from assistant.errors import NoFaceError, PresentationError
 from assistant.presentation.compose import compose_slide
 from assistant.presentation.job import Job, SlideRecord, file_sha256, slide_key
-from assistant.presentation.narrate import NarrationTiming, Speaker, synthesize_slide
+from assistant.presentation.narrate import NarrationTiming, SlideSound, Speaker, synthesize_slide
 from assistant.presentation.script import Deck, Slide, read_script
 from assistant.presentation.slides import THEME_VERSION, Geometry, geometry, render_slide
 from assistant.presentation.timing import (
     Chapter,
+    Cue,
     SentenceSpan,
     reveal_times,
     sentence_cues,
@@ -44,6 +45,9 @@ log = logging.getLogger(__name__)
 
 WORDS_PER_S = 2.9  # the bundled Piper voice speaks about 2.9-3.2 words a second: used only for estimates
 DEFAULT_SPEED = 1.5  # seconds of work per second of video before this machine has measured its own
+
+
+WAV2LIP_ENGINES = ("wav2lip", "wav2lip_gan")
 
 
 @dataclass(frozen=True)
@@ -63,13 +67,35 @@ class PresentOptions:
     crf: int = 20
     preset: str = "veryfast"
     audio_bitrate: str = "192k"
+    # Wav2Lip's options that change its pixels (the chain is built from these, so the key and the render agree)
+    blend: str = "feather"
+    half_precision: bool = True  # fp16 on CUDA, bf16 where a CPU does it natively; fp32 otherwise
+    device: str = "cpu"
+    checkpoints: tuple[tuple[str, str], ...] = ()  # (engine, weights file) for wav2lip and wav2lip_gan
+
+    def checkpoint(self, engine: str) -> Path | None:
+        path = dict(self.checkpoints).get(engine)
+        return Path(path) if path else None
 
     def fingerprint(self, avatar_sha: str) -> dict[str, Any]:
         return {
             "size": [self.width, self.height], "fps": self.fps, "layout": self.layout, "engine": self.engine,
             "voice": self.voice, "timing": dataclasses.asdict(self.timing), "title_card_s": self.title_card_s,
             "crf": self.crf, "preset": self.preset, "audio_bitrate": self.audio_bitrate, "avatar": avatar_sha,
-            "theme": THEME_VERSION,
+            "theme": THEME_VERSION, **self._lipsync_fingerprint(),
+        }  # fmt: skip
+
+    def _lipsync_fingerprint(self) -> dict[str, Any]:
+        """Wav2Lip's pixel options, only when the engine is a Wav2Lip (the light and static engines ignore them, so
+        a slide they drew stays valid whatever these are). The checkpoint counts by name and size: hashing 400 MB of
+        weights on every run would cost more than it guards against."""
+        if self.engine not in WAV2LIP_ENGINES:
+            return {}
+        weights = self.checkpoint(self.engine)
+        size = weights.stat().st_size if weights is not None and weights.is_file() else None
+        return {
+            "blend": self.blend, "precision": "half" if self.half_precision else "full", "device": self.device,
+            "checkpoint": [weights.name if weights is not None else None, size],
         }  # fmt: skip
 
 
@@ -255,153 +281,260 @@ def render_presentation(
 ) -> PresentationResult:
     """Make `output` from `script` (see the module docstring). Raises PresentationError (or NoFaceError) for bad
     input before any work; KeyboardInterrupt leaves the finished slides in the job for the next run."""
-    from assistant.video import concat_segments, mux_presentation
-
     start = time.monotonic()
     script, output = Path(script), Path(output)
     deck = read_script(script)
     check_output(output)
     check_avatar(options.avatar, options.engine)
-    geo = geometry(options.width, options.height, options.layout, _aspect(options.avatar))
     avatar_sha = file_sha256(options.avatar)
     speed = SpeedBook(jobs_dir / "speed.json")
-    warnings = list(deck.warnings)
-    report = on_progress or (lambda p: None)
-    n = len(deck.slides)
-
     job = Job(jobs_dir, script)
     check_subtitles(output, job)
     if dry_run:
-        job_for_plan = job if job.state_path.is_file() else None
-        if job_for_plan is not None:
-            job._load_state()
-        plans = plan_deck(deck, options, job_for_plan, avatar_sha)
-        todo_s = sum(p.estimate_s for p in plans if p.reused is None)
-        return PresentationResult(
-            output=None, srt=None, job_dir=job.dir, duration_s=sum(p.estimate_s for p in plans),
-            elapsed_s=time.monotonic() - start, estimate_s=todo_s * speed.get(options), slides=(),
-            plan=tuple(plans), warnings=tuple(warnings), options=options, dry_run=True,
-        )  # fmt: skip
-
+        return _dry_run(deck, options, job, avatar_sha, speed, start)
     with job:
-        script_text = script.read_text(encoding="utf-8-sig")
-        avatar = job.keep_inputs(script_text, options.avatar)
-        plans = plan_deck(deck, options, job, avatar_sha)
-        total_s = sum(p.estimate_s for p in plans) or 1.0
-        todo_s = sum(p.estimate_s for p in plans if p.reused is None)
-        rate = speed.get(options)
-        estimate = todo_s * rate
+        run = _Run(deck, options, job, avatar_sha, speed, speaker_factory, chain_factory, on_progress)
+        run.log_plan(script, output)
+        run.render_slides()
+        return run.assemble(output, start)
+
+
+def _dry_run(
+    deck: Deck, options: PresentOptions, job: Job, avatar_sha: str, speed: SpeedBook, start: float
+) -> PresentationResult:
+    """The plan and its estimate, without taking the job's lock or writing anything."""
+    job_for_plan = job if job.state_path.is_file() else None
+    if job_for_plan is not None:
+        job._load_state()
+    plans = plan_deck(deck, options, job_for_plan, avatar_sha)
+    todo_s = sum(p.estimate_s for p in plans if p.reused is None)
+    return PresentationResult(
+        output=None, srt=None, job_dir=job.dir, duration_s=sum(p.estimate_s for p in plans),
+        elapsed_s=time.monotonic() - start, estimate_s=todo_s * speed.get(options), slides=(),
+        plan=tuple(plans), warnings=tuple(deck.warnings), options=options, dry_run=True,
+    )  # fmt: skip
+
+
+class _Run:
+    """One run inside a locked job: the slides rendered or reused in order, then assembled. Holds the voice and the
+    talking-head chain (built on first need) and the progress figures the estimate of the time left comes from."""
+
+    def __init__(
+        self,
+        deck: Deck,
+        options: PresentOptions,
+        job: Job,
+        avatar_sha: str,
+        speed: SpeedBook,
+        speaker_factory: SpeakerFactory,
+        chain_factory: ChainFactory,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self.deck, self.options, self.job, self.avatar_sha, self.speed = deck, options, job, avatar_sha, speed
+        self.speaker_factory, self.chain_factory = speaker_factory, chain_factory
+        self.report: ProgressCallback = on_progress or (lambda p: None)
+        self.geo = geometry(options.width, options.height, options.layout, _aspect(options.avatar))
+        self.avatar = job.keep_inputs(job.script.read_text(encoding="utf-8-sig"), options.avatar)
+        self.plans = plan_deck(deck, options, job, avatar_sha)
+        self.warnings = list(deck.warnings)
+        self.total_s = sum(p.estimate_s for p in self.plans) or 1.0
+        self.rate = speed.get(options)
+        self.estimate_s = sum(p.estimate_s for p in self.plans if p.reused is None) * self.rate
+        self.done_s = 0.0  # estimated video seconds behind us
+        self.left_work_s = self.estimate_s
+        self.rendered_video_s = self.rendered_work_s = 0.0
+        self.speaker: Speaker | None = None
+        self.chain: Any = None
+        self.records: list[SlideRecord] = []
+
+    @property
+    def rendered(self) -> int:
+        return sum(1 for p in self.plans if p.reused is None)
+
+    def log_plan(self, script: Path, output: Path) -> None:
+        todo_s = sum(p.estimate_s for p in self.plans if p.reused is None)
         log.info(
             "Presenting %s -> %s: %d slides, %d to render (about %.0f s of video, %.0f s of work), %d reused",
-            script, output, n, sum(1 for p in plans if p.reused is None), todo_s, estimate,
-            sum(1 for p in plans if p.reused),
+            script, output, len(self.plans), self.rendered, todo_s, self.estimate_s, len(self.plans) - self.rendered,
         )  # fmt: skip
-        for w in warnings:
+        for w in self.warnings:
             log.warning("%s", w)
-        done_s = 0.0  # estimated video seconds behind us
-        left_work_s = estimate
-        rendered_video_s = rendered_work_s = 0.0
-        speaker: Speaker | None = None
-        chain: Any = None
-        records: list[SlideRecord] = []
+
+    def emit(self, plan: SlidePlan, stage: str, frac: float, reused: bool = False) -> None:
+        overall = (self.done_s + frac * plan.estimate_s) / self.total_s
+        eta = None if reused else max(0.0, self.left_work_s - frac * plan.estimate_s * self.rate)
+        self.report(PresentProgress(
+            stage, slide=plan.index, slides=len(self.plans), title=plan.slide.title, slide_fraction=frac,
+            overall_fraction=min(1.0, overall), eta_s=eta, reused=reused,
+        ))  # fmt: skip
+
+    # ---- the slides ----
+    def render_slides(self) -> None:
+        """Each slide reused or rendered and recorded at once; the voice and the chain closed whatever happens."""
         try:
-            for plan in plans:
-                slide = plan.slide
-                base = dict(slide=plan.index, slides=n, title=slide.title)
-
-                def emit(stage: str, frac: float, reused: bool = False, _plan: SlidePlan = plan, _base=base) -> None:
-                    overall = (done_s + frac * _plan.estimate_s) / total_s
-                    eta = None if reused else max(0.0, left_work_s - frac * _plan.estimate_s * rate)
-                    report(PresentProgress(stage, slide_fraction=frac, overall_fraction=min(1.0, overall),
-                                           eta_s=eta, reused=reused, **_base))  # fmt: skip
-
-                again = plan.reused or job.finished(plan.key)  # or the same slide twice in one script
+            for plan in self.plans:
+                again = plan.reused or self.job.finished(plan.key)  # or the same slide twice in one script
                 if again is not None:
-                    records.append(again)
-                    log.info("Slide %d/%d %r: unchanged, reused", plan.index, n, slide.title)
-                    emit("slide_done", 1.0, reused=True)
-                    done_s += plan.estimate_s
-                    continue
-                t0 = time.monotonic()
-                folder = job.slide_dir(plan.key)
-                if folder.exists():
-                    shutil.rmtree(folder)  # leftovers of an interrupted try
-                emit("speech", 0.0)
-                if slide.sentences and speaker is None:
-                    speaker = speaker_factory()
-                timing = options.timing
-                if slide.kind == "title":
-                    timing = dataclasses.replace(timing, silent_s=options.title_card_s)
-                sound = synthesize_slide(
-                    slide.sentences, folder, speaker, options.fps, timing,
-                    on_sentence=lambda i, k: emit("speech", 0.1 * i / k),
-                )  # fmt: skip
-                pictures = render_slide(slide, deck.title, geo)
-                for w in pictures.warnings:
-                    if w not in warnings:
-                        warnings.append(w)
-                        log.warning("%s", w)
-                reveals = reveal_times(slide.bullets[: pictures.shown_bullets], list(sound.spans), sound.duration_s)
-                emit("avatar", 0.1)
-                if chain is None:
-                    chain = chain_factory(geo, avatar)
-                avatar_paths, engines, reasons = [], [], []
-                for k, piece in enumerate(sound.piece_paths):
-                    video = chain.render(piece, folder / f"avatar-{k:02d}.mp4")
-                    avatar_paths.append(video.mp4_path)
-                    engines.append(video.engine)
-                    reasons.extend(r for r in video.fallback_reasons if r not in reasons)
-                    emit("avatar", 0.1 + 0.5 * (k + 1) / len(sound.piece_paths))
-                composed = compose_slide(
-                    pictures, reveals, avatar_paths, sound.wav_path, folder / "slide.mp4", options.fps,
-                    crf=options.crf, preset=options.preset, audio_bitrate=options.audio_bitrate,
-                    on_progress=lambda f: emit("compose", 0.6 + 0.4 * f),
-                )  # fmt: skip
-                for p in avatar_paths:  # the composed slide holds them; keep the job folder small
-                    Path(p).unlink(missing_ok=True)
-                render_s = time.monotonic() - t0
-                record = SlideRecord(
-                    key=plan.key, content=slide.content_key(), title=slide.title,
-                    mp4=job.rel(composed.mp4_path), wav=job.rel(sound.wav_path),
-                    frames=composed.frames, fps=composed.fps, duration_s=composed.duration_s,
-                    spans=[[s.text, s.start_s, s.end_s] for s in sound.spans], reveals=reveals,
-                    pieces=len(sound.piece_paths), tts_engine=sound.engine,
-                    avatar_engine=engines[-1] if engines else "none", fallback_reasons=reasons,
-                    render_s=round(render_s, 3), finished_at=time.time(),
-                )  # fmt: skip
-                job.record(record)
-                records.append(record)
-                rendered_video_s += composed.duration_s
-                rendered_work_s += render_s
-                rate = rendered_work_s / rendered_video_s
-                left_work_s = sum(p.estimate_s for p in plans[plan.index :] if p.reused is None) * rate
-                log.info(
-                    "Slide %d/%d %r: %.2f s of video in %.2f s (%s, %s, %d piece(s))", plan.index, n, slide.title,
-                    composed.duration_s, render_s, sound.engine, record.avatar_engine, record.pieces,
-                )  # fmt: skip
-                emit("slide_done", 1.0)
-                done_s += plan.estimate_s
+                    self.records.append(again)
+                    log.info("Slide %d/%d %r: unchanged, reused", plan.index, len(self.plans), plan.slide.title)
+                    self.emit(plan, "slide_done", 1.0, reused=True)
+                else:
+                    self.records.append(self._render(plan))
+                    self.emit(plan, "slide_done", 1.0)
+                self.done_s += plan.estimate_s
         except KeyboardInterrupt:
             log.warning(
                 "Interrupted: %d of %d slides finished and kept in %s; run the same command again to go on",
-                len(records), n, job.dir,
+                len(self.records), len(self.plans), self.job.dir,
             )  # fmt: skip
             raise
         finally:
-            if chain is not None:
-                chain.close()
-            if speaker is not None and hasattr(speaker, "close"):
-                speaker.close()  # type: ignore[union-attr]
-            if rendered_video_s > 0:
-                speed.update(options, rendered_work_s / rendered_video_s)
+            if self.chain is not None:
+                self.chain.close()
+            if self.speaker is not None and hasattr(self.speaker, "close"):
+                self.speaker.close()  # type: ignore[union-attr]
+            if self.rendered_video_s > 0:
+                self.speed.update(self.options, self.rendered_work_s / self.rendered_video_s)
 
-        # ---- assemble ----
-        report(PresentProgress("assemble", n, n, "", 1.0, 1.0, 0.0))
+    def _render(self, plan: SlidePlan) -> SlideRecord:
+        """Speak, animate and compose one slide in its own folder, and record it under the key of the engine that
+        ran (a fallback's pixels are not the asked engine's: a later run asking for that engine renders again)."""
+        t0 = time.monotonic()
+        folder = self.job.slide_dir(plan.key)
+        if folder.exists():
+            shutil.rmtree(folder)  # leftovers of an interrupted try
+        sound = self._speak(plan, folder)
+        pictures = render_slide(plan.slide, self.deck.title, self.geo)
+        for w in pictures.warnings:
+            if w not in self.warnings:
+                self.warnings.append(w)
+                log.warning("%s", w)
+        reveals = reveal_times(plan.slide.bullets[: pictures.shown_bullets], list(sound.spans), sound.duration_s)
+        avatar_paths, engine, reasons = self._animate(plan, sound, folder)
+        composed = compose_slide(
+            pictures, reveals, avatar_paths, sound.wav_path, folder / "slide.mp4", self.options.fps,
+            crf=self.options.crf, preset=self.options.preset, audio_bitrate=self.options.audio_bitrate,
+            on_progress=lambda f: self.emit(plan, "compose", 0.6 + 0.4 * f),
+        )  # fmt: skip
+        for p in avatar_paths:  # the composed slide holds them; keep the job folder small
+            Path(p).unlink(missing_ok=True)
+        key = self._key_of_engine_that_ran(plan, engine)
+        if key != plan.key:
+            folder = self._move(folder, self.job.slide_dir(key))
+        render_s = time.monotonic() - t0
+        record = SlideRecord(
+            key=key, content=plan.slide.content_key(), title=plan.slide.title,
+            mp4=self.job.rel(folder / composed.mp4_path.name), wav=self.job.rel(folder / sound.wav_path.name),
+            frames=composed.frames, fps=composed.fps, duration_s=composed.duration_s,
+            spans=[[s.text, s.start_s, s.end_s] for s in sound.spans], reveals=reveals,
+            pieces=len(sound.piece_paths), tts_engine=sound.engine, avatar_engine=engine, fallback_reasons=reasons,
+            render_s=round(render_s, 3), finished_at=time.time(),
+        )  # fmt: skip
+        self.job.record(record)
+        self._count(plan, composed.duration_s, render_s)
+        log.info(
+            "Slide %d/%d %r: %.2f s of video in %.2f s (%s, %s, %d piece(s))", plan.index, len(self.plans),
+            plan.slide.title, composed.duration_s, render_s, sound.engine, engine, record.pieces,
+        )  # fmt: skip
+        return record
+
+    def _speak(self, plan: SlidePlan, folder: Path) -> SlideSound:
+        self.emit(plan, "speech", 0.0)
+        if plan.slide.sentences and self.speaker is None:
+            self.speaker = self.speaker_factory()
+        timing = self.options.timing
+        if plan.slide.kind == "title":
+            timing = dataclasses.replace(timing, silent_s=self.options.title_card_s)
+        return synthesize_slide(
+            plan.slide.sentences, folder, self.speaker, self.options.fps, timing,
+            on_sentence=lambda i, k: self.emit(plan, "speech", 0.1 * i / k),
+        )  # fmt: skip
+
+    def _animate(self, plan: SlidePlan, sound: SlideSound, folder: Path) -> tuple[list[Path], str, list[str]]:
+        """The talking head for each piece of the narration: the clips, the engine that ran (several joined by "+"
+        when a piece fell back and another did not) and the fallback reasons."""
+        self.emit(plan, "avatar", 0.1)
+        if self.chain is None:
+            self.chain = self.chain_factory(self.geo, self.avatar)
+        avatar_paths: list[Path] = []
+        engines: list[str] = []
+        reasons: list[str] = []
+        for k, piece in enumerate(sound.piece_paths):
+            video = self.chain.render(piece, folder / f"avatar-{k:02d}.mp4")
+            avatar_paths.append(video.mp4_path)
+            if video.engine not in engines:
+                engines.append(video.engine)
+            reasons.extend(r for r in video.fallback_reasons if r not in reasons)
+            self.emit(plan, "avatar", 0.1 + 0.5 * (k + 1) / len(sound.piece_paths))
+        return avatar_paths, "+".join(engines) or "none", reasons
+
+    def _key_of_engine_that_ran(self, plan: SlidePlan, engine: str) -> str:
+        if engine in (self.options.engine, "none"):
+            return plan.key
+        ran = dataclasses.replace(self.options, engine=engine)
+        return slide_key(plan.slide.content_key(), ran.fingerprint(self.avatar_sha))
+
+    @staticmethod
+    def _move(folder: Path, target: Path) -> Path:
+        if target.exists():
+            shutil.rmtree(target)
+        folder.rename(target)
+        return target
+
+    def _count(self, plan: SlidePlan, video_s: float, work_s: float) -> None:
+        """This run's measured speed replaces the stored one in the estimate of the time left."""
+        self.rendered_video_s += video_s
+        self.rendered_work_s += work_s
+        self.rate = self.rendered_work_s / self.rendered_video_s
+        self.left_work_s = sum(p.estimate_s for p in self.plans[plan.index :] if p.reused is None) * self.rate
+
+    # ---- the whole video ----
+    def assemble(self, output: Path, start: float) -> PresentationResult:
+        """Join the slides (no re-encode), add chapters and subtitles, copy the result where the user asked."""
+        from assistant.video import concat_segments, mux_presentation
+
+        n = len(self.plans)
+        self.report(PresentProgress("assemble", n, n, "", 1.0, 1.0, 0.0))
+        chapters, cues, slide_results, total = self._timeline()
+        job, name = self.job, output.stem
+        srt_path = job.output_dir / f"{name}.srt"
+        srt_path.write_text(to_srt(cues), encoding="utf-8")
+        meta_path = job.output_dir / "chapters.txt"
+        meta_path.write_text(to_ffmetadata(chapters, self.deck.title), encoding="utf-8")
+        joined_wav, joined_mp4 = job.processing_dir / "joined.wav", job.processing_dir / "joined.mp4"
+        concat_segments(
+            [job.dir / r.wav for r in self.records], [job.dir / r.mp4 for r in self.records], joined_wav,
+            joined_mp4, audio_bitrate=self.options.audio_bitrate,
+        )  # fmt: skip
+        final = job.output_dir / f"{name}.mp4"
+        mux_presentation(joined_mp4, final, meta_path, srt_path if cues else None)
+        joined_wav.unlink(missing_ok=True)
+        joined_mp4.unlink(missing_ok=True)
+        _copy_atomic(final, output)
+        srt_out = output.with_suffix(".srt")
+        _copy_atomic(srt_path, srt_out)
+        gone = job.forget_others({p.slide.content_key() for p in self.plans})
+        if gone:
+            log.info("Removed %d slide(s) no longer in the script from the job", len(gone))
+        elapsed = time.monotonic() - start
+        job.note_run(output=str(output), elapsed_s=round(elapsed, 3), duration_s=round(total, 3),
+                     rendered=self.rendered, reused=n - self.rendered)  # fmt: skip
+        self.report(PresentProgress("done", n, n, "", 1.0, 1.0, 0.0))
+        log.info("Wrote %s (%.1f s of video) in %.1f s", output, total, elapsed)
+        return PresentationResult(
+            output=output, srt=srt_out, job_dir=job.dir, duration_s=round(total, 3), elapsed_s=elapsed,
+            estimate_s=self.estimate_s, slides=tuple(slide_results), plan=tuple(self.plans),
+            warnings=tuple(self.warnings), options=self.options, rendered=self.rendered, reused=n - self.rendered,
+            seconds_per_video_s=self.rendered_work_s / self.rendered_video_s if self.rendered_video_s else None,
+        )  # fmt: skip
+
+    def _timeline(self) -> tuple[list[Chapter], list[Cue], list[SlideResult], float]:
+        """Chapters, subtitle cues and the per-slide results on the whole video's clock; and its length."""
         chapters: list[Chapter] = []
-        cues = []
+        cues: list[Cue] = []
         slide_results: list[SlideResult] = []
         t = 0.0
-        for plan, rec in zip(plans, records, strict=True):
+        for plan, rec in zip(self.plans, self.records, strict=True):
             spans = [SentenceSpan(str(a), float(b), float(c)) for a, b, c in rec.spans]
             chapters.append(Chapter(rec.title or f"Slide {plan.index}", t, t + rec.duration_s))
             cues.extend(sentence_cues(spans, t))
@@ -414,35 +547,4 @@ def render_presentation(
                 )
             )
             t += rec.duration_s
-        name = output.stem
-        srt_path = job.output_dir / f"{name}.srt"
-        srt_path.write_text(to_srt(cues), encoding="utf-8")
-        meta_path = job.output_dir / "chapters.txt"
-        meta_path.write_text(to_ffmetadata(chapters, deck.title), encoding="utf-8")
-        joined_wav, joined_mp4 = job.processing_dir / "joined.wav", job.processing_dir / "joined.mp4"
-        concat_segments(
-            [job.dir / r.wav for r in records], [job.dir / r.mp4 for r in records], joined_wav, joined_mp4,
-            audio_bitrate=options.audio_bitrate,
-        )  # fmt: skip
-        final = job.output_dir / f"{name}.mp4"
-        mux_presentation(joined_mp4, final, meta_path, srt_path if cues else None)
-        joined_wav.unlink(missing_ok=True)
-        joined_mp4.unlink(missing_ok=True)
-        _copy_atomic(final, output)
-        srt_out = output.with_suffix(".srt")
-        _copy_atomic(srt_path, srt_out)
-        gone = job.forget_others({p.slide.content_key() for p in plans})
-        if gone:
-            log.info("Removed %d slide(s) no longer in the script from the job", len(gone))
-        elapsed = time.monotonic() - start
-        job.note_run(output=str(output), elapsed_s=round(elapsed, 3), duration_s=round(t, 3),
-                     rendered=sum(1 for p in plans if p.reused is None), reused=sum(1 for p in plans if p.reused))
-        report(PresentProgress("done", n, n, "", 1.0, 1.0, 0.0))
-        log.info("Wrote %s (%.1f s of video) in %.1f s", output, t, elapsed)
-        return PresentationResult(
-            output=output, srt=srt_out, job_dir=job.dir, duration_s=round(t, 3), elapsed_s=elapsed,
-            estimate_s=estimate, slides=tuple(slide_results), plan=tuple(plans), warnings=tuple(warnings),
-            options=options, rendered=sum(1 for p in plans if p.reused is None),
-            reused=sum(1 for p in plans if p.reused), seconds_per_video_s=(
-                rendered_work_s / rendered_video_s if rendered_video_s else None),
-        )  # fmt: skip
+        return chapters, cues, slide_results, t

@@ -278,3 +278,35 @@ def test_an_interrupted_job_resumes_reusing_finished_slides_and_redoes_only_chan
     side = dataclasses.replace(options, layout="side")
     assert render_presentation(script, out, side, jobs, speaker, chain).rendered == 3
     assert render_presentation(script, out, options, jobs, speaker, chain).reused == 3
+
+
+def test_a_slide_drawn_by_a_fallback_is_filed_under_the_engine_that_ran(tmp_path: Path) -> None:
+    """Wav2Lip asked for, its weights missing: the chain falls back to the light engine. The slide is the light
+    engine's, so a run asking for Wav2Lip again draws it again and a run asking for the light engine reuses it."""
+    import dataclasses
+
+    from assistant.presentation.build import chain_factory
+    from assistant.presentation.present import render_presentation
+    from assistant.profile import resolve
+
+    config = _config(tmp_path)
+    options, jobs, speaker, _ = _settings_and_factories(config)
+    missing = str(tmp_path / "no-weights.pth")
+    wav2lip = dataclasses.replace(options, engine="wav2lip", checkpoints=(("wav2lip", missing),))
+    light = dataclasses.replace(wav2lip, engine="light")
+    settings = load_settings(config)
+    resolved = resolve(settings)
+    script = tmp_path / "one.md"
+    script.write_text("## One\n- A point\nOne short sentence.\n")
+    out = tmp_path / "one.mp4"
+
+    first = render_presentation(script, out, wav2lip, jobs, speaker, chain_factory(settings, resolved, wav2lip))
+    assert first.slides[0].avatar_engine == "light" and first.slides[0].fallback_reasons
+    state = json.loads(next(jobs.glob("one-*/state.json")).read_text())
+    assert [s["avatar_engine"] for s in state["slides"].values()] == ["light"]
+
+    again = render_presentation(script, out, wav2lip, jobs, speaker, chain_factory(settings, resolved, wav2lip))
+    assert (again.rendered, again.reused) == (1, 0)  # not taken for Wav2Lip's picture
+    as_light = render_presentation(script, out, light, jobs, speaker, chain_factory(settings, resolved, light))
+    assert (as_light.rendered, as_light.reused) == (0, 1) and as_light.slides[0].avatar_engine == "light"
+    assert probe(out).duration_s == pytest.approx(as_light.duration_s, abs=0.1)

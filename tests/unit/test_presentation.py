@@ -3,6 +3,7 @@ slide keys, slide pictures and the checks made before any work."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 from assistant.errors import PresentationError
 from assistant.presentation.job import slide_key
-from assistant.presentation.present import check_output
+from assistant.presentation.present import PresentOptions, check_output
 from assistant.presentation.script import parse_script, read_script
 from assistant.presentation.slides import LAYOUTS, geometry, render_slide
 from assistant.presentation.timing import (
@@ -159,6 +160,36 @@ def test_slide_key_follows_content_and_options_not_position() -> None:
     )
     edited = parse_script(SCRIPT.replace("on a train", "on a plane"))
     assert edited.slides[1].content_key() != deck.slides[1].content_key()
+
+
+def test_wav2lip_slides_key_holds_blend_precision_device_and_checkpoint(tmp_path: Path) -> None:
+    """Each of Wav2Lip's pixel options gives its slides another key; the light engine's key ignores them (it draws
+    the same pixels whatever they are)."""
+    gan, plain = tmp_path / "wav2lip_gan.pth", tmp_path / "wav2lip.pth"
+    gan.write_bytes(b"w" * 10)
+    plain.write_bytes(b"w" * 10)
+    content = parse_script(SCRIPT).slides[1].content_key()
+    base = PresentOptions(
+        avatar=tmp_path / "face.png", engine="wav2lip_gan", blend="feather", half_precision=True, device="cuda",
+        checkpoints=(("wav2lip", str(plain)), ("wav2lip_gan", str(gan))),
+    )  # fmt: skip
+
+    def key(options: PresentOptions) -> str:
+        return slide_key(content, options.fingerprint("avatar-sha"))
+
+    changed = {
+        "blend": dataclasses.replace(base, blend="box"),
+        "precision": dataclasses.replace(base, half_precision=False),
+        "device": dataclasses.replace(base, device="cpu"),
+        "checkpoint": dataclasses.replace(base, checkpoints=(("wav2lip", str(plain)), ("wav2lip_gan", str(plain)))),
+        "engine": dataclasses.replace(base, engine="wav2lip"),
+    }
+    assert {name: key(o) != key(base) for name, o in changed.items()} == dict.fromkeys(changed, True)
+    before = key(base)
+    gan.write_bytes(b"w" * 11)  # other weights at the same path
+    assert key(base) != before
+    light = dataclasses.replace(base, engine="light")
+    assert key(light) == key(dataclasses.replace(light, blend="box", half_precision=False, checkpoints=()))
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
