@@ -108,92 +108,120 @@ def parse_script(text: str, source: Path = Path("<script>")) -> Deck:
             f"Script {source} is empty; write at least one slide: a '## Slide title' line, '- bullet' lines and "
             "a paragraph of narration"
         )
-    warnings: list[str] = []
-    deck_title: str | None = None
-    deck_line = 0
-    intro: list[str] = []  # narration before the first slide: the title card's
-    slides: list[Slide] = []
-    current: dict | None = None
-    in_fence = False
-
-    def narration_of(paragraph_lines: list[str]) -> str:
-        spoken = [clean_for_speech(part) for part in paragraph_lines]
-        return " ".join(part for part in spoken if part)
-
-    def finish() -> None:
-        if current is not None:
-            slides.append(
-                Slide(
-                    title=current["title"],
-                    bullets=tuple(current["bullets"]),
-                    narration=narration_of(current["text"]),
-                    line=current["line"],
-                )
-            )
-
+    reader = _Reader()
     for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.rstrip()
-        target = current["text"] if current is not None else intro
-        if _FENCE_RE.match(line):
-            in_fence = not in_fence
-            if in_fence:
-                warnings.append(f"line {number}: a code block is not part of the script format; kept as narration")
-            continue
-        if in_fence:
-            if line.strip():
-                target.append(line.strip())
-            continue
-        if not line.strip() or _RULE_RE.match(line):
-            continue
-        if m := _SLIDE_RE.match(line):
-            finish()
-            current = {"title": display_text(m.group(1)), "bullets": [], "text": [], "line": number}
-            continue
-        if m := _DECK_RE.match(line):
-            if deck_title is None and current is None:
-                deck_title, deck_line = display_text(m.group(1)), number
-            else:
-                warnings.append(f"line {number}: a second '# title' is kept as narration; start slides with '##'")
-                target.append(m.group(1))
-            continue
-        if m := _BULLET_RE.match(line):
-            if current is None:
-                warnings.append(f"line {number}: a bullet before the first '## slide' is kept as narration")
-                intro.append(m.group(1))
-            else:
-                current["bullets"].append(display_text(m.group(1)))
-            continue
-        if m := _OTHER_HEADING_RE.match(line):
-            warnings.append(f"line {number}: a '###' heading is not part of the script format; kept as narration")
-            target.append(m.group(1))
-            continue
-        if line.lstrip().startswith("|") or line.lstrip().startswith(">"):
-            warnings.append(f"line {number}: a table row or quote is kept as narration text")
-        target.append(line.strip().lstrip(">").strip())
-    finish()
-    if in_fence:
-        warnings.append("a code block is never closed (```); its lines were kept as narration")
+        reader.feed(number, raw.rstrip())
+    reader.close()
+    return reader.deck(source)
 
-    if not slides:
-        hint = " (it has a '# title' but no '## slide')" if deck_title else ""
-        raise PresentationError(
-            f"Script {source} has no slides{hint}; start each slide with a '## Slide title' line, then its "
-            "'- bullet' lines and a paragraph of narration"
-        )
-    out: list[Slide] = []
-    if deck_title is not None:
-        out.append(Slide(title=deck_title, bullets=(), narration=narration_of(intro), line=deck_line, kind="title"))
-    elif intro:
-        warnings.append(
-            "text before the first '## slide' has no title card to belong to and is not spoken; "
-            "add a '# Deck title' line above it"
-        )
-    for slide in slides:
-        if not slide.narration:
-            warnings.append(
-                f"line {slide.line}: slide {slide.title!r} has no narration; it is shown for a default time, silent"
+
+def _narration_of(paragraph_lines: list[str]) -> str:
+    spoken = [clean_for_speech(part) for part in paragraph_lines]
+    return " ".join(part for part in spoken if part)
+
+
+@dataclass
+class _Draft:
+    """A slide being read: its heading's line, title and bullets so far, and its narration's lines."""
+
+    title: str
+    line: int
+    bullets: list[str] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)
+
+    def slide(self) -> Slide:
+        return Slide(title=self.title, bullets=tuple(self.bullets), narration=_narration_of(self.text), line=self.line)
+
+
+class _Reader:
+    """The script line by line: inside a code block or not, before the first slide (the title card's narration)
+    or inside a slide. Whatever is not part of the format goes to the narration, with a warning."""
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+        self.deck_title: str | None = None
+        self.deck_line = 0
+        self.intro: list[str] = []  # narration before the first slide: the title card's
+        self.slides: list[Slide] = []
+        self.current: _Draft | None = None
+        self.in_fence = False
+
+    @property
+    def target(self) -> list[str]:
+        """Where narration goes now: the slide being read, or the title card's before the first slide."""
+        return self.current.text if self.current is not None else self.intro
+
+    def feed(self, number: int, line: str) -> None:
+        if _FENCE_RE.match(line):
+            self.in_fence = not self.in_fence
+            if self.in_fence:
+                self.warnings.append(f"line {number}: a code block is not part of the script format; kept as narration")
+        elif self.in_fence:
+            if line.strip():
+                self.target.append(line.strip())
+        elif not line.strip() or _RULE_RE.match(line):
+            return
+        elif m := _SLIDE_RE.match(line):
+            self._finish_slide()
+            self.current = _Draft(title=display_text(m.group(1)), line=number)
+        elif m := _DECK_RE.match(line):
+            self._deck_heading(number, m.group(1))
+        elif m := _BULLET_RE.match(line):
+            self._bullet(number, m.group(1))
+        elif m := _OTHER_HEADING_RE.match(line):
+            self.warnings.append(f"line {number}: a '###' heading is not part of the script format; kept as narration")
+            self.target.append(m.group(1))
+        else:
+            if line.lstrip().startswith("|") or line.lstrip().startswith(">"):
+                self.warnings.append(f"line {number}: a table row or quote is kept as narration text")
+            self.target.append(line.strip().lstrip(">").strip())
+
+    def _deck_heading(self, number: int, title: str) -> None:
+        if self.deck_title is None and self.current is None:
+            self.deck_title, self.deck_line = display_text(title), number
+        else:
+            self.warnings.append(f"line {number}: a second '# title' is kept as narration; start slides with '##'")
+            self.target.append(title)
+
+    def _bullet(self, number: int, text: str) -> None:
+        if self.current is None:
+            self.warnings.append(f"line {number}: a bullet before the first '## slide' is kept as narration")
+            self.intro.append(text)
+        else:
+            self.current.bullets.append(display_text(text))
+
+    def _finish_slide(self) -> None:
+        if self.current is not None:
+            self.slides.append(self.current.slide())
+
+    def close(self) -> None:
+        self._finish_slide()
+        if self.in_fence:
+            self.warnings.append("a code block is never closed (```); its lines were kept as narration")
+
+    def deck(self, source: Path) -> Deck:
+        """The slides read, the title card first; PresentationError when there is no slide."""
+        if not self.slides:
+            hint = " (it has a '# title' but no '## slide')" if self.deck_title else ""
+            raise PresentationError(
+                f"Script {source} has no slides{hint}; start each slide with a '## Slide title' line, then its "
+                "'- bullet' lines and a paragraph of narration"
             )
-        if not slide.title:
-            warnings.append(f"line {slide.line}: a slide has an empty title")
-    out.extend(slides)
-    return Deck(title=deck_title, slides=tuple(out), source=source, warnings=tuple(warnings))
+        out: list[Slide] = []
+        if self.deck_title is not None:
+            out.append(Slide(self.deck_title, (), _narration_of(self.intro), self.deck_line, kind="title"))
+        elif self.intro:
+            self.warnings.append(
+                "text before the first '## slide' has no title card to belong to and is not spoken; "
+                "add a '# Deck title' line above it"
+            )
+        for slide in self.slides:
+            if not slide.narration:
+                self.warnings.append(
+                    f"line {slide.line}: slide {slide.title!r} has no narration; it is shown for a default time, "
+                    "silent"
+                )
+            if not slide.title:
+                self.warnings.append(f"line {slide.line}: a slide has an empty title")
+        out.extend(self.slides)
+        return Deck(title=self.deck_title, slides=tuple(out), source=source, warnings=tuple(self.warnings))
