@@ -213,6 +213,41 @@ class SettingsDialog(QDialog):
 
     # ---- layout ----
     def _build(self) -> None:
+        """Four groups in two columns (video and microphone; voice and dialogue, and the avatar), the models section
+        across the dialog, the error line and the buttons."""
+        columns = QHBoxLayout()
+        left, right = QVBoxLayout(), QVBoxLayout()
+        for layout, (title, body) in (
+            (left, ("Video", self._build_video())),
+            (left, ("Microphone", self._build_microphone())),
+            (right, ("Voice and dialogue", self._build_voice())),
+            (right, ("Avatar", self._build_avatar())),
+        ):
+            group = QGroupBox(title)
+            group.setLayout(body)
+            layout.addWidget(group)
+        columns.addLayout(left)
+        columns.addLayout(right)
+        self.error_label = QLabel(objectName="errorLabel", wordWrap=True)
+        self.error_label.setStyleSheet("color:#b00020;")
+        self.error_label.hide()
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok
+            | QDialogButtonBox.StandardButton.Apply
+            | QDialogButtonBox.StandardButton.Cancel
+        )
+        main = QVBoxLayout(self)
+        main.addLayout(columns)
+        self._add_models_section(main)
+        main.addWidget(self.error_label)
+        main.addWidget(self.buttons)
+
+        self.browse_button.clicked.connect(self._browse)
+        self.buttons.button(QDialogButtonBox.StandardButton.Apply).clicked.connect(self.apply)
+        self.buttons.accepted.connect(self._ok)
+        self.buttons.rejected.connect(self.reject)
+
+    def _build_video(self) -> QFormLayout:
         auto_text = "auto"
         auto_profile = self._auto_profile()
         if auto_profile:
@@ -246,7 +281,17 @@ class SettingsDialog(QDialog):
         )
         self.resolved_label = QLabel(objectName="resolvedLabel", wordWrap=True)
         self.resolved_label.setText(self._describe_resolved())
+        video = QFormLayout()
+        video.addRow("Hardware profile", self.profile_combo)
+        video.addRow("Quality mode", self.quality_combo)
+        video.addRow("Talking-head engine", self.engine_combo)
+        video.addRow("Video device", self.device_combo)
+        video.addRow(self.video_enabled)
+        video.addRow(self.enhance_check)
+        video.addRow(self.resolved_label)
+        return video
 
+    def _build_microphone(self) -> QFormLayout:
         self.mic_combo = _combo([("System default", None)], name="micDevice")
         self.meter = LevelMeter()
         self.mic_mode_combo = _combo(
@@ -257,46 +302,22 @@ class SettingsDialog(QDialog):
         self.silence_spin = QSpinBox(
             objectName="endSilence", minimum=100, maximum=5000, singleStep=50, suffix=" ms"
         )
-
-        self.tts_combo = _combo([(e, e) for e in ("auto", "coqui", "piper", "espeak")], name="ttsEngine")
-        self.piper_combo = _combo(self._registry_names("tts", "piper"), editable=True, name="piperVoice")
-        self.espeak_edit = QLineEdit(objectName="espeakVoice")
-        self.speaker_edit = QLineEdit(objectName="coquiSpeaker", placeholderText="default speaker")
-
-        self.llm_combo = _combo(self._registry_names("llm"), editable=True, name="dialogueModel")
-        self.prompt_edit = QPlainTextEdit(objectName="systemPrompt")
-        self.prompt_edit.setFixedHeight(80)
-
-        self.avatar_edit = QLineEdit(objectName="avatarPath", readOnly=True)
-        self.browse_button = QPushButton("Choose…", objectName="browseAvatar")
-        self.face_label = QLabel(objectName="facePreview", alignment=Qt.AlignmentFlag.AlignCenter)
-        self.face_label.setFixedSize(PREVIEW_SIDE_PX, PREVIEW_SIDE_PX)
-        self.face_label.setStyleSheet("background:#222; color:#ccc;")
-        self.avatar_status = QLabel(objectName="avatarStatus", wordWrap=True)
-
-        self.error_label = QLabel(objectName="errorLabel", wordWrap=True)
-        self.error_label.setStyleSheet("color:#b00020;")
-        self.error_label.hide()
-        self.buttons = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Ok
-            | QDialogButtonBox.StandardButton.Apply
-            | QDialogButtonBox.StandardButton.Cancel
-        )
-
-        video = QFormLayout()
-        video.addRow("Hardware profile", self.profile_combo)
-        video.addRow("Quality mode", self.quality_combo)
-        video.addRow("Talking-head engine", self.engine_combo)
-        video.addRow("Video device", self.device_combo)
-        video.addRow(self.video_enabled)
-        video.addRow(self.enhance_check)
-        video.addRow(self.resolved_label)
         audio = QFormLayout()
         audio.addRow("Microphone", self.mic_combo)
         audio.addRow("Input level", self.meter)
         audio.addRow("Mode", self.mic_mode_combo)
         audio.addRow("VAD sensitivity (0-3)", self.vad_spin)
         audio.addRow("End-of-speech silence", self.silence_spin)
+        return audio
+
+    def _build_voice(self) -> QFormLayout:
+        self.tts_combo = _combo([(e, e) for e in ("auto", "coqui", "piper", "espeak")], name="ttsEngine")
+        self.piper_combo = _combo(self._registry_names("tts", "piper"), editable=True, name="piperVoice")
+        self.espeak_edit = QLineEdit(objectName="espeakVoice")
+        self.speaker_edit = QLineEdit(objectName="coquiSpeaker", placeholderText="default speaker")
+        self.llm_combo = _combo(self._registry_names("llm"), editable=True, name="dialogueModel")
+        self.prompt_edit = QPlainTextEdit(objectName="systemPrompt")
+        self.prompt_edit.setFixedHeight(80)
         voice = QFormLayout()
         voice.addRow("TTS engine", self.tts_combo)
         voice.addRow("Piper voice", self.piper_combo)
@@ -305,6 +326,16 @@ class SettingsDialog(QDialog):
         voice.addRow("Dialogue model", self.llm_combo)
         self._add_model_offer(voice)
         voice.addRow("System prompt", self.prompt_edit)
+        return voice
+
+    def _build_avatar(self) -> QVBoxLayout:
+        """The photo's path with a Choose button, and below it the detected face's preview and what was found."""
+        self.avatar_edit = QLineEdit(objectName="avatarPath", readOnly=True)
+        self.browse_button = QPushButton("Choose…", objectName="browseAvatar")
+        self.face_label = QLabel(objectName="facePreview", alignment=Qt.AlignmentFlag.AlignCenter)
+        self.face_label.setFixedSize(PREVIEW_SIDE_PX, PREVIEW_SIDE_PX)
+        self.face_label.setStyleSheet("background:#222; color:#ccc;")
+        self.avatar_status = QLabel(objectName="avatarStatus", wordWrap=True)
         avatar_row = QHBoxLayout()
         avatar_row.addWidget(self.avatar_edit, 1)
         avatar_row.addWidget(self.browse_button)
@@ -314,30 +345,7 @@ class SettingsDialog(QDialog):
         preview_row.addWidget(self.face_label)
         preview_row.addWidget(self.avatar_status, 1)
         avatar.addLayout(preview_row)
-
-        columns = QHBoxLayout()
-        left, right = QVBoxLayout(), QVBoxLayout()
-        for layout, (title, body) in (
-            (left, ("Video", video)),
-            (left, ("Microphone", audio)),
-            (right, ("Voice and dialogue", voice)),
-            (right, ("Avatar", avatar)),
-        ):
-            group = QGroupBox(title)
-            group.setLayout(body)
-            layout.addWidget(group)
-        columns.addLayout(left)
-        columns.addLayout(right)
-        main = QVBoxLayout(self)
-        main.addLayout(columns)
-        self._add_models_section(main)
-        main.addWidget(self.error_label)
-        main.addWidget(self.buttons)
-
-        self.browse_button.clicked.connect(self._browse)
-        self.buttons.button(QDialogButtonBox.StandardButton.Apply).clicked.connect(self.apply)
-        self.buttons.accepted.connect(self._ok)
-        self.buttons.rejected.connect(self.reject)
+        return avatar
 
     def _add_model_offer(self, form: QFormLayout) -> None:
         from ui.model_offer import ModelOffer, offered_dialogue_model
