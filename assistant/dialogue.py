@@ -33,7 +33,7 @@ import threading
 import time
 import unicodedata
 from collections.abc import Generator, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -201,6 +201,57 @@ def _cut_at_last_sentence(tail: list[str], released_before: int) -> list[str]:
         return tail[:-1]
     words = tail[0].split()
     return [" ".join(words[:-1])] if len(words) > 1 else []
+
+
+@dataclass
+class _ReplyDraft:
+    """A reply while it is generated: the model's text pieces, the sentences released so far and when the first
+    came, whether the model stopped at max_tokens. `stream` and `finish` yield its sentences."""
+
+    started: float  # time.monotonic() when the reply was asked for
+    splitter: SentenceSplitter
+    raw: list[str] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
+    first_sentence_s: float | None = None
+    tokens: int = 0
+    truncated: bool = False  # the model stopped at max_tokens, maybe mid-word
+
+    def sentence(self, text: str, is_last: bool) -> ReplySentence:
+        if self.first_sentence_s is None:
+            self.first_sentence_s = time.monotonic() - self.started
+        self.released.append(text)
+        return ReplySentence(index=len(self.released) - 1, text=text, is_last=is_last)
+
+    def stream(self, chunks: Iterable[Any], cancel: CancelToken) -> Generator[ReplySentence, None, None]:
+        """The complete sentences of llama.cpp's streamed chunks, until they end or `cancel` is set."""
+        for chunk in chunks:
+            if cancel.cancelled:
+                return
+            choice = chunk["choices"][0]
+            self.truncated = self.truncated or choice.get("finish_reason") == "length"
+            text = (choice.get("delta") or {}).get("content") or ""
+            if not text:
+                continue  # the opening chunk carries only the role
+            self.tokens += 1
+            self.raw.append(text)
+            for piece in self.splitter.feed(text):
+                yield self.sentence(piece, is_last=False)
+                if cancel.cancelled:
+                    return
+
+    def finish(self, cancel: CancelToken) -> Generator[ReplySentence, None, bool]:
+        """The rest after the last chunk (a truncated reply ends at its last whole sentence); returns whether the
+        reply was cancelled before its last sentence."""
+        if cancel.cancelled:
+            return True
+        tail = self.splitter.flush()
+        if self.truncated:
+            tail = _cut_at_last_sentence(tail, len(self.released))
+        for i, piece in enumerate(tail):
+            yield self.sentence(piece, is_last=i == len(tail) - 1)
+            if cancel.cancelled and i < len(tail) - 1:
+                return True
+        return False
 
 
 class ChatLLM(Protocol):
@@ -570,7 +621,7 @@ class DialogueManager:
         user_text = user_text.strip()
         if not user_text:
             raise ValueError("stream_reply() needs a non-empty user_text")
-        started = time.monotonic()
+        draft = _ReplyDraft(time.monotonic(), SentenceSplitter(first_clause_chars=self.first_clause_chars))
         self.load()
         assert self._llm is not None
         messages = self.prompt_messages(user_text)
@@ -579,88 +630,51 @@ class DialogueManager:
                 f"The language model is still busy with the previous reply after {LOCK_WAIT_S:.0f} s; "
                 "close the previous stream_reply() generator before starting a new one"
             )
-        splitter = SentenceSplitter(first_clause_chars=self.first_clause_chars)
-        raw: list[str] = []
-        released: list[str] = []
-        first_sentence_s: float | None = None
-        tokens = 0
         cancelled = False
-        truncated = False  # the model stopped at max_tokens, maybe mid-word
         finished = False  # reached the end (or a cancel) without the consumer closing the generator
         failed = False
         chunks: Any = None
-
-        def sentence(text: str, is_last: bool) -> ReplySentence:
-            nonlocal first_sentence_s
-            if first_sentence_s is None:
-                first_sentence_s = time.monotonic() - started
-            released.append(text)
-            return ReplySentence(index=len(released) - 1, text=text, is_last=is_last)
-
         try:
             try:
                 self._align_cache(messages)
                 chunks = self._llm.create_chat_completion(
-                    messages=messages,
-                    stream=True,
-                    max_tokens=self.max_tokens,
-                    temperature=self.temperature,
-                    top_p=self.top_p,
-                    repeat_penalty=self.repeat_penalty,
+                    messages=messages, stream=True, max_tokens=self.max_tokens, temperature=self.temperature,
+                    top_p=self.top_p, repeat_penalty=self.repeat_penalty,
                     **forcing_kwargs(self._llm, user_text, self.forced_replies),
-                )
-                for chunk in chunks:
-                    if cancel.cancelled:
-                        break
-                    truncated = truncated or chunk["choices"][0].get("finish_reason") == "length"
-                    text = (chunk["choices"][0].get("delta") or {}).get("content") or ""
-                    if not text:
-                        continue  # the opening chunk carries only the role
-                    tokens += 1
-                    raw.append(text)
-                    for piece in splitter.feed(text):
-                        yield sentence(piece, is_last=False)
-                        if cancel.cancelled:
-                            break
-                    if cancel.cancelled:
-                        break
+                )  # fmt: skip
+                yield from draft.stream(chunks, cancel)
             except (ValueError, RuntimeError, OSError) as e:
                 failed = True
                 raise DialogueError(f"The language model {self.name} failed while answering: {e}") from e
-            cancelled = cancel.cancelled
-            if not cancelled:
-                tail = splitter.flush()
-                if truncated:
-                    tail = _cut_at_last_sentence(tail, len(released))
-                for i, piece in enumerate(tail):
-                    yield sentence(piece, is_last=i == len(tail) - 1)
-                    if cancel.cancelled and i < len(tail) - 1:
-                        cancelled = True
-                        break
+            cancelled = yield from draft.finish(cancel)
             finished = True
         finally:
             if chunks is not None and hasattr(chunks, "close"):
                 chunks.close()  # stops llama.cpp's generator: no more tokens are computed
             self._free_sampler()
             self._generate_lock.release()
-            cancelled = cancelled or not finished  # closed early by the consumer, or failed
-            reply = Reply(
-                # A cut-off reply is what was said: the complete sentences, not the half-sentence after them.
-                text=" ".join(released) if truncated else "".join(raw).strip(),
-                sentences=tuple(released),
-                model=self.name,
-                first_sentence_s=first_sentence_s
-                if first_sentence_s is not None
-                else time.monotonic() - started,
-                elapsed_s=time.monotonic() - started,
-                cancelled=cancelled,
-            )
-            self.last_reply = reply
-            self.last_completion_tokens = tokens
-            if failed:
-                pass  # a reply that broke off is not something the model said
-            elif not cancelled:
-                self._remember(user_text, reply.text, interrupted=False)
-            elif released:
-                self._remember(user_text, " ".join(released), interrupted=True)
+            reply = self._settle(user_text, draft, cancelled=cancelled or not finished, failed=failed)
+        return reply
+
+    def _settle(self, user_text: str, draft: _ReplyDraft, cancelled: bool, failed: bool) -> Reply:
+        """The Reply of a generation that ended (`cancelled` also when the consumer closed it early), kept as
+        `last_reply` and, unless it failed, in the history: whole, or as far as it was said when cut."""
+        now = time.monotonic()
+        reply = Reply(
+            # A cut-off reply is what was said: the complete sentences, not the half-sentence after them.
+            text=" ".join(draft.released) if draft.truncated else "".join(draft.raw).strip(),
+            sentences=tuple(draft.released),
+            model=self.name,
+            first_sentence_s=draft.first_sentence_s if draft.first_sentence_s is not None else now - draft.started,
+            elapsed_s=now - draft.started,
+            cancelled=cancelled,
+        )
+        self.last_reply = reply
+        self.last_completion_tokens = draft.tokens
+        if failed:
+            pass  # a reply that broke off is not something the model said
+        elif not cancelled:
+            self._remember(user_text, reply.text, interrupted=False)
+        elif draft.released:
+            self._remember(user_text, " ".join(draft.released), interrupted=True)
         return reply
