@@ -483,6 +483,68 @@ def _grow_pipe(fd: int) -> None:
     except (ImportError, OSError):
         pass
 
+
+def _live_encode_args(
+    width: int, height: int, fps: float, audio_rate_hz: int, audio_fd: int,
+    video_bitrate: str | None, keyframe_s: float, audio_bitrate: str,
+) -> list[str]:  # fmt: skip
+    """ffmpeg's arguments up to the outputs: raw video on stdin, s16 mono on `audio_fd`, H.264 and AAC."""
+    rate = Fraction(fps).limit_denominator(1001)
+    gop = max(1, round(keyframe_s * fps))
+    args = [
+        _binary("ffmpeg"), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+        # Raw inputs with every parameter given: no probing (probing one pipe while the other fills up
+        # would deadlock both).
+        "-probesize", "32", "-analyzeduration", "0",
+        "-thread_queue_size", "64", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}",
+        "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "pipe:0",
+        "-probesize", "32", "-analyzeduration", "0",
+        "-thread_queue_size", "64", "-f", "s16le", "-ar", str(audio_rate_hz), "-ac", "1",
+        "-i", f"pipe:{audio_fd}",
+        "-map", "0:v:0", "-map", "1:a:0",
+        "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
+        "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
+        "-color_range", "tv", "-colorspace", "smpte170m", "-color_primaries", "smpte170m",
+        "-color_trc", "smpte170m",
+    ]  # fmt: skip
+    if video_bitrate:
+        args += ["-b:v", video_bitrate, "-maxrate", video_bitrate, "-bufsize", video_bitrate]
+    else:
+        # 18, not x264's 23: idle motion moves less than a pixel a frame, and at 23 the encoder skips such
+        # blocks after each keyframe, so the screen stood still for 0.12-0.28 s at a time (measured, 40 s idle).
+        args += ["-crf", "18"]
+    return args + ["-c:a", "aac", "-b:a", audio_bitrate, "-ar", str(audio_rate_hz)]
+
+
+def _live_output_args(outputs: list[tuple[str, str | None]]) -> list[str]:
+    """ffmpeg's output arguments: the one output's muxer, or ffmpeg's tee over several (one encode)."""
+    targets = []
+    for kind, target in outputs:
+        if kind == "mpegts":
+            targets.append(("mpegts", "pipe:1"))
+        elif kind == "mp4":
+            Path(target or "").parent.mkdir(parents=True, exist_ok=True)
+            targets.append(("mp4", str(target)))
+        elif kind == "flv":
+            targets.append(("flv", str(target)))
+        else:
+            raise ValueError(f"unknown live output kind {kind!r}; use mpegts, mp4 or flv")
+    if len(targets) == 1:
+        fmt, where = targets[0]
+        if fmt == "mpegts":
+            return ["-f", fmt, "-flush_packets", "1", "-muxdelay", "0", "-muxpreload", "0", where]
+        if fmt == "mp4":
+            return ["-f", fmt, "-movflags", "+faststart", where]
+        return ["-f", fmt, where]
+
+    def escape(text: str) -> str:
+        return text.replace("\\", "\\\\").replace(":", "\\:").replace("|", "\\|").replace("[", "\\[")
+
+    options = {"mpegts": "f=mpegts", "mp4": "f=mp4:movflags=+faststart", "flv": "f=flv:onfail=ignore"}
+    parts = [f"[{options[fmt]}]{escape(where)}" for fmt, where in targets]
+    return ["-muxdelay", "0", "-muxpreload", "0", "-flush_packets", "1", "-f", "tee", "|".join(parts)]
+
+
 class LiveEncoder:
     """Encode a live stream of I420 frames and s16 mono audio, one frame's audio per frame, to one or more outputs
     in a single ffmpeg process (encoded once, muxed by ffmpeg's tee when there are several):
@@ -521,71 +583,30 @@ class LiveEncoder:
         self.frames_written = 0
         self.frames_dropped = 0
         self.failed: str | None = None
-        rate = Fraction(self.fps).limit_denominator(1001)
-        gop = max(1, round(keyframe_s * self.fps))
         audio_read, self._audio_write = os.pipe()
-        args = [
-            _binary("ffmpeg"), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-            # Raw inputs with every parameter given: no probing (probing one pipe while the other fills up
-            # would deadlock both).
-            "-probesize", "32", "-analyzeduration", "0",
-            "-thread_queue_size", "64", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}",
-            "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "pipe:0",
-            "-probesize", "32", "-analyzeduration", "0",
-            "-thread_queue_size", "64", "-f", "s16le", "-ar", str(self.audio_rate_hz), "-ac", "1",
-            "-i", f"pipe:{audio_read}",
-            "-map", "0:v:0", "-map", "1:a:0",
-            "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
-            "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
-            "-color_range", "tv", "-colorspace", "smpte170m", "-color_primaries", "smpte170m",
-            "-color_trc", "smpte170m",
-        ]  # fmt: skip
-        if video_bitrate:
-            args += ["-b:v", video_bitrate, "-maxrate", video_bitrate, "-bufsize", video_bitrate]
-        else:
-            # 18, not x264's 23: idle motion moves less than a pixel a frame, and at 23 the encoder skips such
-            # blocks after each keyframe, so the screen stood still for 0.12-0.28 s at a time (measured, 40 s idle).
-            args += ["-crf", "18"]
-        args += ["-c:a", "aac", "-b:a", audio_bitrate, "-ar", str(self.audio_rate_hz)]
-        targets = []
-        for kind, target in self.outputs:
-            if kind == "mpegts":
-                targets.append(("mpegts", "pipe:1", "flush_packets=1"))
-            elif kind == "mp4":
-                Path(target or "").parent.mkdir(parents=True, exist_ok=True)
-                targets.append(("mp4", str(target), "movflags=+faststart"))
-            elif kind == "flv":
-                targets.append(("flv", str(target), "onfail=ignore"))
-            else:
-                raise ValueError(f"unknown live output kind {kind!r}; use mpegts, mp4 or flv")
-        if len(targets) == 1:
-            fmt, where, opt = targets[0]
-            args += ["-f", fmt]
-            if fmt == "mpegts":
-                args += ["-flush_packets", "1", "-muxdelay", "0", "-muxpreload", "0"]
-            elif fmt == "mp4":
-                args += ["-movflags", "+faststart"]
-            args.append(where)
-        else:
-            def escape(text: str) -> str:
-                return text.replace("\\", "\\\\").replace(":", "\\:").replace("|", "\\|").replace("[", "\\[")
+        try:
+            self._args = _live_encode_args(
+                width, height, self.fps, self.audio_rate_hz, audio_read, video_bitrate, keyframe_s, audio_bitrate
+            ) + _live_output_args(self.outputs)
+        except ValueError:
+            os.close(audio_read)
+            os.close(self._audio_write)
+            raise
+        self._start(audio_read)
+        self._queue: queue_mod.Queue = queue_mod.Queue()
+        self._max_queue = max_queue
+        self._closed = False
+        self._thread = threading.Thread(target=self._writer, name="live-encoder", daemon=True)
+        self._thread.start()
 
-            parts = []
-            for fmt, where, opt in targets:
-                options = f"f={fmt}"
-                if fmt == "mp4":
-                    options += ":movflags=+faststart"
-                elif fmt == "flv":
-                    options += ":onfail=ignore"
-                parts.append(f"[{options}]{escape(where)}")
-            args += ["-muxdelay", "0", "-muxpreload", "0", "-flush_packets", "1", "-f", "tee", "|".join(parts)]
-        self._args = args
+    def _start(self, audio_read: int) -> None:
+        """Start ffmpeg with the audio pipe's read end passed on (and closed here), the pipes enlarged."""
         has_pipe = any(kind == "mpegts" for kind, _ in self.outputs)
         self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the encoder
-        log.debug("ffmpeg: %s", " ".join(args))
+        log.debug("ffmpeg: %s", " ".join(self._args))
         try:
             self._proc = subprocess.Popen(
-                args, stdin=subprocess.PIPE, stdout=subprocess.PIPE if has_pipe else subprocess.DEVNULL,
+                self._args, stdin=subprocess.PIPE, stdout=subprocess.PIPE if has_pipe else subprocess.DEVNULL,
                 stderr=self._stderr, pass_fds=(audio_read,),
             )  # fmt: skip
         finally:
@@ -595,11 +616,6 @@ class LiveEncoder:
             if pipe_end is not None:
                 _grow_pipe(pipe_end)
         self.read_fd: int | None = self._proc.stdout.fileno() if has_pipe and self._proc.stdout else None
-        self._queue: queue_mod.Queue = queue_mod.Queue()
-        self._max_queue = max_queue
-        self._closed = False
-        self._thread = threading.Thread(target=self._writer, name="live-encoder", daemon=True)
-        self._thread.start()
 
     def write(self, yuv_i420: np.ndarray, audio_s16: np.ndarray) -> None:
         """Queue one frame ((H * 3/2, W) uint8 I420) and its audio ((samples,) int16). Never blocks."""
