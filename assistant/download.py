@@ -31,6 +31,7 @@ import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from assistant.errors import DownloadError, ModelError
@@ -138,6 +139,36 @@ def _fetch_once(
     chunk_bytes: int,
 ) -> tuple[int, int, str]:
     """One HTTP attempt appending to `part`. Returns (fetched, resumed_from, sha256 of the whole part)."""
+    offset, digest = _resume_point(part, size_bytes)
+    if size_bytes is not None and offset == size_bytes:
+        return 0, offset, digest.hexdigest()
+    response = _open(url, part, offset, timeout_s)
+    with response:
+        start, expected_total = _served_range(response, url, offset)
+        if start != offset:  # the server sends the whole file: the .part and its hash start over
+            offset, digest = start, hashlib.sha256()
+        if size_bytes is not None and expected_total is not None and expected_total != size_bytes:
+            raise _SourceFailure(
+                f"{url} serves {expected_total:,} bytes but the registry expects {size_bytes:,}: "
+                "a different file or version"
+            )
+        total = size_bytes if size_bytes is not None else expected_total
+        if total is not None:
+            check_free_space(part, total - offset, MODELS_HINT)
+
+        def report(done: int) -> None:
+            if progress:
+                progress(DownloadProgress(label[0], label[1], done, total, offset))
+
+        done = _receive(response, part, offset, digest, chunk_bytes, url, report)
+        if total is not None and done < total:  # a server that closes early without an error
+            raise _NetworkFailure(f"connection closed after {done:,} of {total:,} bytes of {url}")
+        return done - offset, offset, digest.hexdigest()
+
+
+def _resume_point(part: Path, size_bytes: int | None) -> tuple[int, Any]:
+    """Where a download goes on from (the .part's length; 0 when it is longer than the file) and the hash of the
+    bytes already there."""
     offset = part.stat().st_size if part.is_file() else 0
     if size_bytes is not None and offset > size_bytes:
         log.warning("%s is larger than the file should be; starting over", part)
@@ -147,15 +178,17 @@ def _fetch_once(
         with open(part, "rb") as f:  # the resumed bytes are part of the hash
             while block := f.read(4 << 20):
                 digest.update(block)
-    if size_bytes is not None and offset == size_bytes:
-        return 0, offset, digest.hexdigest()
+    return offset, digest
 
+
+def _open(url: str, part: Path, offset: int, timeout_s: float) -> Any:
+    """The HTTP response for the bytes from `offset` on; _SourceFailure or _NetworkFailure when there is none."""
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
     request = urllib.request.Request(url, headers=headers)
     try:
-        response = urllib.request.urlopen(request, timeout=timeout_s)
+        return urllib.request.urlopen(request, timeout=timeout_s)
     except urllib.error.HTTPError as e:
         if e.code == 416 and offset:  # our .part reaches past the end of what the server has: start over
             part.unlink(missing_ok=True)
@@ -168,64 +201,55 @@ def _fetch_once(
         reason = getattr(e, "reason", e)
         raise _NetworkFailure(f"cannot connect to {url}: {reason}") from e
 
-    with response:
-        length = response.headers.get("Content-Length")
-        length_n = int(length) if length and length.isdigit() else None
-        mode = "ab"
-        resumed = offset
-        if response.status == 206:
-            cr = _content_range(response.headers.get("Content-Range"))
-            if cr is None or cr[0] != offset:
-                raise _SourceFailure(f"{url} answered a Range request with a bad Content-Range {cr}")
-            expected_total = (
-                cr[1] if cr[1] is not None else (offset + length_n if length_n is not None else None)
-            )
-        else:
-            if offset:
-                log.info(
-                    "%s ignored the Range request (HTTP %s); downloading from the start", url, response.status
-                )
-            mode, resumed, offset = "wb", 0, 0
-            digest = hashlib.sha256()
-            expected_total = length_n
-        if size_bytes is not None and expected_total is not None and expected_total != size_bytes:
-            raise _SourceFailure(
-                f"{url} serves {expected_total:,} bytes but the registry expects {size_bytes:,}: "
-                "a different file or version"
-            )
-        total = size_bytes if size_bytes is not None else expected_total
-        if total is not None:
-            check_free_space(part, total - offset, MODELS_HINT)
-        done = offset
-        try:
-            # Unbuffered: what arrived is on disk at once, so Ctrl-C keeps it for a resume.
-            with open(part, mode, buffering=0) as out:
-                while True:
-                    try:
-                        block = response.read1(chunk_bytes)
-                    except (OSError, http.client.HTTPException) as e:  # reset, timeout, IncompleteRead
-                        raise _NetworkFailure(f"connection lost after {done:,} bytes of {url}: {e}") from e
-                    if not block:
-                        break
-                    out.write(block)
-                    digest.update(block)
-                    done += len(block)
-                    if progress:
-                        progress(DownloadProgress(label[0], label[1], done, total, resumed))
-                os.fsync(out.fileno())
-        except OSError as e:  # the disk, not the network: a .part that cannot grow is no use to a resume
-            blame = storage_error(part.parent, e, MODELS_HINT)
-            if blame is None:
-                raise
-            part.unlink(missing_ok=True)
-            raise blame from e
-        except BaseException:  # Ctrl-C: keep what arrived for a resume, but never an empty .part
-            if part.is_file() and part.stat().st_size == 0:
-                part.unlink()
+
+def _served_range(response: Any, url: str, offset: int) -> tuple[int, int | None]:
+    """(where the body starts in the file, the file's whole size if the server says): `offset` for a resumed
+    range (206), 0 for a server that ignored the Range request and sends it all."""
+    length = response.headers.get("Content-Length")
+    length_n = int(length) if length and length.isdigit() else None
+    if response.status == 206:
+        cr = _content_range(response.headers.get("Content-Range"))
+        if cr is None or cr[0] != offset:
+            raise _SourceFailure(f"{url} answered a Range request with a bad Content-Range {cr}")
+        return offset, cr[1] if cr[1] is not None else (offset + length_n if length_n is not None else None)
+    if offset:
+        log.info("%s ignored the Range request (HTTP %s); downloading from the start", url, response.status)
+    return 0, length_n
+
+
+def _receive(
+    response: Any, part: Path, offset: int, digest: Any, chunk_bytes: int, url: str, report: Callable[[int], None]
+) -> int:
+    """Write the body into `part` from `offset` (appending, or anew from 0), hashing as it arrives; returns the
+    part's length. A full or read-only disk deletes the .part and raises StorageError; Ctrl-C keeps what arrived
+    (never an empty .part)."""
+    done = offset
+    try:
+        # Unbuffered: what arrived is on disk at once, so Ctrl-C keeps it for a resume.
+        with open(part, "ab" if offset else "wb", buffering=0) as out:
+            while True:
+                try:
+                    block = response.read1(chunk_bytes)
+                except (OSError, http.client.HTTPException) as e:  # reset, timeout, IncompleteRead
+                    raise _NetworkFailure(f"connection lost after {done:,} bytes of {url}: {e}") from e
+                if not block:
+                    break
+                out.write(block)
+                digest.update(block)
+                done += len(block)
+                report(done)
+            os.fsync(out.fileno())
+    except OSError as e:  # the disk, not the network: a .part that cannot grow is no use to a resume
+        blame = storage_error(part.parent, e, MODELS_HINT)
+        if blame is None:
             raise
-        if total is not None and done < total:  # a server that closes early without an error
-            raise _NetworkFailure(f"connection closed after {done:,} of {total:,} bytes of {url}")
-        return done - offset, resumed, digest.hexdigest()
+        part.unlink(missing_ok=True)
+        raise blame from e
+    except BaseException:  # Ctrl-C: keep what arrived for a resume, but never an empty .part
+        if part.is_file() and part.stat().st_size == 0:
+            part.unlink()
+        raise
+    return done
 
 
 def fetch_file(
