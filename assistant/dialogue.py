@@ -26,6 +26,7 @@ The chat template is the one stored in the GGUF (`create_chat_completion` applie
 from __future__ import annotations
 
 import contextlib
+import copy
 import difflib
 import logging
 import re
@@ -452,6 +453,16 @@ class DialogueManager:
                     f"Cannot load dialogue model {path}: {e}. The file is probably truncated or corrupt, "
                     f"or made for a newer llama.cpp; download it again or {fix}"
                 ) from e
+
+    def new_conversation(self) -> DialogueManager:
+        """Another conversation over this loaded model (`assistant serve`: one per browser): its own history, the
+        same weights and the same generation lock, so two conversations never generate at once."""
+        self.load()
+        other = copy.copy(self)
+        other._history_lock = threading.Lock()
+        other._history, other._evicted = [], []
+        other._prompt_cache, other.last_reply = None, None
+        return other
 
     # ---- history ----
     @property

@@ -22,6 +22,7 @@ _COMMAND_MODULES = (
     "assistant.cli.shortcut_cmd",
     "assistant.cli.stream_cmd",
     "assistant.cli.present_cmd",
+    "assistant.cli.serve_cmd",
 )
 
 

@@ -1,0 +1,152 @@
+"""The media of one browser: the live avatar stream out as WebRTC tracks, the browser's microphone in.
+
+`StreamTracks` is a sink of the session's `LiveStream` (the frame clock that already drives the desktop player and
+the RTMP publisher): each tick's I420 frame and its audio become an `av.VideoFrame` and an `av.AudioFrame`, stamped
+with the tick number (so sound and picture carry the same clock), and wait in two small queues for aiortc's
+senders, which encode them (VP8/Opus) when they ask (`recv`). A sender that falls behind loses its oldest frames,
+counted in `stats`, rather than drifting later and later; before the browser is connected nothing asks, and the
+queues just keep the newest frames.
+
+`read_microphone` takes the browser's audio track (echo-cancelled by the browser), resamples it to the VAD's rate,
+mono int16, and hands each piece to a callback with the time it arrived.
+
+Needs aiortc and PyAV.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import av
+import numpy as np
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+
+log = logging.getLogger(__name__)
+
+VIDEO_CLOCK_HZ = 90_000  # RTP's video clock
+MAX_VIDEO_QUEUED = 3  # frames; more means the encoder is late: drop the oldest
+MAX_AUDIO_QUEUED = 25  # ticks (1 s at 25 fps) of sound held for a sender that is late
+
+
+@dataclass
+class TrackStats:
+    ticks: int = 0  # frames the stream handed over
+    video_sent: int = 0  # frames the video sender took
+    video_dropped: int = 0  # frames dropped because the sender was late (or not connected yet)
+    audio_dropped: int = 0  # ticks of sound dropped for the same reasons
+
+
+class _QueueTrack(MediaStreamTrack):
+    """A track whose frames come from a bounded queue filled by `StreamTracks` on the event loop."""
+
+    def __init__(self, kind: str, limit: int) -> None:
+        super().__init__()
+        self.kind = kind
+        self._frames: deque[av.frame.Frame] = deque()
+        self._limit = limit
+        self._ready = asyncio.Event()
+        self._ended = False
+        self.dropped = 0
+        self.taken = 0
+
+    def put(self, frame: av.frame.Frame) -> None:
+        if len(self._frames) >= self._limit:
+            self._frames.popleft()
+            self.dropped += 1
+        self._frames.append(frame)
+        self._ready.set()
+
+    def finish(self) -> None:
+        self._ended = True
+        self._ready.set()
+
+    async def recv(self) -> av.frame.Frame:
+        while not self._frames:
+            if self._ended or self.readyState != "live":
+                raise MediaStreamError
+            self._ready.clear()
+            await self._ready.wait()
+        self.taken += 1
+        return self._frames.popleft()
+
+
+class StreamTracks:
+    """A `FrameSink` for `LiveStream` that feeds one browser's audio and video tracks."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fps: float, audio_rate_hz: int) -> None:
+        self._loop = loop
+        self.fps = fps
+        self.audio_rate_hz = audio_rate_hz
+        self.video = _QueueTrack("video", MAX_VIDEO_QUEUED)
+        self.audio = _QueueTrack("audio", MAX_AUDIO_QUEUED)
+        self._tick = 0
+        self._closed = False
+
+    @property
+    def stats(self) -> TrackStats:
+        return TrackStats(self._tick, self.video.taken, self.video.dropped, self.audio.dropped)
+
+    def write(self, yuv_i420: np.ndarray, audio_s16: np.ndarray) -> None:
+        """On the stream's clock thread: make the frames and hand them to the event loop."""
+        n = self._tick
+        self._tick += 1
+        video = av.VideoFrame.from_ndarray(yuv_i420, format="yuv420p")  # (H * 3/2, W) uint8
+        video.pts = round(n * VIDEO_CLOCK_HZ / self.fps)
+        video.time_base = fractions.Fraction(1, VIDEO_CLOCK_HZ)
+        audio = av.AudioFrame.from_ndarray(
+            audio_s16.reshape(1, -1), format="s16", layout="mono"
+        )  # (1, samples)
+        audio.sample_rate = self.audio_rate_hz
+        audio.pts = n * len(audio_s16)
+        audio.time_base = fractions.Fraction(1, self.audio_rate_hz)
+        try:
+            self._loop.call_soon_threadsafe(self._put, video, audio)
+        except RuntimeError:  # the loop has closed: the server is shutting down
+            self._closed = True
+
+    def _put(self, video: av.VideoFrame, audio: av.AudioFrame) -> None:
+        if self._closed:
+            return
+        self.video.put(video)
+        self.audio.put(audio)
+
+    def close(self) -> None:
+        """The stream stopped: the tracks end (their senders stop)."""
+        self._closed = True
+        try:
+            self._loop.call_soon_threadsafe(self._finish)
+        except RuntimeError:
+            pass
+
+    def _finish(self) -> None:
+        self.video.finish()
+        self.audio.finish()
+        self.video.stop()
+        self.audio.stop()
+
+
+async def read_microphone(
+    track: MediaStreamTrack, rate_hz: int, on_samples: Callable[[np.ndarray, float], None]
+) -> None:
+    """Feed the browser's microphone to `on_samples((n,) int16 mono at rate_hz, arrival time.monotonic())` until
+    the track ends."""
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=rate_hz)
+    while True:
+        try:
+            frame = await track.recv()
+        except MediaStreamError:
+            return
+        now = time.monotonic()
+        for piece in resampler.resample(frame):
+            samples = piece.to_ndarray().reshape(-1)
+            try:
+                on_samples(samples, now)
+            except Exception:  # a bug in one chunk's handling must not deafen the session
+                log.exception("handling the browser's microphone failed")
