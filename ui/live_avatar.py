@@ -93,6 +93,11 @@ class LiveAvatar(QObject):
         delay = self.player.delay_ms() if self.player is not None else None
         return None if delay is None else delay / 1000.0
 
+    def played_sound(self) -> Any:
+        """The direct player's sound as the device plays it (an `AudioPlayout`, the echo canceller's reference);
+        None with VLC, or before the stream is built."""
+        return getattr(self.player, "playout", None)
+
     # ---- lifecycle ----
     def start(self) -> None:
         """Build the renderer (face detection, a measured frame rate) on a thread; the stream starts when ready."""

@@ -672,7 +672,7 @@ class MainWindow(QMainWindow):
     def _on_live_started(self, description: str) -> None:
         self.engines["talking_head"] = description
         if self.barge.echo is not None:
-            self.barge.echo.attach(self.live.stream)  # the canceller's reference: what the stream plays
+            self.barge.echo.attach(self.live.stream, self.live.played_sound())  # the reference: what is played
         session = self.worker.session
         if session is not None and hasattr(session, "live_engine"):
             session.live_engine = description
@@ -695,7 +695,7 @@ class MainWindow(QMainWindow):
         self.mic.echo = self.barge.echo
         self.mic.barge_in_onset_ms = settings.audio.barge_in_min_speech_ms
         if self.barge.echo is not None and self.live.stream is not None:
-            self.barge.echo.attach(self.live.stream)
+            self.barge.echo.attach(self.live.stream, self.live.played_sound())
         log.info("barge-in: %s", "on (AEC3 echo canceller)" if self.barge.enabled else "off (half-duplex)")
         if self.barge.notice:
             self._show_notice(self.barge.notice)

@@ -1,23 +1,26 @@
 """Acoustic echo cancellation for hands-free barge-in: remove the avatar's own voice from the microphone.
 
-The avatar's stream hands every frame's audio to its sinks; `EchoReference` is one of them, so the canceller is
-fed the exact samples the player plays, stamped with time.monotonic() when the stream's clock released them.
+The reference is the avatar's sound as played. With the direct player (`assistant.live.playout`) `EchoReference`
+listens to the player: every block handed to the sound device, silence included, stamped with the time.monotonic()
+when it is heard (the device's reported delay). That is one unbroken signal on the sound card's clock, so whatever
+the player does to its queue (priming, trimming silence after a hiccup, dropping it on a cancel) the echo stays at the
+same lag behind it: with the stream's release times instead, each such change moved the echo against the reference
+and AEC3 lost it for a moment (`assistant bench echo`: false barge-ins at the start of a reply and after a cut).
 `EchoCanceller.process(chunk, captured_at)` runs on the microphone thread, at the microphone's rate, before
-voice-activity detection: it
-takes the reference that was released `delay_s` before the chunk was captured and hands both to WebRTC's AEC3
-(the `pywebrtc-audio` package), which removes the echo and estimates the rest of the delay itself.
+voice-activity detection: it takes the reference heard `HEARD_ALIGN_MS` before the chunk was captured and hands both
+to WebRTC's AEC3 (the `pywebrtc-audio` package), which removes the echo and estimates the room's delay itself.
 
-Alignment: what the stream releases is heard `player_delay_ms` later (the encoder, VLC's input buffer, the sound
-server: 250-420 ms measured by `assistant bench live`), then the room adds its own path. AEC3 only cancels echo
-that comes *after* its reference, and its delay estimator finds any lag from about 10 to 500 ms
-(`assistant bench echo` measures it), so the reference is taken `align_ms` = the configured delay minus a
-margin early (but never less than MIN_ALIGN_MS after it was due, so the stream's tick has written it): the echo
-then always trails it by a lag AEC3 can find, whatever the player's delay this session. The reference is read as
-one unbroken signal, each chunk at the microphone's own sample clock (fitted to its earliest stamps, so a held-up
-microphone thread does not move it) and never re-aimed for a drift of the clocks (the echo drifts with the
-microphone). Every jump of the reference costs AEC3 a re-convergence, and that is where the residual echo that
-interrupted the avatar came from. Drift is followed only between replies (`REAIM_MS`, `REAIM_QUIET_S`), with a
-fresh AEC3.
+With VLC (`live.player: vlc`) the reference is the stream's audio as its clock releases it (a `FrameSink`), heard
+`player_delay_ms` later (the encoder, VLC's input buffer, the sound server: 250-420 ms), then the room adds its own
+path. AEC3 only cancels echo that comes *after* its reference, and its delay estimator finds any lag from about 10
+to 500 ms, so the reference is taken `align_ms` = the configured delay (`audio.echo_delay_ms`) minus a margin early
+(but never less than MIN_ALIGN_MS after it was due, so the stream's tick has written it).
+
+Either way the reference is read as one unbroken signal, each chunk at the microphone's own sample clock (fitted to
+its earliest stamps, so a held-up microphone thread does not move it) and never re-aimed for a drift of the clocks
+(the echo drifts with the microphone). Every jump of the reference costs AEC3 a re-convergence, and that is where the
+residual echo that interrupted the avatar came from. Drift is followed only between replies (`REAIM_MS`,
+`REAIM_QUIET_S`), with a fresh AEC3.
 
 Barge-in guard (`is_speech`): a frame counts as the user's speech only if webrtcvad hears speech in the
 *cancelled* signal and, while the avatar speaks, Silero VAD does too (`speech_threshold`; webrtcvad alone takes
@@ -98,6 +101,9 @@ LINEAR_REAIM_MS = 120.0  # the linear canceller reads its own unbroken reference
 # words came 2.5 s into the first reply after a re-aim). It follows AEC3's read, with a reset, only once the two
 # are this far apart, between replies (REAIM_QUIET_S), or at once for what makes AEC3's jump (RESYNC_MS, unwritten
 # reference). 100 ppm of drift takes 20 minutes to get there; the filter (512 ms) holds the echo that long.
+HEARD_ALIGN_MS = 30.0  # a reference stamped when it is heard (the direct player's, on the sound card's clock) is
+# read this long before the microphone chunk's capture: its echo can only come later (the room's path), and the
+# capture time is estimated no earlier than it was; the margin keeps the echo after its reference
 INSTALL_HINT = "install it with: .venv/bin/pip install pywebrtc-audio"
 
 
@@ -148,15 +154,22 @@ class EchoReference:
         self.stalls = 0
 
     def write(self, yuv_i420: np.ndarray, audio_s16: np.ndarray) -> None:
-        now = self._clock()
+        """A stream tick's audio, released now (the `FrameSink` side)."""
+        self._append(audio_s16, self._clock())
+
+    def played(self, audio_s16: np.ndarray, heard_at: float) -> None:
+        """A block the player handed to the sound device, heard from `heard_at` on (an `AudioPlayout` listener)."""
+        self._append(audio_s16, heard_at)
+
+    def _append(self, audio_s16: np.ndarray, at: float) -> None:
         x = self._resampler.resample_chunk(audio_s16.astype(np.float32) / 32768.0)  # (n,) float32 at rate_hz
         with self._lock:
             if self._anchors:  # the earliest anchor says when this write was due
-                due = (self._written - max(first - at * self.rate_hz for at, first in self._anchors)) / self.rate_hz
-                if now - due > STALL_MS / 1000.0:
-                    self.stalled_at = now
+                due = (self._written - max(first - t * self.rate_hz for t, first in self._anchors)) / self.rate_hz
+                if at - due > STALL_MS / 1000.0:
+                    self.stalled_at = at
                     self.stalls += 1
-            self._anchors.append((now, self._written))
+            self._anchors.append((at, self._written))
             keep = len(self._buf)
             for i in range(0, len(x), keep):
                 part = x[i : i + keep]
@@ -225,7 +238,9 @@ class EchoCanceller:
         self._linear_frames = 0  # echo-only frames measured since the linear canceller started or was reset
         self._linear_pos: int | None = None  # the next reference sample to hand to it (LINEAR_REAIM_MS)
         self.linear_reaims = 0
-        self._stream: Any = None
+        self._source: Any = None  # the stream or the player whose sound is the reference
+        self._heard_time = False  # the reference is stamped when it is heard (a player), not when released
+        self._on_played = self.reference.played  # one bound method: the player's listener list finds it again
         self._read_pos: int | None = None  # the next reference sample to hand to AEC3
         self._mic_samples = 0  # microphone samples processed
         self._mic_bounds: deque[tuple[float, float]] = deque()  # (stamp, latest capture time of sample 0)
@@ -245,16 +260,32 @@ class EchoCanceller:
         self.echo_in_energy = 0.0
         self.echo_out_energy = 0.0
 
-    # ---- the stream side ----
-    def attach(self, stream: Any) -> None:
-        """Tap a LiveStream's audio (again after the window rebuilt its stream)."""
-        if stream is self._stream:
+    # ---- the avatar's side ----
+    def attach(self, stream: Any, player: Any = None) -> None:
+        """Tap what the avatar plays (again after the window rebuilt its stream): with `player` (the direct player's
+        `AudioPlayout`) its sound as the device plays it, stamped when it is heard; else `stream`'s audio as its clock
+        releases it, heard `settings.delay_ms` later (VLC)."""
+        source = stream if player is None else player
+        if source is self._source:
             return
-        if self._stream is not None:
-            self._stream.remove_sink(self.reference)
-        self._stream = stream
-        if stream is not None:
+        if self._source is not None:
+            self._detach(self._source)
+        self._source, self._heard_time = source, player is not None
+        if player is not None:
+            player.add_listener(self._on_played)
+        elif stream is not None:
             stream.add_sink(self.reference)
+
+    def _detach(self, source: Any) -> None:
+        if self._heard_time:
+            source.remove_listener(self._on_played)
+        else:
+            source.remove_sink(self.reference)
+
+    @property
+    def align_ms(self) -> float:
+        """How long before a chunk's capture the reference is read (see HEARD_ALIGN_MS and EchoSettings.align_ms)."""
+        return HEARD_ALIGN_MS if self._heard_time else self.settings.align_ms
 
     # ---- the microphone side ----
     def process(self, chunk: np.ndarray, captured_at: float) -> np.ndarray:
@@ -272,7 +303,7 @@ class EchoCanceller:
             self.stall_holds += 1
         else:
             self._hold_samples = max(0, self._hold_samples - n)
-        start_t = mic_t - n / rate - self.settings.align_ms / 1000.0
+        start_t = mic_t - n / rate - self.align_ms / 1000.0
         target = self.reference.position_at(start_t)
         # Read the reference as one unbroken signal (AEC3 re-converges after every jump); jump only when the
         # clocks put it far off (RESYNC_MS) or the stream has not written it yet.

@@ -208,7 +208,7 @@ class _AppPath:
         self.barge = barge_in_setup(settings.audio)
         if self.barge.echo is None:
             raise RuntimeError(self.barge.notice or "barge-in is off in the settings")
-        self.barge.echo.attach(self.stream)  # as the window does once the stream is built
+        self.barge.echo.attach(self.stream, self.playout)  # as the window does once the stream is built
         self.turns = TurnTaking(self, HANDS_FREE, loaded=True, barge_in=self.barge.enabled)
         self.listener = hands_free_listener(settings.audio, self, self.barge.echo)
 

@@ -90,6 +90,9 @@ class OutputStreamLike(Protocol):
     def close(self) -> None: ...
 
 
+# (int16 samples as played, time.monotonic() when the first of them is heard): see AudioPlayout.add_listener
+PlayedListener = Callable[[np.ndarray, float], None]
+
 # (rate_hz, block samples, callback(out int16 (n, 1), n, time_info, status)) -> a started-or-startable stream
 OutputOpener = Callable[[int, int, Callable[..., None]], OutputStreamLike]
 
@@ -160,6 +163,16 @@ class AudioPlayout:
         self._flushed = False  # the queue was emptied on purpose: running out of it is no underrun
         self.stats.target_ms = s.target_ms
         self._stream: OutputStreamLike | None = None
+        self._listeners: list[PlayedListener] = []
+
+    # ---- who hears what is played (the echo canceller's reference) ----
+    def add_listener(self, listener: PlayedListener) -> None:
+        """Call `listener(samples, heard_at)` with every block handed to the device, silence included, and when its
+        first sample reaches the speaker (time.monotonic()): the sound exactly as played, on the device's clock."""
+        self._listeners = [*self._listeners, listener]
+
+    def remove_listener(self, listener: PlayedListener) -> None:
+        self._listeners = [x for x in self._listeners if x is not listener]
 
     # ---- lifecycle ----
     def start(self) -> None:
@@ -260,6 +273,8 @@ class AudioPlayout:
                 self._flushed = False
         outdata[: len(chunk), 0] = chunk
         outdata[len(chunk) :, 0] = 0
+        for listener in self._listeners:
+            listener(outdata[:frames, 0].copy(), now + delay)
 
     # ---- internals (called with the lock held) ----
     def _queued(self) -> int:
