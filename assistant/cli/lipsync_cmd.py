@@ -12,12 +12,19 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import cv2
 
 from assistant.errors import TalkingHeadError
 from assistant.inputs import MAX_LIPSYNC_AUDIO_S, check_audio_file, check_input_file, check_output_file
 from assistant.talking_head.base import ENGINE_NAMES
+
+if TYPE_CHECKING:
+    from assistant.config import Settings
+    from assistant.events import AvatarVideo
+    from assistant.talking_head.base import RenderSettings
+    from assistant.talking_head.chain import TalkingHeadChain
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,23 +49,47 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _lipsync(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from assistant.config import load_settings
     from assistant.storage import part_path
-    from assistant.talking_head.chain import TalkingHeadChain, default_factories
-    from assistant.talking_head.options import render_settings_from_config, wav2lip_config
 
+    image, audio, output = _checked_inputs(args)
+    settings = load_settings(getattr(args, "config", None))
+    engine, quality, device = _engine_quality_device(settings, args)
+    chain = _chain(settings, args, image, engine, quality, device)
+    start = time.monotonic()
+    try:
+        video = chain.render(audio, output)
+    finally:
+        chain.close()
+        part_path(output).unlink(missing_ok=True)  # a failed encode leaves nothing behind
+    elapsed = time.monotonic() - start
+    if args.json:
+        print(json.dumps(_to_json(video, engine, elapsed), indent=2))
+        return 0
+    print(
+        f"Wrote {video.mp4_path}: {video.engine}, {video.width}x{video.height} @ {video.fps:g} fps, "
+        f"{video.frames} frames, {video.duration_s:.2f} s of video in {elapsed:.2f} s"
+    )
+    for reason in video.fallback_reasons:
+        print(f"  fell back: {reason}", file=sys.stderr)
+    return 0
+
+
+def _checked_inputs(args: argparse.Namespace) -> tuple[Path, Path, Path]:
+    """The image, audio and output paths; a bad input stops here, before any engine is tried."""
     image = check_input_file(args.image, "Image", TalkingHeadError)
-    check_audio_file(args.audio, MAX_LIPSYNC_AUDIO_S)  # a bad input stops here, before any engine is tried
+    check_audio_file(args.audio, MAX_LIPSYNC_AUDIO_S)
     audio = Path(args.audio)
     output = check_output_file(args.output, {"image": image, "audio": audio})
     if cv2.imread(str(image)) is None:
         raise TalkingHeadError(f"Cannot decode image {image}: use a JPG or PNG photo of a face")
     if args.fps is not None and not 1 <= args.fps <= 120:
         raise TalkingHeadError(f"--fps must be between 1 and 120, got {args.fps}")
+    return image, audio, output
 
-    settings = load_settings(getattr(args, "config", None))
+
+def _engine_quality_device(settings: Settings, args: argparse.Namespace) -> tuple[str, str, str]:
+    """The command line's choices, the rest resolved from the config and gpu_profile."""
     engine, quality, device = args.engine, args.quality, args.device
     if engine is None or quality is None or device is None:
         from assistant.profile import resolve  # probes CUDA (imports torch) only for "auto" values
@@ -68,8 +99,19 @@ def _lipsync(args: argparse.Namespace) -> int:
         engine = engine or resolved.talking_head_engine
         quality = quality or resolved.quality_mode
         device = device or resolved.talking_head_device
+    return engine, quality, device
 
-    def sized(kind: str):
+
+def _chain(
+    settings: Settings, args: argparse.Namespace, image: Path, engine: str, quality: str, device: str
+) -> TalkingHeadChain:
+    """The app's fallback chain from `engine` down (only `engine` with --no-fallback), sized by the config."""
+    import dataclasses
+
+    from assistant.talking_head.chain import TalkingHeadChain, default_factories
+    from assistant.talking_head.options import render_settings_from_config, wav2lip_config
+
+    def sized(kind: str) -> RenderSettings:
         rs = render_settings_from_config(settings, quality, kind)
         return dataclasses.replace(rs, fps=args.fps) if args.fps else rs
 
@@ -87,40 +129,22 @@ def _lipsync(args: argparse.Namespace) -> int:
     )
     if args.no_fallback:
         factories = {engine: factories[engine]}
-    chain = TalkingHeadChain(engine, factories, on_oom="fallback")
-    start = time.monotonic()
-    try:
-        video = chain.render(audio, output)
-    finally:
-        chain.close()
-        part_path(output).unlink(missing_ok=True)  # a failed encode leaves nothing behind
-    elapsed = time.monotonic() - start
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "output": str(video.mp4_path),
-                    "engine": video.engine,
-                    "requested_engine": engine,
-                    "frames": video.frames,
-                    "fps": video.fps,
-                    "width": video.width,
-                    "height": video.height,
-                    "resolution": f"{video.width}x{video.height}",
-                    "duration_s": round(video.duration_s, 3),
-                    "elapsed_s": round(elapsed, 3),
-                    "quality_mode": video.quality_mode,
-                    "device": video.device,
-                    "fallback_reasons": list(video.fallback_reasons),
-                },
-                indent=2,
-            )
-        )
-        return 0
-    print(
-        f"Wrote {video.mp4_path}: {video.engine}, {video.width}x{video.height} @ {video.fps:g} fps, "
-        f"{video.frames} frames, {video.duration_s:.2f} s of video in {elapsed:.2f} s"
-    )
-    for reason in video.fallback_reasons:
-        print(f"  fell back: {reason}", file=sys.stderr)
-    return 0
+    return TalkingHeadChain(engine, factories, on_oom="fallback")
+
+
+def _to_json(video: AvatarVideo, requested_engine: str, elapsed_s: float) -> dict[str, Any]:
+    return {
+        "output": str(video.mp4_path),
+        "engine": video.engine,
+        "requested_engine": requested_engine,
+        "frames": video.frames,
+        "fps": video.fps,
+        "width": video.width,
+        "height": video.height,
+        "resolution": f"{video.width}x{video.height}",
+        "duration_s": round(video.duration_s, 3),
+        "elapsed_s": round(elapsed_s, 3),
+        "quality_mode": video.quality_mode,
+        "device": video.device,
+        "fallback_reasons": list(video.fallback_reasons),
+    }
