@@ -361,3 +361,78 @@ def test_no_barge_in_just_after_the_machine_stalled(side: str) -> None:
     assert not voiced[frame(8.1) : frame(hold_end)].any()
     assert voiced[frame(8.1 + echo_mod.STALL_HOLD_S) + 1 : frame(9.5)].mean() > 0.4  # the user, heard after it
     assert voiced[frame(4.0) : frame(7.9)].mean() < 0.1  # the avatar alone, before the stall
+
+
+def _through_the_player(heard_time: bool, stall: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """The avatar's voice played by a real `AudioPlayout` (a fake device pulls 10 ms blocks, heard 30 ms later) and
+    echoed into the microphone 100 ms after that. The stream's ticks due in `stall` (seconds from the start) come
+    together at its end, as on a machine that stalled: the player runs dry, primes again and later trims silence, so
+    the sound reaches the speaker at another delay after the stream released it. The canceller's reference is the
+    player's sound (`heard_time`) or the stream's. Returns the microphone and the canceller's output (16 kHz)."""
+    import soxr
+
+    from assistant.live.playout import AudioPlayout, PlayoutSettings
+    from tests.unit.test_playout import FakeDevice
+
+    t = [100.0]
+    devices: list[FakeDevice] = []
+    playout = AudioPlayout(PlayoutSettings(), lambda r, b, cb: devices.append(FakeDevice(r, b, cb)) or devices[-1],
+                           lambda: t[0])  # fmt: skip
+    playout.start()
+    far48 = _voice_like(8.0, 3)
+    ticks = [(far48[i : i + 1920] * 32767).astype(np.int16) for i in range(0, len(far48) - 1919, 1920)]
+    events: list[tuple[float, str, np.ndarray, float]] = []  # (time, what, samples, heard at)
+    listener = lambda samples, at: events.append((t[0], "played", samples, at))  # noqa: E731
+    playout.add_listener(listener)
+    speaker, tick = [], 0
+    for step in range(int(len(far48) / 480)):
+        t[0] = 100.0 + step * 0.01
+        while tick < len(ticks) and (due := tick * 0.04) <= t[0] - 100.0:
+            if stall[0] <= due < stall[1] and t[0] - 100.0 < stall[1]:
+                break
+            playout.write(np.zeros(0, np.uint8), ticks[tick])
+            events.append((t[0], "write", ticks[tick], 0.0))
+            tick += 1
+        speaker.append(devices[0].pull(t[0]))  # heard from t + 30 ms (FakeDevice's reported delay)
+    spk16 = soxr.resample(np.concatenate(speaker).astype(np.float32) / 32768.0, 48000, RATE)
+    lag = int((0.03 + 0.10) * RATE)
+    mic = np.zeros(len(spk16), np.float32)
+    mic[lag:] = 0.5 * spk16[: len(spk16) - lag]
+    mic += np.random.default_rng(1).normal(0, 3e-4, len(mic)).astype(np.float32)
+    mic16 = (np.clip(mic, -1, 1) * 32767).astype(np.int16)
+    echo = EchoCanceller(EchoSettings(delay_ms=250))
+    if heard_time:
+        echo.attach(None, playout)  # as the window attaches the direct player (the events below are its calls)
+    echo.reference._clock = lambda: t[0]
+    out, k = [], 0
+    for j in range(0, len(mic16) - 479, 480):
+        captured = 100.0 + (j + 480) / RATE
+        while k < len(events) and events[k][0] <= captured:
+            at, what, samples, heard_at = events[k]
+            t[0] = at
+            if heard_time and what == "played":
+                echo.reference.played(samples, heard_at)
+            elif not heard_time and what == "write":
+                echo.reference.write(np.zeros(0, np.uint8), samples)
+            k += 1
+        out.append(echo.process(mic16[j : j + 480], captured))
+    return mic16[: len(out) * 480], np.concatenate(out)
+
+
+def _erle(mic: np.ndarray, out: np.ndarray, a_s: float, b_s: float) -> float:
+    m, o = mic[int(a_s * RATE) : int(b_s * RATE)].astype(float), out[int(a_s * RATE) : int(b_s * RATE)].astype(float)
+    return float(10 * np.log10(np.mean(m**2) / max(np.mean(o**2), 1e-12)))
+
+
+def test_the_players_own_sound_keeps_the_echo_cancelled_when_the_player_catches_up_after_a_stall() -> None:
+    stall = (4.0, 4.3)
+    mic, heard = _through_the_player(True, stall)
+    _, released = _through_the_player(False, stall)
+    before = _erle(mic, heard, 2.5, 4.0)
+    assert before >= 20.0 and _erle(mic, released, 2.5, 4.0) >= 20.0  # both converged while nothing changed
+    # After the stall the player's sound reaches the speaker later than the stream released it (it primed again,
+    # then trims silence back to its target): the stream's release times no longer say when the echo comes.
+    after_heard, after_released = _erle(mic, heard, 4.4, 6.4), _erle(mic, released, 4.4, 6.4)
+    assert after_heard >= 18.0, (after_heard, after_released)
+    assert after_heard >= after_released + 6.0, (after_heard, after_released)
+    print(f"ERLE before {before:.1f} dB; after the stall: player's sound {after_heard:.1f}, stream's {after_released:.1f}")

@@ -218,3 +218,25 @@ def test_a_cut_also_silences_the_streams_own_fade_written_after_it(rig):
     silenced = playout.settings.samples(30.0 + 40.0)
     assert (heard == 6000).sum() == 2 * TICK - silenced
     assert (heard == 300).sum() == TICK
+
+
+def test_listeners_hear_every_block_as_played_with_when_it_is_heard(rig):
+    # the echo canceller's reference: what the device played, silence included, stamped with its time at the speaker
+    playout, device, clock = rig
+    heard: list[tuple[np.ndarray, float]] = []
+
+    def listener(samples: np.ndarray, at: float) -> None:
+        heard.append((samples, at))
+
+    playout.add_listener(listener)
+    playout.write(frame(0), tone(9))  # 40 ms: under the 60 ms target, so the first blocks are the priming's silence
+    device.pull(clock.now)
+    playout.write(frame(1), tone(9))
+    clock.now = 10.01
+    played = [device.pull(clock.now)]
+    assert len(heard) == 2 and not heard[0][0].any()
+    assert np.array_equal(heard[1][0], played[0]) and (played[0] == 9).all()
+    assert heard[1][1] == pytest.approx(10.01 + DEVICE_DELAY_S)
+    playout.remove_listener(listener)
+    device.pull(clock.now)
+    assert len(heard) == 2
