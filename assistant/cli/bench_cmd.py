@@ -15,6 +15,7 @@ _BENCH_MODULES = (
     "assistant.bench.asr",
     "assistant.bench.answers",
     "assistant.bench.tiers",
+    "assistant.bench.serve",
 )
 
 

@@ -5,7 +5,7 @@ the RTMP publisher): each tick's I420 frame and its audio become an `av.VideoFra
 with the tick number (so sound and picture carry the same clock), and wait in two small queues for aiortc's
 senders, which encode them (VP8/Opus) when they ask (`recv`). A sender that falls behind loses its oldest frames,
 counted in `stats`, rather than drifting later and later; before the browser is connected nothing asks, and the
-queues just keep the newest frames.
+queues keep only the newest frame.
 
 `read_microphone` takes the browser's audio track (echo-cancelled by the browser), resamples it to the VAD's rate,
 mono int16, and hands each piece to a callback with the time it arrived.
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 VIDEO_CLOCK_HZ = 90_000  # RTP's video clock
 MAX_VIDEO_QUEUED = 3  # frames; more means the encoder is late: drop the oldest
-MAX_AUDIO_QUEUED = 25  # ticks (1 s at 25 fps) of sound held for a sender that is late
+MAX_AUDIO_QUEUED = 3  # ticks (120 ms at 25 fps) of sound held for a sender that is late
 
 
 @dataclass
@@ -55,9 +55,12 @@ class _QueueTrack(MediaStreamTrack):
         self._ended = False
         self.dropped = 0
         self.taken = 0
+        self._pulled = False  # the sender has started asking for frames
 
     def put(self, frame: av.frame.Frame) -> None:
-        if len(self._frames) >= self._limit:
+        # Until the sender starts, only the newest frame is kept: a backlog sent in a burst at the start would sit
+        # in the browser's jitter buffer (the sound then lags the picture for the whole session).
+        if len(self._frames) >= (self._limit if self._pulled else 1):
             self._frames.popleft()
             self.dropped += 1
         self._frames.append(frame)
@@ -68,6 +71,7 @@ class _QueueTrack(MediaStreamTrack):
         self._ready.set()
 
     async def recv(self) -> av.frame.Frame:
+        self._pulled = True
         while not self._frames:
             if self._ended or self.readyState != "live":
                 raise MediaStreamError

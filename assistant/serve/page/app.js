@@ -3,8 +3,8 @@
 // loading, full or gone, and reconnects by itself.
 //
 // Query parameters: token=... (the access token; moved out of the address bar at once). For the tests and
-// `assistant bench serve` only: test=NAME records what the page plays (the avatar's video, its sound on the
-// right channel, the microphone on the left) and uploads it with the page's connection statistics once
+// `assistant bench serve` only: test=NAME records what the page plays (the avatar's video and sound; and its
+// microphone beside the avatar's sound) and uploads it with the page's connection statistics once
 // `turns` (default 1) replies have been spoken or `max_s` seconds have passed; ask=TEXT types a question;
 // mic=0 keeps the microphone off.
 "use strict";
@@ -243,6 +243,9 @@ addEventListener("pagehide", () => {
 const record = { messages: [], turns: 0, started_ms: null };
 
 function startRecording(remote) {
+  // Two recordings on the page's clock: what it plays as it gets it (the avatar's video and sound: lip sync,
+  // what is said), and its microphone (left) beside the avatar's sound (right) mixed through Web Audio, both
+  // channels through the same path, for the time from the question's end to the reply's first sound.
   const ctx = new AudioContext({ sampleRate: 48000 });
   const merger = ctx.createChannelMerger(2);
   if (mic) ctx.createMediaStreamSource(new MediaStream([mic])).connect(merger, 0, 0);
@@ -250,33 +253,46 @@ function startRecording(remote) {
   const out = ctx.createMediaStreamDestination();
   out.channelCount = 2;
   merger.connect(out);
-  const stream = new MediaStream([...remote.getVideoTracks(), ...out.stream.getAudioTracks()]);
-  const recorder = new MediaRecorder(stream, { mimeType: "video/webm;codecs=vp8,opus" });
-  const chunks = [];
-  recorder.ondataavailable = (e) => { if (e.data.size) chunks.push(e.data); };
-  recorder.onstop = () => upload(new Blob(chunks, { type: "video/webm" }));
-  recorder.start(1000);
+  const recorders = [
+    recorder(new MediaStream(remote.getTracks()), "video/webm;codecs=vp8,opus", `${test}.webm`),
+    recorder(out.stream, "audio/webm;codecs=opus", `${test}-mix.webm`),
+  ];
   record.started_ms = performance.now();
   const deadline = record.started_ms + maxS * 1000;
-  const timer = setInterval(() => {
+  const timer = setInterval(async () => {
     const over = record.turns >= wantTurns && state === "listening";
-    if (over || performance.now() > deadline) {
-      clearInterval(timer);
-      record.timed_out = !over;
-      setTimeout(() => recorder.stop(), over ? 1500 : 0);
-    }
+    if (!over && performance.now() <= deadline) return;
+    clearInterval(timer);
+    record.timed_out = !over;
+    await sleep(over ? 1500 : 0);
+    await Promise.all(recorders.map((r) => r.finish()));
+    await upload();
   }, 100);
 }
 
-async function upload(blob) {
+function recorder(stream, mimeType, name) {
+  const r = new MediaRecorder(stream, { mimeType });
+  const chunks = [];
+  r.ondataavailable = (e) => { if (e.data.size) chunks.push(e.data); };
+  const stopped = new Promise((resolve) => { r.onstop = resolve; });
+  r.start(1000);
+  return {
+    finish: async () => {
+      r.stop();
+      await stopped;
+      await api(`/api/upload/${name}`, { method: "POST", body: new Blob(chunks, { type: mimeType }) });
+    },
+  };
+}
+
+async function upload() {
   record.stats = [];
   if (pc) (await pc.getStats()).forEach((s) => {
     if (s.type === "inbound-rtp" || s.type === "candidate-pair" && s.state === "succeeded") record.stats.push(s);
   });
   record.session = sessionId;
-  const put = (name, body) => api(`/api/upload/${name}`, { method: "POST", body });
-  await put(`${test}.webm`, blob);
-  await put(`${test}.json`, JSON.stringify(record));
+  record.uploaded_ms = performance.now();
+  await api(`/api/upload/${test}.json`, { method: "POST", body: JSON.stringify(record) });
   document.title = "uploaded";
 }
 
