@@ -12,6 +12,8 @@ machine's monotonic clock. Every figure comes from those recordings:
 - `black_frames` and `frozen_s` in the video area after start-up (a still run is a frame-to-frame difference of
   zero: idle motion should never stop);
 - `av_offset_ms`: mouth opening on screen against loudness at the speaker, cross-correlated over each reply;
+- `av_onset_offset_ms`: the same offset timed independently, at each sound that follows a pause: the mouth's
+  half-rise against the sound's (`measure.av_onset_offsets`; no correlation), pooled over the session;
 - `stages_s`: the same per-stage breakdown `bench turn` gives (from the app's conversation log), to compare.
 
 Needs Xvfb, PulseAudio, ffmpeg, espeak-ng, VLC and the bundled models (what `make setup` installs).
@@ -72,6 +74,7 @@ class LiveTurn:
     speaker_gap_ms_max: float | None = None
     av_offset_ms: float | None = None
     av_correlation: float | None = None
+    av_onset_offsets_ms: list[float] = field(default_factory=list)  # the same by onsets after pauses (independent)
     reply_sound_s: float | None = None  # how long the reply sounded at the speaker
     player_delay_ms: float | None = None  # the stream's clock released the reply's first sample -> heard
     app_first_sound_s: float | None = None  # what the app's status line said for the same wait
@@ -109,6 +112,10 @@ class LiveReport:
             "av_offset_ms": {
                 **stat([abs(o) if o is not None else None for o in offsets]),
                 "signed_median": stat(offsets)["median"],
+            },
+            "av_onset_offset_ms": {  # every onset of the session pooled: a reply has only a few pauses
+                **stat([abs(o) for t in self.turns for o in t.av_onset_offsets_ms]),
+                "signed_median": stat([o for t in self.turns for o in t.av_onset_offsets_ms])["median"],
             },
             "cancel_silence_ms": stat([t.cancel_silence_ms for t in self.turns]),
             "player_delay_ms": stat([t.player_delay_ms for t in self.turns]),
@@ -375,6 +382,25 @@ def _turn_records(root: Path, log_text: str) -> list[dict[str, Any]]:
     return conversation
 
 
+def _av(turn: LiveTurn, video: measure.VideoAnalysis, spk: np.ndarray, env: np.ndarray, first: float,
+        end: float) -> None:  # fmt: skip
+    """The reply's mouth against its sound, from half a second before its first sound to half a second after its
+    last: by correlation of the mouth's opening with the loudness, and by the onsets after its pauses."""
+    window = (video.frame_times_s >= first - 0.5) & (video.frame_times_s <= end + 0.5)
+    if window.sum() <= 20:
+        return
+    t0 = max(0.0, round(first - 0.5, 2))
+    k0, k1 = round(t0 * 100), int((end + 0.5) * 100)
+    opening, times = video.mouth_opening()[window], video.frame_times_s[window] - t0
+    try:
+        off = measure.av_offset_ms(opening, video.fps, env[k0:k1], 100.0, mouth_times_s=times)
+        turn.av_offset_ms, turn.av_correlation = off.offset_ms, off.peak_correlation
+    except ValueError:
+        pass
+    onsets = measure.av_onset_offsets(opening, times, spk[round(t0 * RATE) : int((end + 0.5) * RATE)], RATE)
+    turn.av_onset_offsets_ms = [round(o, 1) for o in onsets.offsets_ms]
+
+
 def analyse(questions, root, speaker, mic, screen, played, cancels, conversation, face, crop, pic,
             media_loads, engines) -> LiveReport:  # fmt: skip
     spk = load_audio(speaker.path, RATE)
@@ -423,17 +449,7 @@ def analyse(questions, root, speaker, mic, screen, played, cancels, conversation
                 turn.cancel_silence_ms = max(0.0, (end - (cancels[i] - speaker.started_at)) * 1000.0)
             turn.reply_sound_s = end - first
             reply_spans.append((first, end))
-            window = (video.frame_times_s >= first - 0.5) & (video.frame_times_s <= end + 0.5)
-            if window.sum() > 20:
-                k0, k1 = int((first - 0.5) * 100), int((end + 0.5) * 100)
-                try:
-                    off = measure.av_offset_ms(
-                        video.mouth_opening()[window], video.fps, env[max(0, k0) : k1], 100.0,
-                        mouth_times_s=video.frame_times_s[window] - max(0, k0) / 100.0,
-                    )  # fmt: skip
-                    turn.av_offset_ms, turn.av_correlation = off.offset_ms, off.peak_correlation
-                except ValueError:
-                    pass
+            _av(turn, video, spk, env, first, end)
         turns.append(turn)
     if reply_spans:
         moments = {"idle": reply_spans[0][0] - 1.0, "speaking": reply_spans[0][0] + 0.5}
@@ -495,7 +511,8 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
     else:
         for key in ("ttff_perceived_s", "app_first_sound_s", "app_figure_short_by_ms", "first_motion_s",
-                    "speaker_gap_ms", "av_offset_ms", "player_delay_ms", "cancel_silence_ms"):
+                    "speaker_gap_ms", "av_offset_ms", "av_onset_offset_ms", "player_delay_ms",
+                    "cancel_silence_ms"):
             print(f"{key:20s} {summary[key]}")
         print(f"black_frames {summary['black_frames']}  frozen_s {summary['frozen_s']}  idle {summary['idle_motion']}")
         print(f"app: {summary['app_usage']}")

@@ -558,7 +558,13 @@ def av_offset_ms(
     [k, k + 1) / env_rate_hz (what `rms_envelope` returns with window = hop), on the same time origin as the frames.
 
     Both are put on a 1 ms grid (frames linearly interpolated between their times) and the Pearson correlation is
-    taken at every lag in +-max_lag_ms; the peak is refined by a parabola through its neighbours."""
+    taken at every lag in +-max_lag_ms; the peak is refined by a parabola through its neighbours.
+
+    Compare like with like. A frame difference (a change) against the loudness (a level) is biased: the change
+    peaks where the mouth opens and where it closes, the loudness in between, and speech, like the mouth drawn from
+    it, rises faster than it falls, so the change's weight sits at the syllables' starts and the peak comes out
+    40-55 ms early with no delay at all (tests/unit/test_measure.py shows it on a known delay; on a recording of
+    the app it read -44..-55 ms where the level read +13..+21). `av_onset_offsets` is the independent check."""
     step_s = 0.001
     m = np.asarray(mouth_series, np.float64)
     mt = (
@@ -606,6 +612,89 @@ def av_offset_ms(
         at_limit=best in (0, len(corr) - 1),
         mode=mode,
     )
+
+
+@dataclass(frozen=True)
+class AVOnsets:
+    """Mouth against sound at each onset after a silence (the clapperboard's way: no correlation involved)."""
+
+    offsets_ms: tuple[float, ...]  # per onset: the mouth's half-rise minus the sound's half-rise (> 0: video late)
+    median_ms: float | None  # None without a usable onset
+    fraction: float  # the share of each rise at which both are timed
+
+    @property
+    def count(self) -> int:
+        return len(self.offsets_ms)
+
+
+def _rise_time(y: np.ndarray, t: np.ndarray, base: float, peak: float, fraction: float, i0: int, i1: int):
+    """The first time in y[i0:i1] (on grid t) that reaches base + fraction * (peak - base), interpolated between
+    samples; None if it never does."""
+    level = base + fraction * (peak - base)
+    hits = np.flatnonzero(y[i0:i1] >= level)
+    if not len(hits):
+        return None
+    k = i0 + int(hits[0])
+    if k == 0 or y[k] <= y[k - 1]:
+        return float(t[k])
+    return float(t[k - 1] + (level - y[k - 1]) / (y[k] - y[k - 1]) * (t[k] - t[k - 1]))
+
+
+def av_onset_offsets(
+    mouth_series: np.ndarray,
+    mouth_times_s: Sequence[float],
+    samples: np.ndarray,
+    rate_hz: float,
+    min_silence_ms: float = 150.0,
+    rise_ms: float = 150.0,
+    max_lag_ms: float = 100.0,
+    fraction: float = 0.5,
+    threshold_dbfs: float = SILENCE_DBFS,
+) -> AVOnsets:
+    """Mouth against sound timed at onsets: each sound that follows at least `min_silence_ms` of silence (at
+    `threshold_dbfs`) and the mouth's opening around it, each timed where it has risen `fraction` of the way from
+    its level in the silence to its first peak (the highest point within `rise_ms` of where each clearly starts:
+    the sound above `threshold_dbfs`, the mouth a quarter of its range above its level in the silence, searched
+    within `max_lag_ms` of the sound). Independent of `av_offset_ms`: no correlation, only the rises, and from the samples
+    themselves (10 ms RMS at a 1 ms hop, centred) rather than a 10 ms envelope.
+
+    `mouth_series` (e.g. `VideoAnalysis.mouth_opening()`) at `mouth_times_s`, and `samples`, share a time
+    origin. An onset whose mouth barely moves (less than a quarter of the series' 5-95 % range) is left out:
+    the mouth may rightly stay shut for a soft sound."""
+    env = rms_envelope(samples, rate_hz, WINDOW_MS, FINE_HOP_MS)
+    et = np.arange(len(env)) * FINE_HOP_MS / 1000 + WINDOW_MS / 2000  # each window's centre
+    m = np.asarray(mouth_series, np.float64)
+    mt = np.asarray(mouth_times_s, np.float64)[: len(m)]
+    keep = ~np.isnan(m)
+    m, mt = m[keep], mt[keep]
+    if len(m) < 3:
+        return AVOnsets((), None, fraction)
+    mouth = np.interp(et, mt, m, left=np.nan, right=np.nan)  # on the envelope's 1 ms grid
+    moves = float(np.percentile(m, 95) - np.percentile(m, 5))
+    sil, rise, lag = (round(v / FINE_HOP_MS) for v in (min_silence_ms, rise_ms, max_lag_ms))
+    offsets = []
+    prev_end = -np.inf
+    for sound in sound_onsets(samples, rate_hz, threshold_dbfs, min_silence_ms):
+        quiet_s, prev_end = sound.start_s - prev_end, sound.end_s
+        k = round(sound.start_s * 1000 / FINE_HOP_MS)
+        if quiet_s < min_silence_ms / 1000 or k - sil < 0 or k + rise + lag >= len(env):
+            continue
+        kp = k + int(np.argmax(env[k : k + rise]))  # the sound's first peak
+        quiet = float(np.median(env[k - sil : k - 20]))
+        heard = _rise_time(env, et, quiet, float(env[kp]), fraction, k - 10, kp + 1)
+        before, around = mouth[k - sil : k - lag], mouth[k - lag : k + lag + rise]
+        if heard is None or np.isnan(before).any() or np.isnan(around).any():
+            continue
+        base = float(np.median(before))
+        opens = np.flatnonzero(around > base + 0.25 * moves)  # the mouth clearly opening: its own start
+        if not len(opens):
+            continue
+        j = k - lag + int(opens[0])
+        jp = j + int(np.argmax(mouth[j : j + rise]))  # its first peak, over as long as the sound's
+        seen = _rise_time(mouth, et, base, float(mouth[jp]), fraction, k - lag, jp + 1)
+        if seen is not None:
+            offsets.append((seen - heard) * 1000.0)
+    return AVOnsets(tuple(offsets), float(np.median(offsets)) if offsets else None, fraction)
 
 
 def first_motion_after(

@@ -9,6 +9,7 @@ from scipy.signal import resample_poly
 
 from assistant.bench.measure import (
     av_offset_ms,
+    av_onset_offsets,
     first_motion_after,
     first_sound_after,
     rms_envelope,
@@ -337,3 +338,78 @@ def test_mouth_opening_follows_the_dark_inside_not_the_mean_luma() -> None:
     video = measure.video_frames_analysis(frames, 25.0, mouth_box=(0, 0, 80, 60))
     assert np.all(np.diff(video.mouth_opening()) > 0)
     assert video.mouth_opening()[0] == 0  # closed: nothing dark in the box
+
+
+# --- A/V: a synthetic recording of known offset, measured two independent ways --------------------------------
+
+SPEECH_RATE = 16000
+GRAB_FPS = 50.0  # the rig grabs the screen at 50 fps
+
+
+def speech_recording(
+    delay_ms: float, seconds: float = 20.0, seed: int = 3
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Speech-like sound and the mouth a screen grab would see with it, the mouth `delay_ms` late.
+
+    Sound: syllables of 80-300 ms on a 180 Hz carrier, rising in ~12 ms and dying away in ~50 ms (as voices do),
+    mostly run together, a quarter of them after a pause of 250-600 ms. Mouth: the loudness `delay_ms` earlier,
+    through a gate and a compression (a mouth shut for soft sound, wide for quiet syllables: what the light engine
+    does, a monotone map), grabbed at 50 fps with a little noise. Returns (samples, mouth series, grab times)."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SPEECH_RATE)
+    env = np.zeros(n)
+    t = 0.4
+    while t < seconds - 0.8:
+        length, loud = rng.uniform(0.08, 0.3), rng.uniform(0.3, 1.0)
+        k = np.arange(int((length + 0.3) * SPEECH_RATE)) / SPEECH_RATE
+        syllable = loud * (1 - np.exp(-k / 0.012)) * np.where(k < length, 1.0, np.exp(-(k - length) / 0.05))
+        i0 = int(t * SPEECH_RATE)
+        env[i0 : i0 + len(k)] = np.maximum(env[i0 : i0 + len(k)], syllable[: n - i0])
+        t += length + (rng.uniform(0.25, 0.6) if rng.random() < 0.25 else rng.uniform(0.02, 0.08))
+    carrier = np.sin(2 * np.pi * 180 * np.arange(n) / SPEECH_RATE)
+    samples = 0.5 * env * carrier + 1e-4 * rng.standard_normal(n)
+    grab_t = np.arange(int(seconds * GRAB_FPS)) / GRAB_FPS
+    seen = np.interp(grab_t - delay_ms / 1000, np.arange(n) / SPEECH_RATE, env)
+    mouth = np.clip(seen / 0.5 - 0.2, 0.0, None) ** 0.7 + rng.normal(0, 0.01, len(grab_t))
+    return samples, mouth, grab_t
+
+
+@pytest.mark.parametrize("delay_ms", [30.0, -30.0, 0.0])
+def test_a_known_offset_comes_back_by_correlation_and_by_onsets(delay_ms: float) -> None:
+    samples, mouth, grab_t = speech_recording(delay_ms)
+    env = rms_envelope(samples, SPEECH_RATE, 10.0, 10.0)
+
+    level = av_offset_ms(mouth, GRAB_FPS, env, 100.0, mouth_times_s=grab_t)
+    onsets = av_onset_offsets(mouth, grab_t, samples, SPEECH_RATE)
+
+    assert level.offset_ms == pytest.approx(delay_ms, abs=3.0)
+    assert level.peak_correlation > 0.9
+    assert onsets.count >= 6  # the pauses of 20 s of speech
+    assert onsets.median_ms == pytest.approx(delay_ms, abs=4.0)
+    assert abs(onsets.median_ms - level.offset_ms) <= 5.0
+    assert max(onsets.offsets_ms) - min(onsets.offsets_ms) < 20.0  # each onset, not just their median
+
+
+def test_change_against_level_reads_early_and_change_against_change_does_not() -> None:
+    """The disagreement of issue 23: a frame difference correlated with the loudness put the mouth 45-50 ms ahead
+    of the voice where the project's mouth opening against the loudness read +4 ms. On a recording with no offset
+    at all the change-against-level pairing reads tens of ms early; a change against the loudness's own change
+    does not."""
+    samples, mouth, grab_t = speech_recording(0.0)
+    env = rms_envelope(samples, SPEECH_RATE, 10.0, 10.0)
+    change = np.abs(np.diff(mouth, prepend=np.nan))
+
+    mixed = av_offset_ms(change, GRAB_FPS, env, 100.0, mouth_times_s=grab_t, mode="level")
+    matched = av_offset_ms(change, GRAB_FPS, env, 100.0, mouth_times_s=grab_t, mode="change")
+
+    assert mixed.offset_ms < -30.0
+    assert matched.offset_ms == pytest.approx(0.0, abs=8.0)
+
+
+def test_onsets_without_pauses_or_without_mouth_motion_give_no_figure() -> None:
+    samples, mouth, grab_t = speech_recording(0.0)
+    still = np.full_like(mouth, 0.2)
+    assert av_onset_offsets(still, grab_t, samples, SPEECH_RATE).median_ms is None
+    tone_only = np.sin(2 * np.pi * 200 * np.arange(5 * SPEECH_RATE) / SPEECH_RATE) * 0.3  # no silence anywhere
+    got = av_onset_offsets(mouth[: int(5 * GRAB_FPS)], grab_t[: int(5 * GRAB_FPS)], tone_only, SPEECH_RATE)
+    assert got.count == 0 and got.median_ms is None
