@@ -655,8 +655,8 @@ def av_onset_offsets(
     `threshold_dbfs`) and the mouth's opening around it, each timed where it has risen `fraction` of the way from
     its level in the silence to its first peak (the highest point within `rise_ms` of where each clearly starts:
     the sound above `threshold_dbfs`, the mouth a quarter of its range above its level in the silence, searched
-    within `max_lag_ms` of the sound). Independent of `av_offset_ms`: no correlation, only the rises, and from the samples
-    themselves (10 ms RMS at a 1 ms hop, centred) rather than a 10 ms envelope.
+    within `max_lag_ms` of the sound). Independent of `av_offset_ms`: no correlation, only the rises, and from the
+    samples themselves (10 ms RMS at a 1 ms hop, centred) rather than a 10 ms envelope.
 
     `mouth_series` (e.g. `VideoAnalysis.mouth_opening()`) at `mouth_times_s`, and `samples`, share a time
     origin. An onset whose mouth barely moves (less than a quarter of the series' 5-95 % range) is left out:

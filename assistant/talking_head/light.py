@@ -30,10 +30,10 @@ from assistant.video import FrameWriter
 log = logging.getLogger(__name__)
 
 ANALYSIS_RATE_HZ = 16000
-LEAD_S = 0.02  # the mouth moves a little before the sound it makes
-WINDOW_FRAMES = 1.5  # RMS window length in video frames: 60 ms at 25 fps, smooth but still follows syllables
-ATTACK_S = 0.03  # opening time constant
-RELEASE_S = 0.09  # closing time constant: lips close more slowly than they open
+LEAD_S = 0.01  # the mouth moves a little before the sound it makes
+WINDOW_FRAMES = 0.75  # RMS window length in video frames: 30 ms at 25 fps (a longer one opens the mouth early)
+ATTACK_S = 0.02  # opening time constant
+RELEASE_S = 0.04  # closing time constant: lips close more slowly than they open
 SHAPE_SMOOTH_S = 0.06
 GATE_DB = -22.0  # below the loud speech level by this much the mouth stays shut (breath, room noise)
 COMPRESS = 0.7  # opening = level ** 0.7: quiet syllables still open the mouth visibly
