@@ -2,11 +2,13 @@
 the photo rig, so idle -> talking -> idle stays one continuous motion.
 
 A clip's frames are generated ahead of its sound on a worker thread (`prepare`): Wav2Lip's face-box patches for every
-frame of the clip, a batch at a time. The clip's sound is released to the stream (`on_ready`) only once enough
-frames exist that generation stays ahead of playback for the rest of the clip, from the rate measured on this
-machine (`measure`): at or above real time that is one batch; at 0.65x real time about a third of the clip. So a
-slow engine delays the start of a sentence, never stalls it. A frame whose patch is not there (a failed or late
-batch) is drawn by the light rig instead, so the stream never waits.
+frame of the clip, in batches that start small (FIRST_BATCH frames) and double up to the engine's batch size. The
+clip's sound is released to the stream (`on_ready`) once enough frames exist that generation stays ahead of
+playback for the rest of the clip, from the speed measured on this machine (`measure`: a network call's fixed cost
+and its cost per frame): well above real time that is the first small batch, so the first sound waits about one
+short network call more than the light engine's; at 0.65x real time about a third of the clip. So a slow engine
+delays the start of a sentence, never stalls it. A frame whose patch is not there (a failed or late batch) is drawn
+by the light rig instead, so the stream never waits.
 
 At render time the patch is pasted into the photo and the rig warps that (sway, lids, irises) with its own mouth
 closed. Needs torch and the Wav2Lip engine (`assistant.talking_head.wav2lip_engine`).
@@ -34,6 +36,8 @@ from assistant.live.renderer import RigRenderer
 log = logging.getLogger(__name__)
 
 MEL_RATE_HZ = 16000
+FIRST_BATCH = 2  # frames in a clip's first network call: 80 ms of speech at 25 fps, its sound can start after it
+SPEED_MARGIN = 1.2  # plan with calls this much slower than measured (two cores shared with the rest of the app)
 
 
 @dataclass
@@ -64,6 +68,7 @@ class Wav2LipLiveRenderer:
         self._generation = 0
         self._cancel = CancelToken()
         self.frames_per_s = 0.0
+        self._call_s, self._frame_s = 0.0, None  # a network call's fixed cost and cost per frame (from measure)
         self.frames_from_network = 0  # frames drawn with Wav2Lip's mouth (the rest: the rig's)
         self.failures: list[str] = []
         self._worker = threading.Thread(target=self._work, name="wav2lip-live", daemon=True)
@@ -71,19 +76,66 @@ class Wav2LipLiveRenderer:
 
     # ---- speed ----
     def measure(self, seconds: float = 1.0) -> float:
-        """Frames/s of patch generation on this machine (one clip of `seconds` of quiet noise)."""
+        """Frames/s of patch generation on this machine, and the fixed cost of a network call and its cost per frame
+        (fitted over one clip of `seconds` of quiet noise made in growing batches, after a short warm-up)."""
         rng = np.random.default_rng(0)
         wav = (0.01 * rng.standard_normal(int(seconds * MEL_RATE_HZ))).astype(np.float32)
-        start = time.perf_counter()
-        frames = sum(len(batch) for batch in self.engine.face_patches(wav, self.fps))
-        self.frames_per_s = frames / max(1e-6, time.perf_counter() - start)
+        for _ in self.engine.face_patches(wav[: MEL_RATE_HZ // 5], self.fps):  # first-call set-up, not timed
+            pass
+        sizes, times = [], []
+        start = last = time.perf_counter()
+        growing = [FIRST_BATCH * 2**k for k in range(8)]
+        for batch in self.engine.face_patches(wav, self.fps, sizes=growing):
+            now = time.perf_counter()
+            sizes.append(len(batch))
+            times.append(now - last)
+            last = now
+        self.frames_per_s = sum(sizes) / max(1e-6, last - start)
+        calls = [(n, t) for n, t in zip(sizes, times, strict=True) if t > 1e-3]  # not the padding's repeated frame
+        if len({n for n, _ in calls}) > 1:  # seconds = call + frame * size, least squares
+            frame_s, call_s = np.polyfit(*np.asarray(calls, float).T, 1)
+            self._call_s, self._frame_s = max(0.0, float(call_s)), float(frame_s)
+            if self._frame_s <= 0:  # noise swamped the slope: the average cost, all per frame
+                self._call_s, self._frame_s = 0.0, 1.0 / self.frames_per_s
         return self.frames_per_s
 
+    def _batch_s(self, size: int) -> float:
+        """Planned seconds of one network call of `size` frames (with the margin)."""
+        if self._frame_s is not None:
+            return SPEED_MARGIN * (self._call_s + self._frame_s * size)
+        return SPEED_MARGIN * size / self.frames_per_s
+
+    def plan(self, n_frames: int) -> tuple[list[int], int]:
+        """Batch sizes for a clip of `n_frames` and the frames to have before its sound starts (the lead).
+
+        The sound may start after the first small batch when every later batch can still be made before the stream
+        plays its first frame; the next batches are as large as that allows (larger ones make frames faster, but
+        arrive later). When even the smallest does not fit, the sound waits for one more batch (each twice the
+        last), and the plan is tried again from there. Speed unknown: one clip-long wait."""
+        full = max(1, getattr(self.engine, "batch_size", 8))
+        if self.frames_per_s <= 0:
+            return [], n_frames
+        pre = [min(FIRST_BATCH, full, n_frames)]
+        while True:
+            sizes, made = list(pre), sum(pre)
+            t = release = sum(self._batch_s(s) for s in pre)
+            while made < n_frames:
+                room = release + made / self.fps - t  # seconds until the next frame is played
+                fits = [s for s in range(min(full, n_frames - made), 0, -1) if self._batch_s(s) <= room]
+                if not fits or fits[0] < min(FIRST_BATCH, n_frames - made):
+                    break
+                sizes.append(fits[0])
+                made += fits[0]
+                t += self._batch_s(fits[0])
+            if made >= n_frames:
+                return sizes, sum(pre)
+            if sum(pre) >= n_frames:
+                return pre, n_frames
+            pre.append(min(2 * pre[-1], full, n_frames - sum(pre)))
+
     def lead_frames(self, n_frames: int) -> int:
-        """Frames to have before the sound starts so generation never falls behind playback."""
-        ratio = min(1.0, self.frames_per_s / self.fps) if self.frames_per_s > 0 else 0.0
-        batch = min(n_frames, max(1, getattr(self.engine, "batch_size", 8)))
-        return min(n_frames, max(batch, math.ceil(n_frames * (1.0 - ratio)) + batch))
+        """Frames to have before the sound starts so generation never falls behind playback (`plan`)."""
+        return self.plan(n_frames)[1]
 
     # ---- clips ----
     def prepare(self, key: Any, samples: np.ndarray, rate_hz: int, on_ready: Callable[[], None]) -> None:
@@ -131,10 +183,10 @@ class Wav2LipLiveRenderer:
                 store: list[np.ndarray] = []
                 self._patches[job.key] = store
             n_frames = max(1, math.ceil(len(job.samples_16k) / MEL_RATE_HZ * self.fps - 1e-6))
-            lead = self.lead_frames(n_frames)
+            sizes, lead = self.plan(n_frames)
             released = False
             try:
-                for batch in self.engine.face_patches(job.samples_16k, self.fps, cancel=token):
+                for batch in self.engine.face_patches(job.samples_16k, self.fps, token, sizes):
                     with self._lock:
                         if job.generation != self._generation:
                             break

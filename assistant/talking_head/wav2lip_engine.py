@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -366,13 +366,18 @@ class Wav2LipTalkingHead:
         return patch
 
     def face_patches(
-        self, wav_16k: np.ndarray, fps: float | None = None, cancel: CancelToken | None = None
+        self,
+        wav_16k: np.ndarray,
+        fps: float | None = None,
+        cancel: CancelToken | None = None,
+        sizes: Sequence[int] = (),
     ) -> Iterator[list[np.ndarray]]:
         """Lip-synced face-box patches for speech already in memory, a batch at a time (for a live stream).
 
         `wav_16k`: (n,) float32 mono at 16 kHz. Yields lists of (box height, box width, 3) uint8 BGR patches, one
         per video frame of the audio at `fps`, blended into the photo's face box as `compose_frame` does (paste
-        one at `face_box` over `canvas`). Raises VideoOutOfMemoryError, Cancelled."""
+        one at `face_box` over `canvas`). `sizes`: frames per network call, in order (a live clip starts small so
+        its sound can start early); then `batch_size` each. Raises VideoOutOfMemoryError, Cancelled."""
         fps = float(fps or self.fps)
         chunks = mel_chunks(melspectrogram(np.asarray(wav_16k, np.float32)), fps)
         n_frames = max(1, math.ceil(len(wav_16k) / MEL.SAMPLE_RATE * fps - 1e-6))
@@ -380,11 +385,14 @@ class Wav2LipTalkingHead:
         last: np.ndarray | None = None
         with self._lock:
             self._ensure_ready()
-            for start in range(0, len(chunks), self.batch_size):
+            start, planned = 0, iter(sizes)
+            while start < len(chunks):
+                size = max(1, min(next(planned, self.batch_size), self.batch_size))
                 if cancel is not None:
                     cancel.raise_if_cancelled()
                 with self._oom_guard("generating live frames"):
-                    faces = self._infer(chunks[start : start + self.batch_size])
+                    faces = self._infer(chunks[start : start + size])
+                start += size
                 batch = [self.face_patch(face) for face in faces]
                 last = batch[-1]
                 yield batch
