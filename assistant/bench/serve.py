@@ -78,7 +78,11 @@ def http_json(url: str, body: bytes | None = None, token: str | None = None) -> 
         with urllib.request.urlopen(request, timeout=30) as r:
             return r.status, json.loads(r.read() or b"{}")
     except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
+        text = e.read()
+        try:
+            return e.code, json.loads(text or b"{}")
+        except ValueError:
+            return e.code, {"message": text.decode(errors="replace")}
 
 
 @contextmanager

@@ -2,7 +2,7 @@
 loaded once and shared through a turn queue (docs/serve.md)."""
 
 from assistant.serve.admission import Admission, Capacity
-from assistant.serve.auth import AccessPolicy, Refusal, access_policy, is_loopback, mask_query
+from assistant.serve.auth import AccessPolicy, Refusal, access_policy, is_loopback
 from assistant.serve.turn_queue import FairLock, SharedModels
 
 __all__ = [
@@ -14,5 +14,4 @@ __all__ = [
     "SharedModels",
     "access_policy",
     "is_loopback",
-    "mask_query",
 ]

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from assistant.config import Settings
 from assistant.errors import ConfigError
+from assistant.redact import register_secret
 from assistant.serve.auth import TokenError, access_policy, is_loopback
 from assistant.serve.hub import ServeHub
 from assistant.serve.server import AccessLogger, make_app
@@ -62,6 +63,7 @@ def run(
         policy, generated = access_policy(options.host, env)
     except TokenError as e:
         raise ConfigError(str(e)) from e
+    register_secret(policy.token)  # masked in any log line that would quote it
     tls = _tls(options)
     hub = ServeHub(settings)
     app = make_app(hub, policy, options.save_uploads)

@@ -4,8 +4,8 @@ On 127.0.0.1 (or ::1, localhost) only this machine can connect and no token is a
 every request needs the token, whichever interface it arrives on: in the page's address (`?token=...`, which the
 page then moves out of the address bar) or as `Authorization: Bearer ...` (the page's API calls). The token comes
 from the environment (ASSISTANT_SERVE_TOKEN; the CLI passes `os.environ`, so this module stays pure) or is
-generated at start and printed once on the console; it is never logged, and `mask_query` takes it out of any
-address that is.
+generated at start and printed once on the console; it is never logged (the caller registers it with
+`assistant.redact`, so even a message that quotes it is masked).
 
 Needs nothing outside the standard library.
 """
@@ -92,10 +92,3 @@ def access_policy(host: str, env: Mapping[str, str]) -> tuple[AccessPolicy, bool
         )
     return AccessPolicy(given), False
 
-
-_QUERY_TOKEN = re.compile(r"([?&]token=)[^&#\s]*")
-
-
-def mask_query(text: str) -> str:
-    """`text` with the value of any `token=` query parameter replaced by ***."""
-    return _QUERY_TOKEN.sub(r"\1***", text)
