@@ -9,7 +9,8 @@ their keys, RoPE), so the cache again holds a prefix of the next prompt and only
 The kept turns' cached keys and values were computed while the dropped turns were still in front of them: the
 model keeps a faint trace of what it no longer sees. llama.cpp's own server trims its context the same way
 ("context shift"); for a voice assistant that trace is harmless, and a prompt re-evaluated from scratch (after
-a reset, or when nothing matches) loses it.
+a reset, or when nothing matches) loses it. At temperature 0 the reply after a shift is a fresh evaluation's, token
+for token, or parts from it only at a near tie of its first two choices (tests/integration/test_dialogue.py).
 
 Where the tokens of the dropped turns are is found by rendering the messages with the chat template stored in the
 GGUF (what llama-cpp-python itself uses for these models) and checking them token by token against the cache:

@@ -169,3 +169,75 @@ def test_missing_gguf_raises_model_error_naming_the_path(tmp_path: Path) -> None
         DialogueManager(missing, SYSTEM).load()
     assert str(missing) in str(err.value)
     assert "assistant models download" in str(err.value)
+
+
+NEAR_TIE_LOGITS = 0.5  # the fresh model's first two choices this close: a coin the shift's trace may turn
+
+
+def _fresh_llama(**params: object) -> object:
+    """The bundled model evaluating one token at a time on one thread: the same floating-point sums for the same
+    inputs whether a prompt comes from llama.cpp's cache or is evaluated anew (batches of several tokens take
+    other kernels, and their last bits differ enough to turn a near tie at temperature 0)."""
+    from llama_cpp import Llama
+
+    from assistant.dialogue import open_llama
+
+    return open_llama(Llama, bundled_gguf(), n_ctx=1024, n_threads=1, seed=0, n_batch=1, n_ubatch=1, **params)
+
+
+def _parting(fresh_tokens: list[dict], said: str) -> int | None:
+    """The index of the fresh reply's first token that `said` does not continue with; None when `said` follows
+    the fresh reply to its end (or stops early, as a reply cut at max_tokens does)."""
+    pos = 0
+    for k, token in enumerate(fresh_tokens):
+        if pos >= len(said):
+            return None
+        if not said.startswith(token["token"], pos):
+            return k
+        pos += len(token["token"])
+    return None if pos >= len(said) else len(fresh_tokens)
+
+
+def test_the_reply_after_a_context_shift_is_what_a_fresh_evaluation_of_the_trimmed_prompt_says() -> None:
+    """Each reply is compared with a fresh model's reply, at temperature 0, to the same messages with nothing
+    cached. Before any trim they are the same tokens (the control: the comparison is exact). After a trim the kept
+    turns' cache was computed with the dropped turns in front of them (the trace assistant.prompt_cache describes):
+    the reply is the same tokens, or parts from the fresh one only at a near tie, where the token said was the
+    fresh model's second choice within NEAR_TIE_LOGITS. A cache shifted to the wrong places, or left holding the
+    dropped turns, says something else: its first other token is no near tie."""
+    from assistant.bench.soak import QUESTIONS
+
+    manager = DialogueManager(
+        bundled_gguf(), SYSTEM, n_ctx=1024, max_tokens=64, history_budget_tokens=300, temperature=0.0, seed=0,
+        n_threads=1, repeat_penalty=1.0, llm=_fresh_llama(),  # no penalty: greedy is the logits' own order
+    )  # fmt: skip
+    fresh = _fresh_llama(logits_all=True)  # logits_all: top_logprobs for every generated token
+    controls, shifted = 0, []
+    for i, question in enumerate(QUESTIONS):
+        question = f"{question} (question {i + 1})"
+        messages = manager.prompt_messages(question)  # the trimmed prompt the reply below is given
+        reply = manager.reply(question)
+        if not manager.last_cache_shift_tokens and (shifted or controls >= 2):
+            continue  # a plain turn after a shift builds on the shifted cache: not a fresh prompt's control
+        fresh.reset()  # nothing cached: the whole prompt is evaluated anew
+        out = fresh.create_chat_completion(
+            messages=messages, max_tokens=64, temperature=0.0, repeat_penalty=1.0, logprobs=True, top_logprobs=2
+        )
+        fresh_text = out["choices"][0]["message"]["content"]
+        if not manager.last_cache_shift_tokens:
+            assert reply.text == fresh_text.strip(), (question, reply.text, fresh_text)
+            controls += 1
+            continue
+        tokens = out["choices"][0]["logprobs"]["content"]
+        said = fresh_text[: len(fresh_text) - len(fresh_text.lstrip())] + reply.text
+        k = _parting(tokens, said)
+        if k is not None:
+            first, second = tokens[k]["top_logprobs"][:2]
+            said_next = said[sum(len(t["token"]) for t in tokens[:k]) :]
+            assert said_next.startswith(second["token"]) and first["logprob"] - second["logprob"] < NEAR_TIE_LOGITS, (
+                question, reply.text, fresh_text, tokens[k]["top_logprobs"]
+            )  # fmt: skip
+        shifted.append((question, k))
+        if len(shifted) == 2:
+            break
+    assert controls == 2 and len(shifted) == 2, (controls, shifted)
