@@ -101,9 +101,14 @@ LINEAR_REAIM_MS = 120.0  # the linear canceller reads its own unbroken reference
 # words came 2.5 s into the first reply after a re-aim). It follows AEC3's read, with a reset, only once the two
 # are this far apart, between replies (REAIM_QUIET_S), or at once for what makes AEC3's jump (RESYNC_MS, unwritten
 # reference). 100 ppm of drift takes 20 minutes to get there; the filter (512 ms) holds the echo that long.
-HEARD_ALIGN_MS = 30.0  # a reference stamped when it is heard (the direct player's, on the sound card's clock) is
-# read this long before the microphone chunk's capture: its echo can only come later (the room's path), and the
-# capture time is estimated no earlier than it was; the margin keeps the echo after its reference
+HEARD_ALIGN_MS = 60.0  # a reference stamped when it is heard (the direct player's, on the sound card's clock) is
+# read this long before the microphone chunk's capture: its echo can only come later (the room's path), and this
+# keeps the read clear of what is not written yet (the resampler hands its output out in bursts of up to ~20 ms,
+# the device asks for blocks ~30 ms ahead); AEC3 finds the longer lead
+HEARD_FIT_BLOCKS = 300  # the player's blocks (10 ms each) whose reported times fit its sample clock: 3 s ...
+HEARD_FIT_MIN_BLOCKS = 20  # ... and at least this many before a gap is looked for
+HEARD_GAP_MS = 20.0  # a block heard this much later than the fitted clock says came after silence the device played
+HEARD_GAP_MAX_S = 0.5  # filled in steps of at most this (a longer one takes a few blocks)
 INSTALL_HINT = "install it with: .venv/bin/pip install pywebrtc-audio"
 
 
@@ -150,6 +155,10 @@ class EchoReference:
         self._buf = np.zeros(keep, np.float32)  # a ring: sample p lives at p % keep
         self._written = 0  # samples written since the start
         self._anchors: deque[tuple[float, int]] = deque(maxlen=50)  # (time.monotonic(), first sample): 2 s
+        self._heard_offsets: deque[float] = deque(maxlen=HEARD_FIT_BLOCKS)  # first - heard_at * rate, per block
+        self._stream_rate = stream_rate_hz
+        self._taken = 0  # samples taken in, at the stream's rate
+        self.gaps = 0  # silences the device played between the player's blocks, put into the reference
         self.stalled_at: float | None = None  # time.monotonic() of the last write that came STALL_MS late
         self.stalls = 0
 
@@ -158,14 +167,36 @@ class EchoReference:
         self._append(audio_s16, self._clock())
 
     def played(self, audio_s16: np.ndarray, heard_at: float) -> None:
-        """A block the player handed to the sound device, heard from `heard_at` on (an `AudioPlayout` listener)."""
-        self._append(audio_s16, heard_at)
+        """A block the player handed to the sound device, heard from `heard_at` on (an `AudioPlayout` listener).
 
-    def _append(self, audio_s16: np.ndarray, at: float) -> None:
+        The blocks follow each other on the device's sample clock, fitted as the median of the last blocks' offsets
+        (HEARD_FIT_BLOCKS; the reported times scatter a little both ways). A block heard later than that clock says
+        comes after silence the device played itself (an underrun in the sound server, a loaded machine): that
+        silence goes into the reference too, so it stays what the speaker played and the echo stays at the same lag
+        behind it (AEC3 and the linear filter need no re-aim and no new convergence)."""
+        gap_s = self._gap_s(heard_at)
+        if gap_s > 0.0:
+            self.gaps += 1
+            self._append(np.zeros(int(round(gap_s * self._stream_rate)), np.int16), heard_at - gap_s, False)
+        with self._lock:  # on the player's samples (the resampler hands out its output in uneven bursts)
+            self._heard_offsets.append(self._taken * self.rate_hz / self._stream_rate - heard_at * self.rate_hz)
+        self._append(audio_s16, heard_at, False)
+
+    def _gap_s(self, heard_at: float) -> float:
+        """How much silence the device played before a block heard at `heard_at` (0: none, or too few blocks yet)."""
+        with self._lock:
+            if len(self._heard_offsets) < HEARD_FIT_MIN_BLOCKS:
+                return 0.0
+            due = (self._taken * self.rate_hz / self._stream_rate - float(np.median(self._heard_offsets))) / self.rate_hz
+        late = heard_at - due
+        return min(late, HEARD_GAP_MAX_S) if late > HEARD_GAP_MS / 1000.0 else 0.0
+
+    def _append(self, audio_s16: np.ndarray, at: float, check_stall: bool = True) -> None:
         x = self._resampler.resample_chunk(audio_s16.astype(np.float32) / 32768.0)  # (n,) float32 at rate_hz
         with self._lock:
-            if self._anchors:  # the earliest anchor says when this write was due
-                due = (self._written - max(first - t * self.rate_hz for t, first in self._anchors)) / self.rate_hz
+            self._taken += len(audio_s16)
+            if check_stall and self._anchors:  # when this write was due on the clock fitted so far
+                due = (self._written - self._offset()) / self.rate_hz
                 if at - due > STALL_MS / 1000.0:
                     self.stalled_at = at
                     self.stalls += 1
@@ -199,8 +230,14 @@ class EchoReference:
         with self._lock:
             if not self._anchors:
                 return None
-            offset = max(first - at * self.rate_hz for at, first in self._anchors)
+            offset = self._offset()
         return int(round(offset + t * self.rate_hz))
+
+    def _offset(self) -> float:
+        """Sample position minus time * rate (lock held): the player's fitted clock, or the stream's earliest write."""
+        if self._heard_offsets:
+            return float(np.median(self._heard_offsets))
+        return max(first - at * self.rate_hz for at, first in self._anchors)
 
     def samples(self, start: int, n: int) -> np.ndarray:
         """Samples [start, start + n): zeros for what is not (or no longer, or not yet) there."""

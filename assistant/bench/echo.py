@@ -336,7 +336,7 @@ def _noise_bursts(root: Path) -> list[Path]:
     return paths
 
 
-def _user_speaker(voice: str) -> Any:
+def user_speaker(voice: str) -> Any:
     """The user's voice: an espeak-ng voice (160 words a minute) or a Piper voice by its registry name (the
     bundled `piper-joe`, its sampling noise off). Returns text, path -> path of a WAV."""
     if not voice.startswith("piper-"):
@@ -359,7 +359,7 @@ def _ended_at(event: Any) -> float:
     return float(at) if at is not None else time.monotonic()
 
 
-def _voiced_after(reply: np.ndarray, at_s: float) -> float:
+def voiced_after(reply: np.ndarray, at_s: float) -> float:
     """The first time from `at_s` on where the reply (16 kHz) is voiced for VOICED_MS: mid-sentence, not in a pause."""
     loud = measure.to_dbfs(measure.rms_envelope(reply, RATE)) > QUIET_DBFS + 10  # 10 ms windows
     need = VOICED_MS // 10
@@ -380,7 +380,7 @@ class _Sounds:
 
 def _prepare(root: Path, count: int, user_voice: str, noises: bool) -> _Sounds:
     reply_wav = _speak(REPLY, root / "reply.wav", "en-us")
-    speak_user = _user_speaker(user_voice)
+    speak_user = user_speaker(user_voice)
     questions = []
     for i in range(min(count, len(QUESTIONS))):
         text, keys = QUESTIONS[i]
@@ -422,7 +422,7 @@ def _interrupted(app: _AppPath, pulse: PulseRig, turn_id: int, sounds: _Sounds, 
     if heard_at is None:
         return run
     before = len(app.stopped_at)
-    into = _voiced_after(sounds.reply_16k, at_s)
+    into = voiced_after(sounds.reply_16k, at_s)
     time.sleep(max(0.0, heard_at + into - lead - time.monotonic()))
     played = time.monotonic()
     pulse.play_async(wav)
@@ -543,7 +543,7 @@ def _close_session(app: _AppPath, report: EchoReport) -> None:
         report.stall_holds += echo.stall_holds
 
 
-def _question_onset(raw: np.ndarray, raw_start: float, wav: Path, planned: float) -> float:
+def question_onset(raw: np.ndarray, raw_start: float, wav: Path, planned: float) -> float:
     """When the question's first sound is in the microphone recording (time.monotonic()): where the question's own
     recording matches best near the planned time (paplay starts late by its own buffer)."""
     q = load_audio(wav, RATE)
@@ -558,33 +558,52 @@ def _question_onset(raw: np.ndarray, raw_start: float, wav: Path, planned: float
     return raw_start + (lo + int(np.argmax(xc))) / RATE + lead
 
 
+@dataclass(frozen=True)
+class StopHeard:
+    """A cut reply at the speaker: its last sound after the question's first, and what of it came back later."""
+
+    latency_ms: float  # the question's first sound -> the reply's last sound (then 150 ms of silence)
+    scrap_ms: float  # sound heard SCRAP_WINDOW_S after that (or until `until`): the cut voice coming back
+    scrap_dbfs: float | None  # its loudest 10 ms
+
+
+def stop_heard(spk: np.ndarray, spk_start: float, onset: float, until: float | None = None) -> StopHeard | None:
+    """From the speaker's recording `spk` (STREAM_RATE, its first sample at `spk_start` on time.monotonic()): the
+    first 150 ms of silence after `onset`, and any sound after it up to SCRAP_WINDOW_S[1] (or `until`, when the
+    next reply begins). None: the speaker never went quiet."""
+    levels = measure.to_dbfs(measure.rms_envelope(spk, STREAM_RATE))  # 10 ms windows
+    quiet = levels < QUIET_DBFS
+    k = max(0, int((onset - spk_start) * 100))
+    end = next((j for j in range(k, len(quiet) - 15) if quiet[j : j + 15].all()), None)
+    if end is None:
+        return None
+    last = end + int(SCRAP_WINDOW_S[1] * 100)
+    if until is not None:
+        last = min(last, int((until - spk_start) * 100))
+    a = end + int(SCRAP_WINDOW_S[0] * 100)
+    loud = ~quiet[a:last]
+    scrap_dbfs = round(float(levels[a:last].max()), 1) if loud.any() else None
+    return StopHeard(round((end / 100 + spk_start - onset) * 1000.0, 1), float(loud.sum() * 10), scrap_dbfs)
+
+
 def _resolve_at_speaker(report: EchoReport, speaker: SpeakerRecorder, raw_rec: SpeakerRecorder) -> None:
-    """Per interruption: the question's first sound (microphone recording) -> the reply's last sound (speaker
-    recording: the first 150 ms of silence after the onset), and any sound of the reply after that (a scrap)."""
+    """Per interruption: the question's first sound (microphone recording) -> the reply's last sound and any scrap
+    (`stop_heard`)."""
     spk = load_audio(speaker.path, STREAM_RATE)
     raw = load_audio(raw_rec.path, RATE)
-    quiet = measure.to_dbfs(measure.rms_envelope(spk, STREAM_RATE)) < QUIET_DBFS  # 10 ms windows
     for run in report.runs:
         planned, wav = run.__dict__.pop("_played", None), run.__dict__.get("_wav")
         stopped = run.__dict__.pop("_stopped", None)
         if planned is None or stopped is None:
             continue
-        onset = _question_onset(raw, raw_rec.started_at, wav, planned)
+        onset = question_onset(raw, raw_rec.started_at, wav, planned)
         if stopped < onset:  # something else stopped the reply: it is no measure of the question
             run.stopped_early = True
             continue
         run.detect_ms = round((stopped - onset) * 1000.0, 1)
-        k = max(0, int((onset - speaker.started_at) * 100))
-        end = next((j for j in range(k, len(quiet) - 15) if quiet[j : j + 15].all()), None)
-        if end is None:
-            continue
-        run.stop_latency_ms = round((end / 100 + speaker.started_at - onset) * 1000.0, 1)
-        a, b = end + int(SCRAP_WINDOW_S[0] * 100), end + int(SCRAP_WINDOW_S[1] * 100)
-        loud = ~quiet[a:b]
-        run.scrap_ms = float(loud.sum() * 10)
-        if loud.any():
-            levels = measure.to_dbfs(measure.rms_envelope(spk, STREAM_RATE))[a:b]
-            run.scrap_dbfs = round(float(levels.max()), 1)
+        heard = stop_heard(spk, speaker.started_at, onset)
+        if heard is not None:
+            run.stop_latency_ms, run.scrap_ms, run.scrap_dbfs = heard.latency_ms, heard.scrap_ms, heard.scrap_dbfs
 
 
 def _words(text: str) -> list[str]:

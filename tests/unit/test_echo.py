@@ -436,3 +436,26 @@ def test_the_players_own_sound_keeps_the_echo_cancelled_when_the_player_catches_
     assert after_heard >= 18.0, (after_heard, after_released)
     assert after_heard >= after_released + 6.0, (after_heard, after_released)
     print(f"ERLE before {before:.1f} dB; after the stall: player's sound {after_heard:.1f}, stream's {after_released:.1f}")
+
+
+def test_silence_the_device_played_between_blocks_goes_into_the_reference() -> None:
+    # An underrun in the sound server: the device plays silence the player never wrote, and every later block is
+    # heard that much later. The reference keeps what the speaker played, silence included, on one clock.
+    from assistant.audio.echo import EchoReference
+
+    reference = EchoReference()
+    block = 480  # 10 ms at 48 kHz
+
+    def heard(i: int, late_s: float = 0.0) -> None:
+        reference.played(np.full(block, 300 * (i + 1), np.int16), 100.0 + i * 0.01 + late_s)
+
+    for i in range(50):
+        heard(i)
+    for i in range(50, 80):
+        heard(i, late_s=0.1)  # 100 ms of the device's own silence before block 50
+    assert reference.gaps == 1
+    for i, late in ((40, 0.0), (60, 0.1), (75, 0.1)):  # mid-block, clear of the resampler's edges
+        at = reference.position_at(100.0 + i * 0.01 + late + 0.005)
+        assert np.allclose(reference.samples(at, 16), 300 * (i + 1) / 32768, atol=0.002), i
+    at = reference.position_at(100.0 + 50 * 0.01 + 0.05)  # inside the gap: what the speaker played was silence
+    assert np.abs(reference.samples(at, 16)).max() < 0.002
