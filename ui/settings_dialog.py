@@ -146,6 +146,17 @@ def _select(box: QComboBox, value: Any) -> None:
     box.setCurrentIndex(index)
 
 
+def _form(*rows: tuple[str | None, QWidget]) -> QFormLayout:
+    """A form of (label, field) rows; a None label gives the field the whole row."""
+    form = QFormLayout()
+    for label, widget in rows:
+        if label is None:
+            form.addRow(widget)
+        else:
+            form.addRow(label, widget)
+    return form
+
+
 def _combo_value(box: QComboBox) -> Any:
     """The selected item's data; for an editable combo, the typed text when it differs from the item."""
     if box.isEditable() and box.currentText() != box.itemText(box.currentIndex()):
@@ -281,15 +292,11 @@ class SettingsDialog(QDialog):
         )
         self.resolved_label = QLabel(objectName="resolvedLabel", wordWrap=True)
         self.resolved_label.setText(self._describe_resolved())
-        video = QFormLayout()
-        video.addRow("Hardware profile", self.profile_combo)
-        video.addRow("Quality mode", self.quality_combo)
-        video.addRow("Talking-head engine", self.engine_combo)
-        video.addRow("Video device", self.device_combo)
-        video.addRow(self.video_enabled)
-        video.addRow(self.enhance_check)
-        video.addRow(self.resolved_label)
-        return video
+        return _form(
+            ("Hardware profile", self.profile_combo), ("Quality mode", self.quality_combo),
+            ("Talking-head engine", self.engine_combo), ("Video device", self.device_combo),
+            (None, self.video_enabled), (None, self.enhance_check), (None, self.resolved_label),
+        )  # fmt: skip
 
     def _build_microphone(self) -> QFormLayout:
         self.mic_combo = _combo([("System default", None)], name="micDevice")
@@ -302,13 +309,10 @@ class SettingsDialog(QDialog):
         self.silence_spin = QSpinBox(
             objectName="endSilence", minimum=100, maximum=5000, singleStep=50, suffix=" ms"
         )
-        audio = QFormLayout()
-        audio.addRow("Microphone", self.mic_combo)
-        audio.addRow("Input level", self.meter)
-        audio.addRow("Mode", self.mic_mode_combo)
-        audio.addRow("VAD sensitivity (0-3)", self.vad_spin)
-        audio.addRow("End-of-speech silence", self.silence_spin)
-        return audio
+        return _form(
+            ("Microphone", self.mic_combo), ("Input level", self.meter), ("Mode", self.mic_mode_combo),
+            ("VAD sensitivity (0-3)", self.vad_spin), ("End-of-speech silence", self.silence_spin),
+        )  # fmt: skip
 
     def _build_voice(self) -> QFormLayout:
         self.tts_combo = _combo([(e, e) for e in ("auto", "coqui", "piper", "espeak")], name="ttsEngine")
@@ -318,12 +322,10 @@ class SettingsDialog(QDialog):
         self.llm_combo = _combo(self._registry_names("llm"), editable=True, name="dialogueModel")
         self.prompt_edit = QPlainTextEdit(objectName="systemPrompt")
         self.prompt_edit.setFixedHeight(80)
-        voice = QFormLayout()
-        voice.addRow("TTS engine", self.tts_combo)
-        voice.addRow("Piper voice", self.piper_combo)
-        voice.addRow("eSpeak voice", self.espeak_edit)
-        voice.addRow("Coqui speaker", self.speaker_edit)
-        voice.addRow("Dialogue model", self.llm_combo)
+        voice = _form(
+            ("TTS engine", self.tts_combo), ("Piper voice", self.piper_combo), ("eSpeak voice", self.espeak_edit),
+            ("Coqui speaker", self.speaker_edit), ("Dialogue model", self.llm_combo),
+        )  # fmt: skip
         self._add_model_offer(voice)
         voice.addRow("System prompt", self.prompt_edit)
         return voice
