@@ -91,4 +91,3 @@ def access_policy(host: str, env: Mapping[str, str]) -> tuple[AccessPolicy, bool
             f"(it has {len(given)}); unset it to have a token generated"
         )
     return AccessPolicy(given), False
-

@@ -8,7 +8,7 @@ a `TurnRunner` whose stages queue for the shared models.
 
 To the page go small JSON messages (`send`, thread-safe): the state ("Listening", "Thinking…", "Speaking"), what
 was heard and the reply as it is written, notices. From the page come `{"type": "ask", "text": ...}`,
-`{"type": "stop"}` and `{"type": "mute", "muted": bool}` (`handle_message`). No conversation text is logged at
+`{"type": "stop"}`, `{"type": "mute", "muted": bool}` and `{"type": "ping"}` every PING_S (`handle_message`). No conversation text is logged at
 info level: the log says that a turn ran, not what was said.
 
 Needs the live stream, the pipeline and webrtcvad.
@@ -63,6 +63,7 @@ from assistant.turn_taking import HANDS_FREE, TurnState, TurnTaking
 log = logging.getLogger(__name__)
 
 Send = Callable[[dict[str, Any]], None]
+PING_S = 2.0  # the page pings this often (app.js), so a tab that vanished is noticed without ICE timeouts
 
 
 class MessageError(ValueError):
@@ -83,7 +84,10 @@ class BrowserSession:
         self.id = session_id
         self.send = send
         self.max_message_chars = max_message_chars
-        self.last_activity = time.monotonic()
+        self.last_activity = (
+            time.monotonic()
+        )  # speech, a question, a reply: what the idle timeout counts from
+        self.last_message_at = time.monotonic()  # anything from the page, its pings included
         self.closed = False
         self.turns_run = 0
         # The renderer keeps its frame buffer and rig state: each browser animates its own copy.
@@ -128,6 +132,10 @@ class BrowserSession:
             self.touch()
         return (now if now is not None else time.monotonic()) - self.last_activity
 
+    def page_silent_s(self, now: float | None = None) -> float:
+        """How long the page has sent nothing, not even its ping (every PING_S): a tab closed without a word."""
+        return (now if now is not None else time.monotonic()) - self.last_message_at
+
     # ---- from the page ----
     def handle_message(self, raw: str | bytes) -> None:
         """One data-channel message from the page; raises MessageError for one that cannot be used."""
@@ -140,6 +148,9 @@ class BrowserSession:
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
             raise MessageError('a message is a JSON object with a "type"')
         kind = message["type"]
+        self.last_message_at = time.monotonic()
+        if kind == "ping":
+            return
         self.touch()
         if kind == "ask":
             text = message.get("text")
@@ -154,8 +165,6 @@ class BrowserSession:
             self.turns.stop()
         elif kind == "mute":
             self.turns.set_muted(bool(message.get("muted")))
-        elif kind == "ping":
-            pass
         else:
             raise MessageError(f'unknown message type {kind!r}: use "ask", "stop", "mute" or "ping"')
 

@@ -12,7 +12,8 @@ Routes (every one behind the access token when the server is bound off loopback,
 
 Bodies above `serve.max_request_bytes` get 413. Errors come back as JSON `{"error": code, "message": text}`. The
 access log gives method, path (never the query: it may hold the token) and status. A sweeper closes sessions that
-never connected (`serve.connect_timeout_s`) or went silent (`serve.idle_timeout_s`).
+never connected (`serve.connect_timeout_s`), whose page stopped pinging (a tab closed without hanging up), or
+that went silent (`serve.idle_timeout_s`).
 
 Needs aiohttp and aiortc.
 """
@@ -31,6 +32,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from assistant.serve.auth import AccessPolicy, Refusal
+from assistant.serve.conversation import PING_S
 from assistant.serve.hub import ServeHub
 from assistant.serve.peer import OfferError, Peer, parse_offer
 
@@ -39,6 +41,9 @@ log = logging.getLogger(__name__)
 PAGE_DIR = Path(__file__).with_name("page")
 STATIC = {"/": "index.html", "/app.js": "app.js", "/style.css": "style.css"}
 SWEEP_S = 1.0
+PAGE_GONE_S = (
+    5 * PING_S
+)  # a connected page that sent nothing this long has gone (closed tab, crashed browser)
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 _UPLOAD_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}\.(webm|json)$")
 
@@ -171,6 +176,8 @@ async def _sweep(app: web.Application) -> None:
         for peer in list(app[PEERS].values()):
             if not peer.connected and now - peer.created_at > serve.connect_timeout_s:
                 await peer.close(f"the browser did not connect within {serve.connect_timeout_s:g} s")
+            elif peer.connected and peer.session.page_silent_s(now) > PAGE_GONE_S:
+                await peer.close(f"the page sent nothing for {PAGE_GONE_S:g} s")
             elif peer.session.idle_s(now) > serve.idle_timeout_s:
                 await peer.close(f"nothing was said for {serve.idle_timeout_s:g} s")
 

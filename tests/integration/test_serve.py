@@ -155,7 +155,7 @@ def test_a_session_ends_when_its_browser_leaves(server, tmp_path):
     finally:
         browser.terminate()
         browser.wait(10)
-    wait_for(lambda: sessions(server) == 0, 45, "the session to end after the browser left")
+    wait_for(lambda: sessions(server) == 0, 20, "the session to end after the browser left (its pings stop)")
 
 
 def test_garbage_offers_are_refused_and_a_browser_that_never_connects_is_dropped(server):

@@ -142,14 +142,18 @@ function lost(text) {
 
 function teardown() {
   controls(false);
+  clearInterval(pinger);
   if (channel) channel.onclose = null;
   if (pc) { pc.onconnectionstatechange = null; pc.close(); }
   pc = channel = sessionId = null;
   if (mic) { mic.stop(); mic = null; }
 }
 
+let pinger = null;
 async function onConnected(sender, remote) {
   retryMs = 1000;
+  clearInterval(pinger);
+  pinger = setInterval(() => send({ type: "ping" }), 2000);  // conversation.PING_S: the server sees the page is there
   controls(true);
   notify("");
   if (micWanted) await openMicrophone(sender);
