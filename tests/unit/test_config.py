@@ -30,8 +30,8 @@ def test_shipped_defaults_load_and_every_section_is_present():
     # The shipped file spells out every setting (the model's defaults are not the only source).
     raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
     assert set(raw) == {
-        "gpu_profile", "audio", "asr", "dialogue", "tts", "talking_head", "live", "livestream", "presentation",
-        "ui", "models", "paths"
+        "gpu_profile", "audio", "asr", "dialogue", "tts", "talking_head", "live", "livestream", "serve",
+        "presentation", "ui", "models", "paths"
     }
 
 
