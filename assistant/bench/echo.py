@@ -648,8 +648,10 @@ def register(bsub: argparse._SubParsersAction) -> None:
                         help="comma-separated: the question this many seconds into the reply's sound")
     parser.add_argument("--first-reply", action="store_true",
                         help="every reply the first of a fresh session (new stream, player, canceller, listener)")
-    parser.add_argument("--delay-ms", type=float, default=100.0, help="the room's echo delay (module-loopback)")
-    parser.add_argument("--echo-gain-db", type=float, default=-6.0, help="the echo's level in the microphone")
+    parser.add_argument("--delay-ms", default="100",
+                        help="the room's echo delay (module-loopback); comma-separated: one room after another")
+    parser.add_argument("--echo-gain-db", default="-6",
+                        help="the echo's level in the microphone; comma-separated: one per --delay-ms room")
     parser.add_argument("--echo-delay-ms", type=float, default=None,
                         help=f"audio.echo_delay_ms the canceller is told (default {AudioSettings().echo_delay_ms})")
     parser.add_argument("--buffer-ms", type=int, default=None, help="live.audio_buffer_ms of the direct player")
@@ -666,15 +668,45 @@ def register(bsub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     out = args.out.absolute()  # PulseAudio, started with this folder, wants an absolute path
     at_s = tuple(float(a) for a in args.at_s.split(",") if a.strip())
-    report = run_echo(args.runs, args.delay_ms, args.echo_gain_db, out, args.min_speech_ms,
-                      progress=lambda m: print(m, file=sys.stderr), user_voice=args.user_voice, noises=args.noises,
-                      at_s=at_s, first_reply=args.first_reply, echo_delay_ms=args.echo_delay_ms,
-                      buffer_ms=args.buffer_ms)  # fmt: skip
-    summary = report.summary()
+    rooms = _rooms(args.delay_ms, args.echo_gain_db)
+    summaries = []
+    for delay_ms, gain_db in rooms:
+        report = run_echo(args.runs, delay_ms, gain_db, out, args.min_speech_ms,
+                          progress=lambda m: print(m, file=sys.stderr), user_voice=args.user_voice,
+                          noises=args.noises, at_s=at_s, first_reply=args.first_reply,
+                          echo_delay_ms=args.echo_delay_ms, buffer_ms=args.buffer_ms)  # fmt: skip
+        summaries.append(report.summary())
     if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        for key, value in summary.items():
+        print(json.dumps(summaries[0] if len(summaries) == 1 else summaries, indent=2))
+    elif len(summaries) == 1:
+        for key, value in summaries[0].items():
             if key != "runs":
                 print(f"{key:24s} {value}")
+    else:
+        print(_rows(summaries))
     return 0
+
+
+def _rooms(delays: str, gains: str) -> list[tuple[float, float]]:
+    """`--delay-ms 40,100` with `--echo-gain-db -3,-6` (one gain: the same in every room) -> [(40, -3), (100, -6)]."""
+    d = [float(v) for v in delays.split(",") if v.strip()]
+    g = [float(v) for v in gains.split(",") if v.strip()]
+    if len(g) == 1:
+        g = g * len(d)
+    if not d or len(g) != len(d):
+        raise SystemExit(f"bench echo: --echo-gain-db needs one value or one per --delay-ms room, got {gains!r}")
+    return list(zip(d, g))
+
+
+def _rows(summaries: list[dict[str, Any]]) -> str:
+    """One line per room: the figures the README's barge-in table gives."""
+    head = "room            stop ms (median/max)  detected  same words  key words  false  scraps  ERLE dB"
+    lines = [head]
+    for s in summaries:
+        lat = s["stop_latency_ms"]
+        lines.append(
+            f"{s['delay_ms']:>4.0f} ms {s['echo_gain_db']:+5.1f} dB  {lat['median']!s:>6} / {lat['max']!s:<6}      "
+            f"{s['barge_in_detected']!s:>6}  {s['same_as_silent']!s:>9}  {s['transcript_ok']!s:>9}  "
+            f"{s['false_barge_ins']:>2}/{s['replies']:<2} {s['scraps']:>6}  {s['erle_db']!s:>6}"
+        )
+    return "\n".join(lines)
