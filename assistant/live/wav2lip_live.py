@@ -21,7 +21,8 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 
 MEL_RATE_HZ = 16000
 FIRST_BATCH = 2  # frames in a clip's first network call: 80 ms of speech at 25 fps, its sound can start after it
-SPEED_MARGIN = 1.2  # plan with calls this much slower than measured (two cores shared with the rest of the app)
+SPEED_MARGIN = 1.5  # plan with calls this much slower than measured (two cores shared with the rest of the app)
 
 
 @dataclass
@@ -68,7 +69,8 @@ class Wav2LipLiveRenderer:
         self._generation = 0
         self._cancel = CancelToken()
         self.frames_per_s = 0.0
-        self._call_s, self._frame_s = 0.0, None  # a network call's fixed cost and cost per frame (from measure)
+        self._call_s, self._frame_s = 0.0, None  # a network call's fixed cost and cost per frame (fitted)
+        self._observed: deque[tuple[int, float]] = deque(maxlen=24)  # (frames, seconds) of recent network calls
         self.frames_from_network = 0  # frames drawn with Wav2Lip's mouth (the rest: the rig's)
         self.failures: list[str] = []
         self._worker = threading.Thread(target=self._work, name="wav2lip-live", daemon=True)
@@ -82,22 +84,36 @@ class Wav2LipLiveRenderer:
         wav = (0.01 * rng.standard_normal(int(seconds * MEL_RATE_HZ))).astype(np.float32)
         for _ in self.engine.face_patches(wav[: MEL_RATE_HZ // 5], self.fps):  # first-call set-up, not timed
             pass
-        sizes, times = [], []
-        start = last = time.perf_counter()
+        start = time.perf_counter()
         growing = [FIRST_BATCH * 2**k for k in range(8)]
-        for batch in self.engine.face_patches(wav, self.fps, sizes=growing):
-            now = time.perf_counter()
-            sizes.append(len(batch))
-            times.append(now - last)
-            last = now
-        self.frames_per_s = sum(sizes) / max(1e-6, last - start)
-        calls = [(n, t) for n, t in zip(sizes, times, strict=True) if t > 1e-3]  # not the padding's repeated frame
-        if len({n for n, _ in calls}) > 1:  # seconds = call + frame * size, least squares
-            frame_s, call_s = np.polyfit(*np.asarray(calls, float).T, 1)
-            self._call_s, self._frame_s = max(0.0, float(call_s)), float(frame_s)
-            if self._frame_s <= 0:  # noise swamped the slope: the average cost, all per frame
-                self._call_s, self._frame_s = 0.0, 1.0 / self.frames_per_s
+        calls = list(self._timed(self.engine.face_patches(wav, self.fps, sizes=growing)))
+        self.frames_per_s = sum(len(batch) for batch, _ in calls) / max(1e-6, time.perf_counter() - start)
+        with self._lock:
+            self._observed.extend((len(batch), seconds) for batch, seconds in calls)
+        self._fit_costs()
         return self.frames_per_s
+
+    @staticmethod
+    def _timed(batches: Iterator[list[np.ndarray]]) -> Iterator[tuple[list[np.ndarray], float]]:
+        """Each batch with the seconds it took."""
+        last = time.perf_counter()
+        for batch in batches:
+            now = time.perf_counter()
+            yield batch, now - last
+            last = time.perf_counter()
+
+    def _fit_costs(self) -> None:
+        """A call's fixed cost and its cost per frame, least squares over the recent network calls (the measure's
+        and the clips' own: the speed while the app runs, not only at start-up)."""
+        with self._lock:
+            calls = [(n, t) for n, t in self._observed if t > 1e-3]  # not the padding's repeated frames
+        if len({n for n, _ in calls}) < 2 or self.frames_per_s <= 0:
+            return
+        frame_s, call_s = np.polyfit(*np.asarray(calls, float).T, 1)
+        if frame_s > 0:
+            self._call_s, self._frame_s = max(0.0, float(call_s)), float(frame_s)
+        else:  # noise swamped the slope: the average cost, all of it per frame
+            self._call_s, self._frame_s = 0.0, sum(t for _, t in calls) / sum(n for n, _ in calls)
 
     def _batch_s(self, size: int) -> float:
         """Planned seconds of one network call of `size` frames (with the margin)."""
@@ -186,11 +202,12 @@ class Wav2LipLiveRenderer:
             sizes, lead = self.plan(n_frames)
             released = False
             try:
-                for batch in self.engine.face_patches(job.samples_16k, self.fps, token, sizes):
+                for batch, seconds in self._timed(self.engine.face_patches(job.samples_16k, self.fps, token, sizes)):
                     with self._lock:
                         if job.generation != self._generation:
                             break
                         store.extend(batch)
+                        self._observed.append((len(batch), seconds))
                     if not released and len(store) >= lead:
                         released = True
                         job.on_ready()
@@ -203,6 +220,7 @@ class Wav2LipLiveRenderer:
                 stale = job.generation != self._generation
             if not released and not stale:
                 job.on_ready()
+            self._fit_costs()  # the next clip is planned from the speed seen now
 
     # ---- drawing ----
     def render(self, pose: Pose, opening: float, wide: float, clip: tuple[Any, int] | None = None) -> np.ndarray:

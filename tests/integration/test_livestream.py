@@ -327,3 +327,104 @@ def test_sigterm_requeues_the_message_in_flight(rabbitmq_broker, tmp_path):
     assert all(line.startswith("{") for line in raw if line.strip()), "every log line is JSON"
     record = probe(tmp_path / "cli.mp4")
     assert record.has_video and record.has_audio and record.video_duration_s > 2.0
+
+
+# ---- `assistant stream` with Wav2Lip ----
+def _network_colour(frame: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """Blue minus red over the lower face (BGR). The formula weights paint the lower half of the face box a
+    blue-violet noise (> +40 here); skin, lips and the light engine's shaded mouth are redder than blue (< -40)."""
+    x, y, w, h = box
+    region = frame[y : y + h, x : x + w].astype(np.float32)
+    return float(region[..., 0].mean() - region[..., 2].mean())
+
+
+def _stream_cli(engine: str, checkpoint: Path, broker, tmp_path: Path) -> tuple[Path, list[dict]]:
+    """Run `assistant stream` with `engine` into a local RTMP receiver, say one text message, stop; the received
+    FLV and the command's JSON log."""
+    data = yaml.safe_load((PROJECT_ROOT / "config" / "config.yaml").read_text())
+    data["gpu_profile"] = "low"
+    data["talking_head"]["engine"] = engine
+    data["talking_head"]["device"] = "cpu"
+    data["talking_head"]["models"]["wav2lip"] = str(checkpoint)
+    data["live"]["resolution"] = {"width": 640, "height": 360}
+    data["paths"] = {**data.get("paths", {}), "cache_dir": str(tmp_path / "cache")}
+    config = tmp_path / f"{engine}.yaml"
+    config.write_text(yaml.safe_dump(data))
+    receiver = RtmpReceiver(tmp_path / f"{engine}.flv")
+    receiver.start()
+    queue = f"q.cli.{engine}"
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "assistant"), "--config", str(config), "stream", "--queue", queue,
+         "--rtmp", receiver.url, "--amqp", broker.url, "--json-log"],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    log = JsonLog(proc)
+
+    def logged(part: str) -> bool:
+        assert proc.poll() is None, "".join(log.raw)[-3000:]
+        return any(part in r.get("msg", "") for r in log.records)
+
+    try:
+        wait_for(lambda: logged("consuming"), 180, "the stream to consume")
+        time.sleep(1.5)  # idle frames first
+        broker.publish(queue, text(FOX))
+        wait_for(lambda: logged("acknowledging"), 120, "the message spoken")
+        time.sleep(1.0)
+        proc.terminate()
+        assert proc.wait(60) == 0, "".join(log.raw)[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        receiver.stop()
+    log.thread.join(5)
+    return receiver.out_path, log.records
+
+
+def _network_frames(path: Path, tmp_path: Path, box: tuple[int, int, int, int]) -> tuple[float, float, float]:
+    """In the received recording: the share of idle frames (before the speech) and of talking frames (while it
+    sounds at the receiver) that show the network's mouth, and the median change of the lower face from one
+    talking frame to the next."""
+    info = probe(path)
+    wav = extract_audio(path, tmp_path / f"{path.stem}.wav", 16000)
+    sounds = measure.sound_onsets(load_audio(wav, 16000), 16000, min_silence_ms=500, min_sound_ms=300)
+    assert sounds, "nothing heard at the receiver"
+    start, end = sounds[0].start_s, sounds[-1].end_s
+    x, y, w, h = box
+    idle, talking, change, prev = [], [], [], None
+    for i, frame in enumerate(read_frames(path)):
+        t = info.video_start_s - info.audio_start_s + i / info.fps
+        if 0.3 < t < start - 0.3:
+            idle.append(_network_colour(frame, box) > 0)
+        elif start < t < end:
+            talking.append(_network_colour(frame, box) > 0)
+            lower = frame[y : y + h, x : x + w].astype(np.float32)
+            if prev is not None:
+                change.append(float(np.abs(lower - prev).mean()))
+            prev = lower
+    assert len(idle) > 10 and len(talking) > 25, (len(idle), len(talking))
+    return float(np.mean(idle)), float(np.mean(talking)), float(np.median(change))
+
+
+def test_the_stream_command_speaks_with_the_wav2lip_mouth_it_names(rabbitmq_broker, tmp_path):  # noqa: F811
+    """`assistant stream` set to Wav2Lip (formula weights: the real network, not trained) puts the network's mouth
+    on the frames the RTMP receiver gets while it speaks, and its log names the engine that ran. The same command
+    with the light engine is the control: the network's colours never appear in its frames."""
+    from assistant.talking_head.face import detect_faces, pick_face
+    from assistant.talking_head.formula_weights import save_formula_checkpoint
+
+    checkpoint = save_formula_checkpoint(tmp_path / "wav2lip.pth")
+    shares = {}
+    for engine in ("light", "wav2lip"):
+        path, records = _stream_cli(engine, checkpoint, rabbitmq_broker, tmp_path)
+        streaming_as = [r["msg"] for r in records if "live avatar streaming" in r.get("msg", "")]
+        assert streaming_as and f": {engine} engine" in streaming_as[0], streaming_as
+        assert any("live avatar: wav2lip mouth at" in r.get("msg", "") for r in records) == (engine == "wav2lip")
+        face = pick_face(detect_faces(next(iter(read_frames(path)))), "the received frame")
+        lower = (face.x1 + face.width // 8, face.y1 + face.height // 2, 3 * face.width // 4, face.height // 3)
+        shares[engine] = _network_frames(path, tmp_path, lower)
+    print(f"network mouth in idle/talking frames, change while talking: {shares}")
+    assert shares["light"][:2] == (0.0, 0.0)
+    idle, talking, change = shares["wav2lip"]
+    assert idle == 0.0  # idle: the rig's own face
+    assert talking >= 0.8, f"the network's mouth on only {talking:.0%} of the talking frames"
+    assert change > 2.0  # it changes from frame to frame with the sound
