@@ -339,6 +339,19 @@ class FaceRig:
         self.frame = frame
         self.head = head = HeadFrame.of(box)
         photo, box = head.upright(frame, box)  # the landmarks are looked for on an upright head
+        self._find_landmarks(photo, box)
+        self.teeth_bgr = self._teeth_colour(photo, box)
+        self._head_region(frame, box)
+        # Every field below is a function of the head coordinates of each pixel: (1, w) and (h, 1) for an
+        # upright head, (h, w) for a rolled one.
+        hx, hy = head.to_head(self.xs, self.ys)
+        jaw_g, jaw_s, s_fall = self._jaw(hx, hy)
+        self._mouth_boxes(hx, hy, jaw_g, jaw_s, s_fall)
+        self._interior(photo)
+        self._gaze: list[tuple[int, int, int, int, np.ndarray, float, float]] | None = None
+
+    def _find_landmarks(self, photo: np.ndarray, box: FaceBox) -> None:
+        """The lips' parting line, the mouth's half width, the chin and the eyes (upright photo and box)."""
         fw, fh = float(box.width), float(box.height)
         self.fw, self.fh = fw, fh
         self.cx = (box.x1 + box.x2) / 2
@@ -347,11 +360,14 @@ class FaceRig:
         self.mouth_hw = find_mouth_half_width(photo, box, self.seam_line)  # about a third of the box
         self.chin = max(box.y1 + 1.15 * fh, self.seam + 0.27 * fh)  # the chin's tip: the box ends above it
         self.eyes = tuple(
-            replace(e, **dict(zip(("x", "y"), map(float, head.to_picture(e.x, e.y)))))
+            replace(e, **dict(zip(("x", "y"), map(float, self.head.to_picture(e.x, e.y)))))
             for e in find_eyes(photo, box)
         )
-        # The photo's light: teeth follow the skin's brightness (a dim photo gets dim teeth, not white ones). A
-        # photo that shows its teeth lends their colour to the lower row.
+
+    def _teeth_colour(self, photo: np.ndarray, box: FaceBox) -> np.ndarray:
+        """The photo's light: teeth follow the skin's brightness (a dim photo gets dim teeth, not white ones). A
+        photo that shows its teeth lends their colour to the lower row."""
+        fw, fh = self.fw, self.fh
         skin = photo[
             int(box.y1 + 0.50 * fh) : int(box.y1 + 0.62 * fh),
             int(self.cx - 0.25 * fw) : int(self.cx + 0.25 * fw),
@@ -360,15 +376,20 @@ class FaceRig:
         # A quarter of the skin's hue: teeth reflect the same warm light the face is lit by.
         hue = np.median(skin, 0).astype(np.float32) / max(skin_l, 1.0) if skin.size else np.ones(3)
         tint = 0.75 * np.array(TEETH_TINT_BGR, np.float32) + 0.25 * hue
-        self.teeth_bgr = tint * min(235.0, 1.1 * skin_l + 25.0)
+        teeth = tint * min(235.0, 1.1 * skin_l + 25.0)
         if self.photo_teeth:
             rows = slice(int(self.seam - 0.025 * fh), int(self.seam))
             cols = slice(int(self.cx - 0.06 * fw), int(self.cx + 0.06 * fw))
             t = photo[rows, cols]
             if t.size:
-                self.teeth_bgr = np.median(t.reshape(-1, 3), 0).astype(np.float32) * 0.95
+                teeth = np.median(t.reshape(-1, 3), 0).astype(np.float32) * 0.95
+        return teeth
+
+    def _head_region(self, frame: np.ndarray, box: FaceBox) -> None:
+        """The head region (everything the warp may move: hair to upper neck, clipped to the frame), its pixel
+        grids, the per-frame maps and the sway's weights."""
+        fw, fh = self.fw, self.fh
         H, W = frame.shape[:2]
-        # The head region: everything the warp may move (hair to upper neck), clipped to the frame.
         y1, y2, x1, x2 = self._bounds(
             (self.cx - 0.9 * fw, self.cx + 0.9 * fw), (box.y1 - 0.6 * fh, self.chin + 0.4 * fh), (0, H, 0, W)
         )
@@ -383,20 +404,21 @@ class FaceRig:
         wy = _smoothstep(y1, y1 + 0.25 * (y2 - y1), ys) * _smoothstep(y2, y2 - 0.35 * (y2 - y1), ys)
         wx = _smoothstep(x1, x1 + 0.3 * (x2 - x1), xs) * _smoothstep(x2, x2 - 0.3 * (x2 - x1), xs)
         win = (wy * wx).astype(np.float32)
-        pivot_x, pivot_y = head.to_picture(self.cx, self.chin)  # the head rolls about the neck
+        pivot_x, pivot_y = self.head.to_picture(self.cx, self.chin)  # the head rolls about the neck
         self.win = win
         self.win_dx, self.win_dy = (
             (win * (xs - pivot_x)).astype(np.float32),
             (win * (ys - pivot_y)).astype(np.float32),
         )
-        # Every field below is a function of the head coordinates of each pixel: (1, w) and (h, 1) for an
-        # upright head, (h, w) for a rolled one.
-        hx, hy = head.to_head(xs, ys)
 
-        def full(a: np.ndarray, rows: slice, cols: slice) -> np.ndarray:  # a field over a box, own array
-            return np.ascontiguousarray(np.broadcast_to(a, shape)[rows, cols], np.float32)
+    def _full(self, a: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
+        """A field over a box of the head region, as its own float32 array."""
+        return np.ascontiguousarray(np.broadcast_to(a, self.grid_x.shape)[rows, cols], np.float32)
 
-        # Jaw: full drop across the chin, fading over the cheeks (g) and from above the lips to the neck (s).
+    def _jaw(self, hx: np.ndarray, hy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The jaw's displacement field (kept cropped to where it is not zero) and its parts: the drop across the
+        chin, fading over the cheeks (g), and from above the lips to the neck (s: its rise and fall)."""
+        fw, fh = self.fw, self.fh
         dx = hx - self.cx
         jaw_g = np.where(np.abs(dx) < 0.55 * fw, np.cos(np.pi / 2 * dx / (0.55 * fw)) ** 2, 0)
         jaw_g = jaw_g.astype(np.float32)
@@ -414,25 +436,35 @@ class FaceRig:
         jr, jc = np.flatnonzero(field.max(1) > 0), np.flatnonzero(field.max(0) > 0)
         self.jbox = (jr[0], jr[-1] + 1, jc[0], jc[-1] + 1) if len(jr) and len(jc) else (0, 0, 0, 0)
         self.jaw_field = field[self.jbox[0] : self.jbox[1], self.jbox[2] : self.jbox[3]].copy()
-        # The mouth box: where the lip corners move in or out; inside it, the gap box where the lips part.
+        return jaw_g, jaw_s, s_fall
+
+    def _mouth_boxes(
+        self, hx: np.ndarray, hy: np.ndarray, jaw_g: np.ndarray, jaw_s: np.ndarray, s_fall: np.ndarray
+    ) -> None:
+        """The mouth box (where the lip corners move in or out) and inside it the gap box (where the lips part),
+        with the fields the lips and the teeth are drawn from there."""
+        fh, m = self.fh, self.mouth_hw
+        y1, _, x1, _ = self.roi
         rows_h = (self.seam - 0.24 * fh, self.seam + 0.16 * fh)
         my1, my2, mx1, mx2 = self._bounds((self.cx - 2.2 * m, self.cx + 2.2 * m), rows_h, self.roi)
         self.mbox = (my1 - y1, my2 - y1, mx1 - x1, mx2 - x1)  # in region coordinates
         mbox = (slice(my1 - y1, my2 - y1), slice(mx1 - x1, mx2 - x1))
-        dxm, vy = full(dx, *mbox), np.exp(-0.5 * ((full(hy, *mbox) - self.seam) / (0.05 * fh)) ** 2)
+        dxm = self._full(hx - self.cx, *mbox)
+        vy = np.exp(-0.5 * ((self._full(hy, *mbox) - self.seam) / (0.05 * fh)) ** 2)
         self.spread = (dxm / m * np.exp(-((dxm / (1.2 * m)) ** 2)) * vy).astype(np.float32)  # corners in/out
         gy1, gy2, gx1, gx2 = self._bounds(
             (self.cx - 1.2 * m, self.cx + 1.2 * m + 1), rows_h, (my1, my2, mx1, mx2)
         )
         self.gbox = (gy1 - y1, gy2 - y1, gx1 - x1, gx2 - x1)  # in region coordinates
         gbox = (slice(gy1 - y1, gy2 - y1), slice(gx1 - x1, gx2 - x1))
-        ghx, ghy = full(hx, *gbox), full(hy, *gbox)
+        ghx, ghy = self._full(hx, *gbox), self._full(hy, *gbox)
+        self._ghx = ghx
         # The lower lip drops by the full jaw wherever the lips part. A drop the same for every row (not a
         # step at the seam) keeps the lower map monotonic, so the opening tapers smoothly into the corners.
-        self.jaw_full = full(s_fall, *gbox)
+        self.jaw_full = self._full(s_fall, *gbox)
         seam_g = self.seam_line.at(ghx)
         self.lip_u = _smoothstep(seam_g - 0.10 * fh, seam_g, ghy).astype(np.float32)  # the upper lip's lift
-        self.gap_g, self.gap_s = full(jaw_g, *gbox), full(jaw_s, *gbox)
+        self.gap_g, self.gap_s = self._full(jaw_g, *gbox), self._full(jaw_s, *gbox)
         u = (ghx - self.cx) / m  # -1 .. 1 across the mouth
         self.gap_u = u
         line = max(0.04, 1.2 / m)  # a gap line about 1.2 px wide whatever the face size
@@ -440,9 +472,12 @@ class FaceRig:
         upper_gaps, lower_gaps = (0.0, 0.30, 0.56, 0.78), (0.0, 0.19, 0.37, 0.54)
         self.upper_gaps = np.max([np.exp(-(((np.abs(u) - g) / line) ** 2)) for g in upper_gaps], 0)
         self.lower_gaps = np.max([np.exp(-(((np.abs(u) - g) / line) ** 2)) for g in lower_gaps], 0)
-        # The interior's colour: the photo's lips at each column, above (the palate side) and below (the tongue
-        # side) the parting line, deepened into the shadow of the mouth.
-        lip_x, lip_up, lip_low = lip_colours(photo, self.seam_line, self.cx, m, fh)
+
+    def _interior(self, photo: np.ndarray) -> None:
+        """The interior's colour: the photo's lips at each column, above (the palate side) and below (the tongue
+        side) the parting line, deepened into the shadow of the mouth."""
+        lip_x, lip_up, lip_low = lip_colours(photo, self.seam_line, self.cx, self.mouth_hw, self.fh)
+        ghx = self._ghx
 
         def along(profile: np.ndarray) -> np.ndarray:  # (gh, gw, 3): the profile at each gap pixel's column
             return np.stack([np.interp(ghx, lip_x, profile[:, k]) for k in range(3)], -1).astype(np.float32)
@@ -451,7 +486,6 @@ class FaceRig:
         self.cavity_up = _deepen(up_px, CAVITY_OF_LIP, CAVITY_BOUNCES)
         self.cavity_low = _deepen(low_px, CAVITY_OF_LIP, CAVITY_BOUNCES)
         self.tongue_bgr = _deepen(low_px, TONGUE_OF_LIP, TONGUE_BOUNCES)
-        self._gaze: list[tuple[int, int, int, int, np.ndarray, float, float]] | None = None
 
     def _bounds(
         self, cols: tuple[float, float], rows: tuple[float, float], inside: tuple[int, int, int, int]
