@@ -497,47 +497,63 @@ class FaceRig:
         y1, y2, x1, x2 = inside
         return max(y1, int(ys.min())), min(y2, int(ys.max())), max(x1, int(xs.min())), min(x2, int(xs.max()))
 
-    def _blink(self, map_y: np.ndarray, closure: float) -> list[tuple[int, int, int, int, np.ndarray]]:
-        """Slide each upper lid down over its eye (in place on map_y); returns where to darken the lash line."""
-        y0, _, x0, _ = self.roi
+    def _eye_box(self, eye: Eye, across: float, above: float, below: float) -> tuple[int, int, int, int] | None:
+        """Region (r1, r2, c1, c2) covering `across` half widths either side of an eye and `above`/`below` half
+        heights over and under it, along the head's axes; None when that runs off the head region."""
+        ex, ey = self.head.to_head(eye.x, eye.y)
+        ew, eh = eye.half_width, eye.half_height
+        y1, y2, x1, x2 = self._bounds((ex - across * ew, ex + across * ew + 1), (ey - above * eh, ey + below * eh + 1),
+                                      (-(10**9), 10**9, -(10**9), 10**9))  # fmt: skip
+        y0, y_end, x0, x_end = self.roi
+        if y1 < y0 or x1 < x0 or y2 > y_end or x2 > x_end:
+            return None
+        return y1 - y0, y2 - y0, x1 - x0, x2 - x0
+
+    def _eye_coords(self, eye: Eye, r1: int, r2: int, c1: int, c2: int) -> tuple[np.ndarray, np.ndarray]:
+        """Head coordinates of a region's pixels relative to the eye's centre: (along the eye line, down)."""
+        hx, hy = self.head.to_head(self.xs[:, c1:c2], self.ys[r1:r2])
+        ex, ey = self.head.to_head(eye.x, eye.y)
+        return hx - ex, hy - ey
+
+    def _blink(
+        self, map_x: np.ndarray, map_y: np.ndarray, closure: float
+    ) -> list[tuple[int, int, int, int, np.ndarray]]:
+        """Slide each upper lid down over its eye along the head's own down axis (in place on the maps); returns
+        where to darken the lash line."""
+        dn_x, dn_y = self.head.down
         lashes = []
         for eye in self.eyes:
             ew, eh = eye.half_width, eye.half_height
-            top, rest = (
-                eye.y - 3.0 * eh,
-                eye.y - eh,
-            )  # lid skin runs from under the brow to the open lid's edge
-            r1, r2 = int(top) - y0, int(eye.y + 1.5 * eh) + 1 - y0
-            c1, c2 = int(eye.x - 1.4 * ew) - x0, int(eye.x + 1.4 * ew) + 1 - x0
-            if r1 < 0 or c1 < 0 or r2 > map_y.shape[0] or c2 > map_y.shape[1]:
+            where = self._eye_box(eye, 1.4, 3.0, 1.5)
+            if where is None:
                 continue
-            ys, xs = self.ys[r1:r2], self.xs[:, c1:c2]
-            reach = (
-                np.clip(1 - ((xs - eye.x) / (1.3 * ew)) ** 2, 0, 1) ** 0.5
-            )  # (1, w): full mid-eye, none at corners
+            r1, r2, c1, c2 = where
+            u, v = self._eye_coords(eye, r1, r2, c1, c2)
+            top, rest = -3.0 * eh, -eh  # lid skin runs from under the brow to the open lid's edge
+            reach = np.clip(1 - (u / (1.3 * ew)) ** 2, 0, 1) ** 0.5  # full mid-eye, none at the corners
             edge = rest + closure * reach * 2.0 * eh  # where the lid's edge is now
             stretch = (rest - top) / np.maximum(edge - top, 1e-3)
-            src = np.where((ys >= top) & (ys < edge), top + (ys - top) * stretch, ys)
-            map_y[r1:r2, c1:c2] -= (ys - src).astype(np.float32)
-            lashes.append(
-                (r1, r2, c1, c2, (closure * reach * np.exp(-(((ys - edge) / 1.2) ** 2))).astype(np.float32))
-            )
+            src = np.where((v >= top) & (v < edge), top + (v - top) * stretch, v)
+            pull = (v - src).astype(np.float32)  # px the picture moves down the head here
+            map_y[r1:r2, c1:c2] -= dn_y * pull
+            if dn_x:
+                map_x[r1:r2, c1:c2] -= dn_x * pull
+            lashes.append((r1, r2, c1, c2, (closure * reach * np.exp(-(((v - edge) / 1.2) ** 2))).astype(np.float32)))
         return lashes
 
     def _gaze_masks(self) -> list[tuple[int, int, int, int, np.ndarray, float, float]]:
-        """Per eye: its box in region coordinates and a soft elliptical mask (1 at the iris, 0 at the lids)."""
+        """Per eye: its box in region coordinates and a soft elliptical mask (1 at the iris, 0 at the lids), the
+        ellipse along the head's axes."""
         if self._gaze is None:
-            y0, _, x0, _ = self.roi
             masks = []
             for eye in self.eyes:
                 ew, eh = eye.half_width, eye.half_height
-                r1, r2 = int(eye.y - 1.6 * eh) - y0, int(eye.y + 1.6 * eh) + 1 - y0
-                c1, c2 = int(eye.x - 1.2 * ew) - x0, int(eye.x + 1.2 * ew) + 1 - x0
-                if r1 < 0 or c1 < 0 or r2 > self.map_y.shape[0] or c2 > self.map_y.shape[1]:
+                where = self._eye_box(eye, 1.2, 1.6, 1.6)
+                if where is None:
                     continue
-                ys, xs = self.ys[r1:r2], self.xs[:, c1:c2]
-                m = np.clip(1 - ((xs - eye.x) / (1.1 * ew)) ** 2 - ((ys - eye.y) / (1.5 * eh)) ** 2, 0, 1)
-                masks.append((r1, r2, c1, c2, (m * m * (3 - 2 * m)).astype(np.float32), ew, eh))
+                u, v = self._eye_coords(eye, *where)
+                m = np.clip(1 - (u / (1.1 * ew)) ** 2 - (v / (1.5 * eh)) ** 2, 0, 1)
+                masks.append((*where, (m * m * (3 - 2 * m)).astype(np.float32), ew, eh))
             self._gaze = masks
         return self._gaze
 
@@ -565,12 +581,13 @@ class FaceRig:
         else:
             np.copyto(map_x, self.grid_x)
             np.copyto(map_y, self.grid_y)
-        if gaze[0] or gaze[1]:
-            for r1, r2, c1, c2, mask, ew, eh in self._gaze_masks():
-                map_x[r1:r2, c1:c2] -= (0.30 * ew * gaze[0]) * mask
-                map_y[r1:r2, c1:c2] -= (0.25 * eh * gaze[1]) * mask
         # Displacements run along the head's axes; a backward map moves the picture by subtracting them.
         (ax, ay), (dn_x, dn_y) = self.head.across, self.head.down
+        if gaze[0] or gaze[1]:  # the irises move along the eye line and up/down the face
+            for r1, r2, c1, c2, mask, ew, eh in self._gaze_masks():
+                gu, gv = 0.30 * ew * gaze[0], 0.25 * eh * gaze[1]
+                map_x[r1:r2, c1:c2] -= (gu * ax + gv * dn_x) * mask
+                map_y[r1:r2, c1:c2] -= (gu * ay + gv * dn_y) * mask
         jaw = opening * JAW_DROP * fh  # px the chin drops
         lift = opening * LIP_LIFT * fh  # px the upper lip rises
         if jaw > 0.05:
@@ -578,7 +595,7 @@ class FaceRig:
             map_y[j1:j2, k1:k2] -= (jaw * dn_y) * self.jaw_field
             if dn_x:
                 map_x[j1:j2, k1:k2] -= (jaw * dn_x) * self.jaw_field
-        lashes = self._blink(map_y, blink) if blink > 0.01 else []
+        lashes = self._blink(map_x, map_y, blink) if blink > 0.01 else []
         r1, r2, c1, c2 = self.mbox
         corners = SPREAD * self.mouth_hw * wide * (0.5 + 0.5 * opening)
         map_x[r1:r2, c1:c2] -= (corners * ax) * self.spread
