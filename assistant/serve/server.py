@@ -134,6 +134,9 @@ async def offer(request: web.Request) -> web.Response:
     except OfferError as e:
         await peer.close("bad offer")
         return _bad_request(str(e))
+    except Exception:
+        await peer.close("the server failed to answer")  # its place is given back at once
+        raise
     log.info("session %s opened from %s (%d open)", peer.id, address, len(peers))
     return web.json_response({"type": "answer", "sdp": answer, "session": peer.id})
 

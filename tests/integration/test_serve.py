@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from assistant.asr import WhisperASR, bundled_model_dir
 from assistant.audio.io import resample
@@ -144,6 +145,40 @@ def test_two_browsers_at_once_each_hear_their_own_answer_with_moving_lips(server
         f.seek(log_before)
         logged = f.read().lower()
     assert "session" in logged and "capital" not in logged, "conversation text reached the log at info level"
+
+
+def test_speaking_over_the_avatar_interrupts_it_and_the_new_question_is_answered(server, asr, tmp_path):
+    story = spoken_question("Please tell me a long story about a brave dragon.", tmp_path / "story.wav")
+    # Its first words come while the avatar still speaks: the browser's echo canceller may swallow them (double
+    # talk), so the question itself comes after a few words.
+    paris = spoken_question("Sorry, wait a moment. " + QUESTIONS["france"], tmp_path / "paris.wav")
+    a, rate = sf.read(story, dtype="float32")
+    b, _ = sf.read(paris, dtype="float32")
+    # The second question starts about 4 s after the first ends: the avatar is telling its story by then.
+    sf.write(tmp_path / "both.wav", np.concatenate([a, np.zeros(int(1.0 * rate), np.float32), b]), rate)
+    browser = open_page(server.url, tmp_path / "both.wav", tmp_path / "profile", "barge", turns=2)
+    try:
+        wait_for_uploads(server.uploads, ["barge"], 90)
+    finally:
+        browser.terminate()
+        browser.wait(10)
+    rec = read_recording(server.uploads, "barge")
+    messages = rec.page["messages"]
+    assert not rec.page.get("timed_out"), messages
+    sequence = [m.get("state") or m["type"] for m in messages if m["type"] in ("state", "heard")]
+    speaking = sequence.index("speaking")
+    assert "hearing" in sequence[speaking:], f"the avatar was not interrupted: {sequence}"
+    heard = [m["text"].lower() for m in messages if m["type"] == "heard"]
+    assert "dragon" in heard[0] and "france" in heard[-1], heard
+    # What the page played: the avatar fell silent while the second question was being asked, then answered it.
+    sounds = measure.sound_onsets(rec.mix_microphone, rec.rate_hz, min_silence_ms=500)
+    second = sounds[-1]
+    during = rec.mix_avatar[int((second.start_s + 0.8) * rec.rate_hz) : int(second.end_s * rec.rate_hz)]
+    assert np.sqrt(np.mean(during**2)) < 0.01, "the avatar went on speaking over the second question"
+    last_turn = [m["turn"] for m in messages if m["type"] == "heard"][-1]
+    answer = " ".join(m["text"] for m in messages if m["type"] == "reply" and m["turn"] == last_turn)
+    said, played = words(answer), words(heard_in(asr, rec.avatar, rec.rate_hz))
+    assert said and len(said & played) >= 0.5 * len(said), f"replied {answer!r}, the page played {played}"
 
 
 def test_a_session_ends_when_its_browser_leaves(server, tmp_path):

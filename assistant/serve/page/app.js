@@ -5,8 +5,8 @@
 // Query parameters: token=... (the access token; moved out of the address bar at once). For the tests and
 // `assistant bench serve` only: test=NAME records what the page plays (the avatar's video and sound; and its
 // microphone beside the avatar's sound) and uploads it with the page's connection statistics once
-// `turns` (default 1) replies have been spoken or `max_s` seconds have passed; ask=TEXT types a question;
-// mic=0 keeps the microphone off.
+// `turns` (default 1) questions were heard and the last one answered, or `max_s` seconds have passed;
+// ask=TEXT types a question; mic=0 keeps the microphone off.
 "use strict";
 
 const params = new URLSearchParams(location.search);
@@ -191,7 +191,8 @@ function onMessage(m) {
     closed(m.reason);
   }
   if (test) record.messages.push(Object.assign({ t_ms: performance.now() }, m));
-  if (test && m.type === "turn_done" && !m.cancelled) record.turns += 1;
+  if (test && m.type === "heard") { record.heard += 1; record.answered = false; }
+  if (test && m.type === "turn_done") record.answered = true;  // the last question heard has its reply
 }
 
 function closed(reason) {
@@ -244,7 +245,7 @@ addEventListener("pagehide", () => {
 });
 
 // ---- the test hook: record what the page plays, upload it with the connection's statistics ----
-const record = { messages: [], turns: 0, started_ms: null };
+const record = { messages: [], heard: 0, answered: false, started_ms: null };
 
 function startRecording(remote) {
   // Two recordings on the page's clock: what it plays as it gets it (the avatar's video and sound: lip sync,
@@ -264,7 +265,7 @@ function startRecording(remote) {
   record.started_ms = performance.now();
   const deadline = record.started_ms + maxS * 1000;
   const timer = setInterval(async () => {
-    const over = record.turns >= wantTurns && state === "listening";
+    const over = record.heard >= wantTurns && record.answered && state === "listening";
     if (!over && performance.now() <= deadline) return;
     clearInterval(timer);
     record.timed_out = !over;
