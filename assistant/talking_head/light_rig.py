@@ -33,7 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from assistant.talking_head.face import FaceBox
+from assistant.talking_head.face import FaceBox, FaceLandmarks
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,8 @@ ROUND_WIDTH = 0.15  # the opening's width shrinks ("oo") or grows ("ee") by this
 # The mouth interior, from the photo's lip colour (BGR) next to the opening. Light inside a mouth has bounced off
 # the same tissue several times, so its colour is the lips' reflectance raised to a power (a deeper red for red
 # lips, bluer for bluish ones), at this fraction of the lips' brightest channel where it is best lit.
-CAVITY_OF_LIP, CAVITY_BOUNCES = 0.50, 3.0  # a lip of (150, 150, 200) gives a cavity of (42, 42, 100)
-TONGUE_OF_LIP, TONGUE_BOUNCES = 0.80, 1.5  # and a tongue of (104, 104, 160)
+CAVITY_OF_LIP, CAVITY_BOUNCES = 0.60, 3.0  # a lip of (150, 150, 200) gives a cavity of (51, 51, 120)
+TONGUE_OF_LIP, TONGUE_BOUNCES = 0.85, 2.0  # and a tongue of (96, 96, 170)
 TEETH_TINT_BGR = (0.86, 0.96, 1.04)  # teeth: the face's own light, a little warmer than neutral grey
 UPPER_TEETH = 0.032  # height of the upper teeth showing, of fh (~7 mm of incisor seen below the lip)
 LOWER_TEETH = 0.022  # lower incisors' visible edge at full opening, of fh
@@ -338,8 +338,11 @@ class FaceRig:
     def __init__(self, frame: np.ndarray, box: FaceBox) -> None:
         self.frame = frame
         self.head = head = HeadFrame.of(box)
+        marks = box.landmarks
         photo, box = head.upright(frame, box)  # the landmarks are looked for on an upright head
         self._find_landmarks(photo, box)
+        if marks is not None:
+            self._fit_mouth_corners(marks)
         self.teeth_bgr = self._teeth_colour(photo, box)
         self._head_region(frame, box)
         # Every field below is a function of the head coordinates of each pixel: (1, w) and (h, 1) for an
@@ -363,6 +366,25 @@ class FaceRig:
             replace(e, **dict(zip(("x", "y"), map(float, self.head.to_picture(e.x, e.y)))))
             for e in find_eyes(photo, box)
         )
+
+    def _fit_mouth_corners(self, marks: FaceLandmarks) -> None:
+        """Put the mouth's corners where the detector's landmarks say: the parting line found in the photo keeps
+        its depth mid-mouth and is bent through the two corners, and the mouth is as wide as they are apart (the
+        photo alone took a smile's cheek folds for lip and drew the opening past the corners, and a line through
+        the teeth's edge could tilt the wrong way). Corners that make no sense for this box are ignored."""
+        (lx, ly), (rx, ry) = (self.head.to_head(*p) for p in (marks.mouth_left, marks.mouth_right))
+        half = (rx - lx) / 2
+        if not 0.12 * self.fw <= half <= 0.45 * self.fw:
+            return
+        mid = (lx + rx) / 2
+        y_mid = float(self.seam_line.at(np.float64(mid)))
+        if not ly - 0.05 * self.fh <= y_mid <= ly + 0.12 * self.fh:  # the line mid-mouth is not near the corners
+            return
+        dl, dr = lx - mid, rx - mid
+        slope, curve = np.linalg.solve([[dl, dl * dl], [dr, dr * dr]], [ly - y_mid, ry - y_mid])
+        self.seam_line = replace(self.seam_line, x0=mid, y0=y_mid, slope=float(slope), curve=float(curve))
+        self.seam, self.cx, self.mouth_hw = y_mid, mid, half
+        self.chin = max(self.chin, y_mid + 0.27 * self.fh)
 
     def _teeth_colour(self, photo: np.ndarray, box: FaceBox) -> np.ndarray:
         """The photo's light: teeth follow the skin's brightness (a dim photo gets dim teeth, not white ones). A
@@ -672,7 +694,7 @@ class FaceRig:
         light = (0.30 + 0.40 * near_lip + 0.30 * f) * (1 - 0.65 * side**2)
         # Tongue: a dome low in the mouth (higher mid-mouth), brighter along its top, shown as the jaw drops.
         top = 0.60 + 0.30 * side**2 - 0.10 * opening
-        tongue = _smoothstep(top, top + 0.18, f) * _smoothstep(0.2, 0.5, opening) * (1 - side**2)
+        tongue = _smoothstep(top, top + 0.18, f) * _smoothstep(0.08, 0.4, opening) * (1 - side**2)
         ridge = np.exp(-(((f - top - 0.10) / 0.10) ** 2))
         groove = 1 - 0.30 * np.exp(-((self.gap_u / 0.12) ** 2))  # the tongue's middle furrow
         t_light = (0.60 + 0.40 * ridge) * (1 - 0.5 * side**2) * groove
