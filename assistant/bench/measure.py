@@ -284,13 +284,38 @@ def speaker_gaps(
     within 6 dB of the threshold, so soft sounds near the threshold are not counted as holes), and the excess
     beyond `tolerance_ms` is a gap. After each silence the offset is re-found from the next 300 ms (the audio after
     a hole may be delayed, or lost), so later silences map correctly. Silences are timed to ~1 ms."""
-    hop_s = FINE_HOP_MS / 1000
-    coarse = round(WINDOW_MS / FINE_HOP_MS)  # fine hops per coarse step
-    win = coarse  # a window spans this many hops
     ref_rate = reference_rate_hz or rate_hz
     pieces = [reference_segments] if isinstance(reference_segments, np.ndarray) else list(reference_segments)
     ref = np.concatenate([as_mono_float(p) for p in pieces]) if pieces else np.zeros(0)
     rec = as_mono_float(recorded)
+    fit = _align(rec, rate_hz, ref, ref_rate, threshold_dbfs, search_from_s, search_to_s)
+    return _follow_silences(rec, rate_hz, ref, ref_rate, fit, threshold_dbfs, tolerance_ms)
+
+
+@dataclass(frozen=True)
+class _Alignment:
+    """Where the reference sits in the recording (indices of 1 ms envelope hops)."""
+
+    r0: int  # the reference's first and last loud window, its end exclusive
+    r1: int
+    offset: int  # recording index - reference index at the anchor
+    anchor: int  # the reference's loudest point in the best-matching 0.4 s
+    correlation: float  # the coarse alignment's normalised correlation
+    gain_db: float  # recording level minus reference level
+
+
+def _align(
+    rec: np.ndarray,
+    rate_hz: float,
+    ref: np.ndarray,
+    ref_rate: float,
+    threshold_dbfs: float,
+    search_from_s: float,
+    search_to_s: float | None,
+) -> _Alignment:
+    """`speaker_gaps`' coarse alignment, its anchor and the gain (see there)."""
+    hop_s = FINE_HOP_MS / 1000
+    coarse = round(WINDOW_MS / FINE_HOP_MS)  # fine hops per coarse step
     rec_env = rms_envelope(rec, rate_hz, WINDOW_MS, FINE_HOP_MS)
     ref_env = rms_envelope(ref, ref_rate, WINDOW_MS, FINE_HOP_MS)
     ref_loud = np.flatnonzero(to_dbfs(ref_env) >= threshold_dbfs)
@@ -320,10 +345,25 @@ def speaker_gaps(
         to_dbfs(np.sqrt(np.mean(seg_rec[loud] ** 2))) - to_dbfs(np.sqrt(np.mean(seg_ref[loud] ** 2)))
     )
     anchor = int(anchor + np.argmax(seg_ref))  # the loudest point: never inside a silence of a good match
+    return _Alignment(r0, r1, offset, anchor, correlation, gain_db)
 
+
+def _follow_silences(
+    rec: np.ndarray,
+    rate_hz: float,
+    ref: np.ndarray,
+    ref_rate: float,
+    fit: _Alignment,
+    threshold_dbfs: float,
+    tolerance_ms: float,
+) -> SpeakerGaps:
+    """`speaker_gaps`' walks from the anchor, forwards and (on the reversed signals) backwards (see there)."""
+    hop_s = FINE_HOP_MS / 1000
+    win = round(WINDOW_MS / FINE_HOP_MS)  # a window spans this many hops
+    r0, r1, offset, anchor = fit.r0, fit.r1, fit.offset, fit.anchor
     tol = round(tolerance_ms / FINE_HOP_MS)
     look = round(0.3 / hop_s)
-    ref_threshold = threshold_dbfs - gain_db
+    ref_threshold = threshold_dbfs - fit.gain_db
 
     def walk_of(rec_x: np.ndarray, ref_x: np.ndarray) -> _Walk:
         rec_e = rms_envelope(rec_x, rate_hz, WINDOW_MS, FINE_HOP_MS)
@@ -344,7 +384,6 @@ def speaker_gaps(
         tol, win, look, rev_offset,
     )  # fmt: skip
     start_offset = t_rec - t_ref - bwd_rev_offset
-
     gaps = [
         Gap(
             at_s=(t_rec - i0 - length) * hop_s,
@@ -355,13 +394,7 @@ def speaker_gaps(
         )
         for i0, length, r, expected in reversed(backward)
     ] + [
-        Gap(
-            i0 * hop_s,
-            r * hop_s,
-            length * FINE_HOP_MS,
-            expected * FINE_HOP_MS,
-            (length - expected) * FINE_HOP_MS,
-        )
+        Gap(i0 * hop_s, r * hop_s, length * FINE_HOP_MS, expected * FINE_HOP_MS, (length - expected) * FINE_HOP_MS)
         for i0, length, r, expected in forward
     ]
     extras = [g.extra_ms for g in gaps]
@@ -370,8 +403,8 @@ def speaker_gaps(
         max_gap_ms=max(extras, default=0.0),
         total_extra_ms=float(sum(extras)),
         lag_s=start_offset * hop_s,
-        alignment_correlation=correlation,
-        gain_db=gain_db,
+        alignment_correlation=fit.correlation,
+        gain_db=fit.gain_db,
         reply_start_s=(r0 + start_offset) * hop_s,
         reply_end_s=(r1 - 1 + win + fwd_offset) * hop_s,
         threshold_dbfs=threshold_dbfs,
