@@ -143,14 +143,15 @@ def spoken_question(text: str, path: Path) -> Path:
 
 
 def open_page(
-    url: str, wav: Path, profile: Path, name: str, turns: int = 1, max_s: float = 60.0
+    url: str, wav: Path, profile: Path, name: str, turns: int = 1, max_s: float = 60.0, query: str = ""
 ) -> subprocess.Popen:
-    """Headless chromium on the serve page, `wav` as its microphone (played once), recording under `name`."""
+    """Headless chromium on the serve page, `wav` as its microphone (played once), recording under `name`;
+    `query`: more of the page's parameters (`mic=0`)."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         raise FileNotFoundError("chromium is not installed: apt-get install chromium (scripts/setup.sh does)")
     sep = "&" if "?" in url else "?"
-    page = f"{url}{sep}test={name}&turns={turns}&max_s={max_s:g}"
+    page = f"{url}{sep}test={name}&turns={turns}&max_s={max_s:g}" + (f"&{query}" if query else "")
     command = [
         chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={profile}",
         "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",

@@ -43,7 +43,7 @@ pytestmark = pytest.mark.integration
 CONFIG = """\
 talking_head: {engine: light}
 dialogue: {max_tokens: 40}
-serve: {max_sessions: 2, max_sessions_per_address: 2, connect_timeout_s: 4}
+serve: {max_sessions: 2, max_sessions_per_address: 2, connect_timeout_s: 4, idle_timeout_s: 8}
 """
 QUESTIONS = {"france": "What is the capital of France?", "italy": "What is the capital of Italy?"}
 
@@ -169,7 +169,8 @@ def test_speaking_over_the_avatar_interrupts_it_and_the_new_question_is_answered
     speaking = sequence.index("speaking")
     assert "hearing" in sequence[speaking:], f"the avatar was not interrupted: {sequence}"
     heard = [m["text"].lower() for m in messages if m["type"] == "heard"]
-    assert "dragon" in heard[0] and "france" in heard[-1], heard
+    # (Whisper tiny.en hears espeak through the browser's echo canceller as "capital of/and France/friends".)
+    assert len(heard) == 2 and "dragon" in heard[0] and "capital" in heard[1], heard
     # What the page played: the avatar fell silent while the second question was being asked, then answered it.
     sounds = measure.sound_onsets(rec.mix_microphone, rec.rate_hz, min_silence_ms=500)
     second = sounds[-1]
@@ -191,6 +192,23 @@ def test_a_session_ends_when_its_browser_leaves(server, tmp_path):
         browser.terminate()
         browser.wait(10)
     wait_for(lambda: sessions(server) == 0, 20, "the session to end after the browser left (its pings stop)")
+
+
+def test_a_silent_session_is_closed_after_the_idle_timeout_and_the_page_says_so(server, tmp_path):
+    wav = spoken_question("Hello.", tmp_path / "unused.wav")
+    browser = open_page(server.url, wav, tmp_path / "profile", "silent", max_s=14, query="mic=0")
+    try:
+        wait_for(lambda: sessions(server) == 1, 30, "the page's session")
+        started = time.monotonic()
+        wait_for(lambda: sessions(server) == 0, 15, "the idle session to be closed (idle_timeout_s 8)")
+        assert time.monotonic() - started > 4, "closed long before its idle timeout"
+        wait_for_uploads(server.uploads, ["silent"], 20)
+    finally:
+        browser.terminate()
+        browser.wait(10)
+    messages = read_recording(server.uploads, "silent").page["messages"]
+    closed = [m for m in messages if m["type"] == "closed"]
+    assert closed and "nothing was said for 8 s" in closed[0]["reason"], messages
 
 
 def test_garbage_offers_are_refused_and_a_browser_that_never_connects_is_dropped(server):
