@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -56,6 +57,7 @@ from assistant.live.stream import (
     StreamSpeechStarted,
 )
 from assistant.pipeline import Hold, TurnResult, TurnRunner
+from assistant.retention import prune_media
 from assistant.serve.turn_queue import SharedModels
 from assistant.serve.worker import TurnWorker, WorkerCallbacks
 from assistant.turn_taking import HANDS_FREE, TurnState, TurnTaking
@@ -63,6 +65,7 @@ from assistant.turn_taking import HANDS_FREE, TurnState, TurnTaking
 log = logging.getLogger(__name__)
 
 Send = Callable[[dict[str, Any]], None]
+KEEP_TURN_FOLDERS = 3
 PING_S = 2.0  # the page pings this often (app.js), so a tab that vanished is noticed without ICE timeouts
 
 
@@ -97,7 +100,8 @@ class BrowserSession:
         self.feed = ClipFeed(self.stream)
         self.segmenter = VadSegmenter.from_settings(vad, source=f"browser {session_id}")
         self.vad_rate_hz = vad.sample_rate_hz
-        runner = TurnRunner(models.for_session(), self._on_turn_event, out_dir / session_id)
+        self.speech_dir = out_dir / session_id  # each turn's WAVs, read into the stream as they come
+        runner = TurnRunner(models.for_session(), self._on_turn_event, self.speech_dir)
         runner.video_by_stream = True  # the live stream animates the speech
         self.worker = TurnWorker(
             runner,
@@ -121,6 +125,7 @@ class BrowserSession:
         self.turns.stop(reason)
         self.worker.stop()
         self.stream.stop(close_sinks=True)
+        shutil.rmtree(self.speech_dir, ignore_errors=True)
         log.info("session %s closed (%s) after %d turns", self.id, reason, self.turns_run)
 
     def touch(self) -> None:
@@ -223,6 +228,8 @@ class BrowserSession:
     def _turn_finished(self, result: TurnResult) -> None:
         if not result.dropped:
             self.turns_run += 1
+        # A long session keeps only its newest turns' speech files (a held turn's may still be queued).
+        prune_media(self.speech_dir, KEEP_TURN_FOLDERS, 0)
         log.info(
             "session %s: turn %d %s in %.1f s", self.id, result.turn_id,
             "dropped (no words)" if result.dropped else ("cancelled" if result.cancelled else "answered"),

@@ -94,9 +94,11 @@ def test_a_typed_question_is_answered_on_the_sessions_own_stream(tmp_path: Path)
         assert any(m["type"] == "turn_done" and not m["cancelled"] for m in sent)
         assert 8 <= sink.loud_frames <= 12  # 0.4 s of tone at 25 fps, said once
         assert s.turns_run == 1 and s.idle_s() < 5
+        assert list(s.speech_dir.glob("turn-*/*.wav")), "the turn's speech was written under the session's folder"
     finally:
         s.close("test over")
     assert sink.closed.is_set()
+    assert not s.speech_dir.exists(), "a closed session leaves no speech files behind"
 
 
 def test_stop_cuts_the_reply_and_the_session_listens_again(tmp_path: Path) -> None:
