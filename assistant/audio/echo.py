@@ -80,6 +80,10 @@ REAIM_MS = 30.0  # ... and follows the drift only between replies: once the read
 # Without this, a microphone clock 100 ppm fast brings the read to what the stream has written in ~15 minutes,
 # and one 100 ppm slow moves the echo out of AEC3's reach (~500 ms) in about an hour.
 REAIM_QUIET_S = 1.0  # the reference silent (no far-end window active) this long, on the microphone's clock
+FRESH_AFTER_QUIET_S = 1.0  # the avatar silent this long (between replies): AEC3 starts the next reply afresh. A
+# converged AEC3 let the first 150-250 ms of every later reply through (3-10 dB, recorded in bench echo at 40 ms and
+# -3 dB: the guard took it for the user and stopped nearly every reply after a session's first), while a fresh one
+# removes 23-38 dB from the second 30 ms chunk on, as at a session's first reply
 STALL_MS = 80.0  # a microphone chunk or a stream tick this late: the machine stalled (a loaded CPU) ...
 STALL_HOLD_S = 0.6  # ... and for this long after it no frame counts as the user's speech while the avatar speaks.
 # A stall shifts the echo against its reference (the player runs dry and resumes later, or the capture catches
@@ -158,6 +162,7 @@ class EchoReference:
         self._heard_offsets: deque[float] = deque(maxlen=HEARD_FIT_BLOCKS)  # first - heard_at * rate, per block
         self._stream_rate = stream_rate_hz
         self._taken = 0  # samples taken in, at the stream's rate
+        self._queued: deque[tuple[np.ndarray, float]] = deque()  # the player's blocks not taken in yet
         self.gaps = 0  # silences the device played between the player's blocks, put into the reference
         self.stalled_at: float | None = None  # time.monotonic() of the last write that came STALL_MS late
         self.stalls = 0
@@ -173,10 +178,22 @@ class EchoReference:
         (HEARD_FIT_BLOCKS; the reported times scatter a little both ways). A block heard later than that clock says
         comes after silence the device played itself (an underrun in the sound server, a loaded machine): that
         silence goes into the reference too, so it stays what the speaker played and the echo stays at the same lag
-        behind it (AEC3 and the linear filter need no re-aim and no new convergence)."""
+        behind it (AEC3 and the linear filter need no re-aim and no new convergence).
+
+        Called on the device's callback thread, it only queues the block (a deque's append): the reader's thread
+        takes the queued blocks in before each read, so the sound device's callback stays as short as it was."""
+        self._queued.append((audio_s16, heard_at))
+
+    def _take_in(self) -> None:
+        """The player's queued blocks into the reference (the reader's thread)."""
+        while self._queued:
+            self._take_block(*self._queued.popleft())
+
+    def _take_block(self, audio_s16: np.ndarray, heard_at: float) -> None:
         gap_s = self._gap_s(heard_at)
         if gap_s > 0.0:
             self.gaps += 1
+            log.debug("the device played %.0f ms of silence of its own: into the reference", gap_s * 1000)
             self._append(np.zeros(int(round(gap_s * self._stream_rate)), np.int16), heard_at - gap_s, False)
         with self._lock:  # on the player's samples (the resampler hands out its output in uneven bursts)
             self._heard_offsets.append(self._taken * self.rate_hz / self._stream_rate - heard_at * self.rate_hz)
@@ -219,6 +236,7 @@ class EchoReference:
     @property
     def written(self) -> int:
         """Samples written since the start."""
+        self._take_in()
         with self._lock:
             return self._written
 
@@ -227,6 +245,7 @@ class EchoReference:
 
         A write arrives when the clock thread gets to it, never before its audio is due, so the earliest of the
         recent anchors (largest `first - rate * at`) is the best estimate of the stream's sample clock."""
+        self._take_in()
         with self._lock:
             if not self._anchors:
                 return None
@@ -241,6 +260,7 @@ class EchoReference:
 
     def samples(self, start: int, n: int) -> np.ndarray:
         """Samples [start, start + n): zeros for what is not (or no longer, or not yet) there."""
+        self._take_in()
         out = np.zeros(n, np.float32)
         with self._lock:
             keep = len(self._buf)
@@ -287,6 +307,7 @@ class EchoCanceller:
         self.last_far = np.zeros(0, np.float32)
         self.reference_late_chunks = 0  # chunks whose aligned reference was not written yet (read earlier)
         self.reaims = 0  # re-aims for clock drift between replies (each with a fresh AEC3)
+        self.fresh_starts = 0  # replies begun with a fresh AEC3 (FRESH_AFTER_QUIET_S)
         self._quiet_samples = 0  # microphone samples since the far-end window was last active
         self._hold_samples = 0  # microphone samples left in a hold after a stall (no user speech while it lasts)
         self._seen_stall: float | None = None  # the reference's last stall already turned into a hold
@@ -335,6 +356,9 @@ class EchoCanceller:
         mic_t = self._mic_time(n, captured_at)
         stream_stall = self.reference.stalled_at
         if captured_at - mic_t > STALL_MS / 1000.0 or (stream_stall is not None and stream_stall != self._seen_stall):
+            if self._hold_samples == 0:
+                log.debug("barge-in held %.1f s: microphone chunk %.0f ms late, stream stall %s", STALL_HOLD_S,
+                          (captured_at - mic_t) * 1000, stream_stall != self._seen_stall)  # fmt: skip
             self._seen_stall = stream_stall
             self._hold_samples = int(STALL_HOLD_S * rate)
             self.stall_holds += 1
@@ -375,6 +399,9 @@ class EchoCanceller:
         )  # the aligned reference and the lag AEC3 may still find after it
         self.far_dbfs = rms_dbfs((around * 32767).astype(np.int16))
         self.far_active = self.far_dbfs > FAR_ACTIVE_DBFS
+        if self.far_active and self._quiet_samples >= FRESH_AFTER_QUIET_S * rate:
+            self._aec.reset()  # the avatar speaks again after a pause: a fresh AEC3 takes it at once (FRESH_...)
+            self.fresh_starts += 1
         self._quiet_samples = 0 if self.far_active else self._quiet_samples + n
         self.last_far = far  # the aligned reference handed to AEC3 with this chunk (float32 in [-1, 1])
         y = self._aec.process(x, far)

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
 import statistics
 import subprocess
@@ -494,6 +495,7 @@ def run_echo(runs: int, delay_ms: float, echo_gain_db: float, out_dir: Path, min
     asked = 0  # the questions take turns
     pulse = start_pulse(root / "pulse")
     things: list[Any] = [pulse]
+    canceller_log = _keep_log(root / "canceller.log")  # re-aims, holds: what the canceller did, for a look after
     try:
         with use_pulse(pulse):
             build_room(pulse, delay_ms, echo_gain_db)
@@ -529,7 +531,18 @@ def run_echo(runs: int, delay_ms: float, echo_gain_db: float, out_dir: Path, min
         _transcribe(report, silent)
     finally:
         stop_all(things)
+        logging.getLogger("assistant.audio").removeHandler(canceller_log)
+        canceller_log.close()
     return report
+
+
+def _keep_log(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("assistant.audio")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    return handler
 
 
 def _close_session(app: _AppPath, report: EchoReport) -> None:
