@@ -713,13 +713,14 @@ def _rooms(delays: str, gains: str) -> list[tuple[float, float]]:
 
 def _rows(summaries: list[dict[str, Any]]) -> str:
     """One line per room: the figures the README's barge-in table gives."""
-    head = "room            stop ms (median/max)  detected  same words  key words  false  scraps  ERLE dB"
+    head = "room            stop ms (median/max)  detected  same words  key words  false+early  scraps  ERLE dB"
     lines = [head]
     for s in summaries:
         lat = s["stop_latency_ms"]
         lines.append(
             f"{s['delay_ms']:>4.0f} ms {s['echo_gain_db']:+5.1f} dB  {lat['median']!s:>6} / {lat['max']!s:<6}      "
             f"{s['barge_in_detected']!s:>6}  {s['same_as_silent']!s:>9}  {s['transcript_ok']!s:>9}  "
-            f"{s['false_barge_ins']:>2}/{s['replies']:<2} {s['scraps']:>6}  {s['erle_db']!s:>6}"
+            f"{s['false_barge_ins']:>2}/{s['replies']:<2}+{s['stopped_before_the_question']:<2} {s['scraps']:>4}  "
+            f"{s['erle_db']!s:>6}"
         )
     return "\n".join(lines)
