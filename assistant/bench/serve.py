@@ -7,7 +7,10 @@ avatar's video and sound as it gets them; and its microphone beside the avatar's
 and uploads them with its WebRTC statistics. From each recording:
   - reply_first_sound_s: from the end of the question on the microphone to the first sound of the reply, both as
     the page had them (so network, jitter buffer and decoding are in it);
-  - av_offset_ms: the mouth's opening against the loudness of the sound (cross-correlation; > 0: picture late);
+  - playout_av_offset_ms: the mouth's opening in each frame when the page showed it against the level of each
+    packet of sound when the page played it (cross-correlation; > 0: picture late); measured on the first page
+    only (reading every frame back costs a browser CPU); av_offset_ms: the same on the page's recording
+    (MediaRecorder puts the picture ahead of the sound by 60-200 ms on its own);
   - frames_late: video frames the browser dropped, its freezes and their total length (getStats);
   - received_fps: frames received over the connection's length.
 A session is held in real time when its video arrived at >= 90% of the frame rate without a freeze over
@@ -219,8 +222,10 @@ class SessionFigures:
     heard: str  # what the server recognised, from the page's messages
     reply: str  # what the server said it replied
     reply_first_sound_s: float | None
-    av_offset_ms: float | None
+    av_offset_ms: float | None  # in the page's recording
     av_correlation: float | None
+    playout_av_offset_ms: float | None  # as the page showed the frames and played the sound
+    playout_av_correlation: float | None
     received_fps: float
     frames_dropped: int
     freezes: int
@@ -240,6 +245,7 @@ def measure_session(
         None if question_end is None else measure.first_sound_after(rec.mix_avatar, rec.rate_hz, question_end)
     )
     offset = lip_sync(rec, mouth_box, fps)
+    playout = playout_lip_sync(rec.page, fps)
     video = next((s for s in rec.page.get("stats", []) if s.get("kind") == "video"), {})
     span = float(rec.frame_times_s[-1] - rec.frame_times_s[0]) if len(rec.frame_times_s) > 1 else 0.0
     received = len(rec.frame_times_s) / span if span else 0.0
@@ -248,6 +254,7 @@ def measure_session(
     return SessionFigures(
         name, heard, reply, None if first is None else first - question_end,
         offset.offset_ms if offset else None, offset.peak_correlation if offset else None,
+        playout.offset_ms if playout else None, playout.peak_correlation if playout else None,
         received, int(video.get("framesDropped", 0)), int(video.get("freezeCount", 0)), freezes_s, held,
     )  # fmt: skip
 
@@ -265,6 +272,29 @@ def lip_sync(rec: PageRecording, mouth_box: tuple[int, int, int, int], fps: floa
         )
     except ValueError:
         return None
+
+
+def playout_lip_sync(page: dict[str, Any], fps: float) -> measure.AVOffset | None:
+    """The mouth's opening in each frame when the page showed it against the level of each packet of sound when
+    the page played it (both on the page's clock, from its test hook)."""
+    mouth = np.array(page.get("mouth") or [], np.float64).reshape(-1, 2)  # (N, [shown_ms, dark share])
+    sound = np.array(page.get("sound") or [], np.float64).reshape(-1, 3)  # (M, [played_ms, level, rtp])
+    if len(mouth) < 10 or len(sound) < 10:
+        return None
+    grid_ms = np.arange(sound[0, 0], sound[-1, 0], 10.0)  # the level every 10 ms (100 Hz)
+    env = np.interp(grid_ms, sound[:, 0], sound[:, 1])
+    times_s = (mouth[:, 0] - grid_ms[0]) / 1000.0
+    try:
+        return measure.av_offset_ms(
+            255.0 * mouth[:, 1], fps, env, 100.0, mouth_times_s=times_s, max_lag_ms=200
+        )
+    except ValueError:
+        return None
+
+
+def page_query(mouth_box: tuple[int, int, int, int]) -> str:
+    """The page parameters of its playout lip-sync measurement."""
+    return f"mouth={','.join(map(str, mouth_box))}&dark={measure.MOUTH_DARK_LUMA}"
 
 
 def mouth_box_of(settings: Any) -> tuple[tuple[int, int, int, int], float]:
@@ -291,7 +321,12 @@ def run_sessions(n: int, work: Path, config: Path) -> tuple[list[SessionFigures]
     names = [f"s{i}" for i in range(n)]
     problems: list[str] = []
     with serve_process(["--config", str(config), "serve", "--port", str(free_port())], work / "up") as server:
-        browsers = [open_page(server.url, wavs[i], work / f"profile{i}", names[i]) for i in range(n)]
+        # Only the first page times its playout: reading the mouth back from every shown frame costs each browser
+        # enough CPU on a small machine to change how many sessions it holds.
+        queries = [page_query(box)] + [""] * (n - 1)
+        browsers = [
+            open_page(server.url, wavs[i], work / f"profile{i}", names[i], query=queries[i]) for i in range(n)
+        ]
         try:
             wait_for_uploads(server.uploads, names, 120.0)
         except TimeoutError as e:
@@ -335,6 +370,8 @@ def _run(args: argparse.Namespace) -> int:
     for f in figures:
         first = "none" if f.reply_first_sound_s is None else f"{f.reply_first_sound_s:.2f} s"
         av = "n/a" if f.av_offset_ms is None else f"{f.av_offset_ms:+.0f} ms (r={f.av_correlation:.2f})"
+        if f.playout_av_offset_ms is not None:
+            av += f", as played {f.playout_av_offset_ms:+.0f} ms (r={f.playout_av_correlation:.2f})"
         print(f"  {f.name}: first reply sound {first}, A/V {av}, {f.received_fps:.1f} fps received, "
               f"{f.frames_dropped} dropped, {f.freezes} freezes ({f.freezes_s:.2f} s)")  # fmt: skip
     for p in problems:

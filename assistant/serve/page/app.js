@@ -263,6 +263,7 @@ function startRecording(remote) {
     recorder(out.stream, "audio/webm;codecs=opus", `${test}-mix.webm`),
   ];
   record.started_ms = performance.now();
+  watchPlayout();
   const deadline = record.started_ms + maxS * 1000;
   const timer = setInterval(async () => {
     const over = record.heard >= wantTurns && record.answered && state === "listening";
@@ -273,6 +274,42 @@ function startRecording(remote) {
     await Promise.all(recorders.map((r) => r.finish()));
     await upload();
   }, 100);
+}
+
+// When each frame is shown (requestVideoFrameCallback) and how open the mouth is in it (the share of the mouth
+// box, `mouth=x,y,w,h` in video pixels, darker than `dark`), and when each packet of sound is played with its level
+// (getSynchronizationSources): lip sync as the person at the page sees and hears it, on performance.now().
+function watchPlayout() {
+  const box = (params.get("mouth") || "").split(",").map(Number);
+  const dark = Number(params.get("dark") || 70);
+  const canvas = document.createElement("canvas");
+  const g = canvas.getContext("2d", { willReadFrequently: true });
+  record.mouth = [];
+  record.sound = [];
+  const onFrame = (now, meta) => {
+    if (box.length === 4) {
+      const [x, y, w, h] = box;
+      canvas.width = w; canvas.height = h;
+      g.drawImage(ui.video, x, y, w, h, 0, 0, w, h);
+      const px = g.getImageData(0, 0, w, h).data;
+      let n = 0;
+      for (let i = 0; i < px.length; i += 4) if (0.299 * px[i] + 0.587 * px[i + 1] + 0.114 * px[i + 2] < dark) n++;
+      record.mouth.push([meta.expectedDisplayTime, n / (w * h)]);
+    }
+    if (record.mouth) ui.video.requestVideoFrameCallback(onFrame);
+  };
+  ui.video.requestVideoFrameCallback(onFrame);
+  const receiver = pc.getReceivers().find((r) => r.track && r.track.kind === "audio");
+  let last = null;
+  record.sound_timer = setInterval(() => {
+    for (const s of receiver ? receiver.getSynchronizationSources() : []) {
+      if (s.timestamp === last) continue;
+      last = s.timestamp;
+      // Chrome gives wall-clock milliseconds here: put them on performance.now()'s clock.
+      const t = s.timestamp > 1e12 ? s.timestamp - performance.timeOrigin : s.timestamp;
+      record.sound.push([t, s.audioLevel || 0, s.rtpTimestamp]);
+    }
+  }, 5);
 }
 
 function recorder(stream, mimeType, name) {
@@ -291,6 +328,7 @@ function recorder(stream, mimeType, name) {
 }
 
 async function upload() {
+  clearInterval(record.sound_timer);
   record.stats = [];
   if (pc) (await pc.getStats()).forEach((s) => {
     if (s.type === "inbound-rtp" || s.type === "candidate-pair" && s.state === "succeeded") record.stats.push(s);
