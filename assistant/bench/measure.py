@@ -687,7 +687,8 @@ def av_onset_offsets(
 ) -> AVOnsets:
     """Mouth against sound timed at onsets: each sound that follows at least `min_silence_ms` of silence (at
     `threshold_dbfs`) and the mouth's opening around it, each timed where it has risen `fraction` of the way from
-    its level in the silence to its first peak (the highest point within `rise_ms` of where each clearly starts:
+    its level in the silence to its first peak, the sound's loudness first put on the mouth's scale by matching
+    their distributions (the highest point within `rise_ms` of where each clearly starts:
     the sound above `threshold_dbfs`, the mouth a quarter of its range above its level in the silence, searched
     within `max_lag_ms` of the sound). Independent of `av_offset_ms`: no correlation, only the rises, and from the
     samples themselves (10 ms RMS at a 1 ms hop, centred) rather than a 10 ms envelope.
@@ -705,6 +706,15 @@ def av_onset_offsets(
         return AVOnsets((), None, fraction)
     mouth = np.interp(et, mt, m, left=np.nan, right=np.nan)  # on the envelope's 1 ms grid
     moves = float(np.percentile(m, 95) - np.percentile(m, 5))
+    # The loudness on the mouth's own scale: each value replaced by the mouth's value of the same rank (their
+    # distributions matched). A mouth that opens more than linearly with loudness (the light engine compresses
+    # it, a gate keeps it shut for soft sound) is half open before the sound is half loud on a slow rise; in the
+    # same units the two rises compare.
+    both = ~np.isnan(mouth)
+    if both.sum() > 10:
+        ranks = np.argsort(np.argsort(env[both], kind="stable")) / (both.sum() - 1)
+        env = env.copy()
+        env[both] = np.quantile(mouth[both], ranks)
     sil, rise, lag = (round(v / FINE_HOP_MS) for v in (min_silence_ms, rise_ms, max_lag_ms))
     offsets = []
     prev_end = -np.inf

@@ -347,14 +347,14 @@ GRAB_FPS = 50.0  # the rig grabs the screen at 50 fps
 
 
 def speech_recording(
-    delay_ms: float, seconds: float = 20.0, seed: int = 3
+    delay_ms: float, seconds: float = 20.0, seed: int = 3, rise_s: float = 0.012, power: float = 0.7
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Speech-like sound and the mouth a screen grab would see with it, the mouth `delay_ms` late.
 
-    Sound: syllables of 80-300 ms on a 180 Hz carrier, rising in ~12 ms and dying away in ~50 ms (as voices do),
+    Sound: syllables of 80-300 ms on a 180 Hz carrier, rising in `rise_s` and dying away in ~50 ms (as voices do),
     mostly run together, a quarter of them after a pause of 250-600 ms. Mouth: the loudness `delay_ms` earlier,
-    through a gate and a compression (a mouth shut for soft sound, wide for quiet syllables: what the light engine
-    does, a monotone map), grabbed at 50 fps with a little noise. Returns (samples, mouth series, grab times)."""
+    through a gate and a compression to `power` (a mouth shut for soft sound, wide for quiet syllables: what the
+    light engine does, a monotone map), grabbed at 50 fps with a little noise. Returns (samples, mouth series, grab times)."""
     rng = np.random.default_rng(seed)
     n = int(seconds * SPEECH_RATE)
     env = np.zeros(n)
@@ -362,7 +362,7 @@ def speech_recording(
     while t < seconds - 0.8:
         length, loud = rng.uniform(0.08, 0.3), rng.uniform(0.3, 1.0)
         k = np.arange(int((length + 0.3) * SPEECH_RATE)) / SPEECH_RATE
-        syllable = loud * (1 - np.exp(-k / 0.012)) * np.where(k < length, 1.0, np.exp(-(k - length) / 0.05))
+        syllable = loud * (1 - np.exp(-k / rise_s)) * np.where(k < length, 1.0, np.exp(-(k - length) / 0.05))
         i0 = int(t * SPEECH_RATE)
         env[i0 : i0 + len(k)] = np.maximum(env[i0 : i0 + len(k)], syllable[: n - i0])
         t += length + (rng.uniform(0.25, 0.6) if rng.random() < 0.25 else rng.uniform(0.02, 0.08))
@@ -370,7 +370,7 @@ def speech_recording(
     samples = 0.5 * env * carrier + 1e-4 * rng.standard_normal(n)
     grab_t = np.arange(int(seconds * GRAB_FPS)) / GRAB_FPS
     seen = np.interp(grab_t - delay_ms / 1000, np.arange(n) / SPEECH_RATE, env)
-    mouth = np.clip(seen / 0.5 - 0.2, 0.0, None) ** 0.7 + rng.normal(0, 0.01, len(grab_t))
+    mouth = np.clip(seen / 0.5 - 0.2, 0.0, None) ** power + rng.normal(0, 0.01, len(grab_t))
     return samples, mouth, grab_t
 
 
@@ -388,6 +388,16 @@ def test_a_known_offset_comes_back_by_correlation_and_by_onsets(delay_ms: float)
     assert onsets.median_ms == pytest.approx(delay_ms, abs=4.0)
     assert abs(onsets.median_ms - level.offset_ms) <= 5.0
     assert max(onsets.offsets_ms) - min(onsets.offsets_ms) < 20.0  # each onset, not just their median
+
+
+def test_onsets_are_not_fooled_by_a_mouth_that_opens_more_than_linearly() -> None:
+    """Slow rises (40 ms) and a mouth that follows loudness to the power 0.4: half open when the sound is a fifth
+    of the way up. Timed on the loudness's own scale the onsets would read the mouth 10 ms or more early; on the
+    mouth's scale they come back right."""
+    samples, mouth, grab_t = speech_recording(20.0, rise_s=0.04, power=0.4)
+    onsets = av_onset_offsets(mouth, grab_t, samples, SPEECH_RATE)
+    assert onsets.count >= 6
+    assert onsets.median_ms == pytest.approx(20.0, abs=4.0)
 
 
 def test_change_against_level_reads_early_and_change_against_change_does_not() -> None:
