@@ -587,8 +587,9 @@ def av_offset_ms(
 
     `mouth_series`: one value per frame that rises with mouth opening (`VideoAnalysis.mouth_opening()`), at
     `mouth_times_s` (default i / mouth_fps; a video file's frame i is on screen from i / fps to (i + 1) / fps, so
-    give (i + 0.5) / fps: its start reads the mouth half a frame early. A screen grab's own times are right); with `mode="change"` a frame-difference series (`mouth_diff`) instead,
-    compared with the change of loudness over one frame. `audio_envelope`: value k is the loudness over
+    give (i + 0.5) / fps: its start reads the mouth half a frame early. A screen grab's own times are right); with
+    `mode="change"` a frame-difference series (`mouth_diff`) instead, compared with the change of loudness over one
+    frame. `audio_envelope`: value k is the loudness over
     [k, k + 1) / env_rate_hz (what `rms_envelope` returns with window = hop), on the same time origin as the frames.
 
     Both are put on a 1 ms grid (frames linearly interpolated between their times) and the Pearson correlation is

@@ -354,7 +354,8 @@ def speech_recording(
     Sound: syllables of 80-300 ms on a 180 Hz carrier, rising in `rise_s` and dying away in ~50 ms (as voices do),
     mostly run together, a quarter of them after a pause of 250-600 ms. Mouth: the loudness `delay_ms` earlier,
     through a gate and a compression to `power` (a mouth shut for soft sound, wide for quiet syllables: what the
-    light engine does, a monotone map), grabbed at 50 fps with a little noise. Returns (samples, mouth series, grab times)."""
+    light engine does, a monotone map), grabbed at 50 fps with a little noise. Returns (samples, mouth series,
+    grab times)."""
     rng = np.random.default_rng(seed)
     n = int(seconds * SPEECH_RATE)
     env = np.zeros(n)
