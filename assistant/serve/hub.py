@@ -21,6 +21,7 @@ from pathlib import Path
 from assistant.audio.vad import VadSettings
 from assistant.config import LiveSettings, Settings
 from assistant.live.build import LiveSetup, build_live
+from assistant.live.renderer import RigRenderer
 from assistant.serve.admission import Admission, Capacity
 from assistant.serve.conversation import BrowserSession, Send
 from assistant.serve.turn_queue import SharedModels
@@ -38,6 +39,22 @@ def live_settings_for_serve(settings: Settings) -> Settings:
     return settings.model_copy(update={"live": live})
 
 
+def per_browser_renderer(setup: LiveSetup) -> LiveSetup:
+    """The setup each browser's stream copies its renderer from. Wav2Lip's live renderer holds the network and
+    one stream's frames in preparation; it is not shared between browsers yet, so its rig (the light engine)
+    animates each of them, with a notice."""
+    if isinstance(setup.renderer, RigRenderer):
+        return setup
+    rig = setup.renderer.rig
+    close = getattr(setup.renderer, "close", None)
+    if close is not None:
+        close()
+    notice = (
+        f"{setup.engine} is not shared between browsers yet: the light engine animates each browser's avatar"
+    )
+    return LiveSetup(setup.settings, rig, rig.name, setup.rate, [*setup.notices, notice])
+
+
 class ServeHub:
     def __init__(self, settings: Settings, work_dir: Path | None = None) -> None:
         self.settings = settings
@@ -46,7 +63,6 @@ class ServeHub:
         self.session: Session | None = None
         self.models: SharedModels | None = None
         self.setup: LiveSetup | None = None
-        self.notices: list[str] = []
         self.vad = VadSettings.from_config(settings.audio)
         # Each turn's speech files: under a folder of its own, removed at exit (a server keeps no conversation).
         self._owns_work_dir = work_dir is None
@@ -66,8 +82,7 @@ class ServeHub:
             self.admission.state = "failed"
             return
         self.session = session
-        self.setup = setup
-        self.notices = [*session.notices, *(f"Talking head: {n}" for n in setup.notices)]
+        self.setup = setup = per_browser_renderer(setup)
         for notice in setup.notices:
             log.warning("Talking head: %s", notice)
         session.live_engine = setup.engine
