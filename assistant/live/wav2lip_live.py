@@ -2,11 +2,12 @@
 the photo rig, so idle -> talking -> idle stays one continuous motion.
 
 A clip's frames are generated ahead of its sound on a worker thread (`prepare`): Wav2Lip's face-box patches for every
-frame of the clip, in batches that start small (FIRST_BATCH frames) and double up to the engine's batch size. The
-clip's sound is released to the stream (`on_ready`) once enough frames exist that generation stays ahead of
-playback for the rest of the clip, from the speed measured on this machine (`measure`: a network call's fixed cost
-and its cost per frame): well above real time that is the first small batch, so the first sound waits about one
-short network call more than the light engine's; at 0.65x real time about a third of the clip. So a slow engine
+frame of the clip, in batches that start small (FIRST_BATCH frames) and grow as the lead allows, up to the engine's
+batch size (`plan`). The clip's sound is released to the stream (`on_ready`) once enough frames exist that
+generation stays ahead of playback for the rest of the clip, from the speed of this machine (a network call's fixed
+cost and its cost per frame: measured at start-up by `measure`, re-fitted after every clip from its own batches):
+well above real time that is the first small batch, so the first sound waits about one short network call more
+than the light engine's; at 0.65x real time about a third of the clip. So a slow engine
 delays the start of a sentence, never stalls it. A frame whose patch is not there (a failed or late batch) is drawn
 by the light rig instead, so the stream never waits.
 
