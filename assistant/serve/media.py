@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 VIDEO_CLOCK_HZ = 90_000  # RTP's video clock
 MAX_VIDEO_QUEUED = 3  # frames; more means the encoder is late: drop the oldest
-MAX_AUDIO_QUEUED = 3  # ticks (120 ms at 25 fps) of sound held for a sender that is late
+MAX_AUDIO_QUEUED = 12  # ticks (480 ms at 25 fps) of sound held for a late sender: a gap is worse than a delay
 
 
 @dataclass
@@ -41,6 +41,10 @@ class TrackStats:
     video_sent: int = 0  # frames the video sender took
     video_dropped: int = 0  # frames dropped because the sender was late (or not connected yet)
     audio_dropped: int = 0  # ticks of sound dropped for the same reasons
+    video_wait_ms_mean: float = 0.0  # from the stream's tick to its sender taking the frame
+    video_wait_ms_max: float = 0.0
+    audio_wait_ms_mean: float = 0.0
+    audio_wait_ms_max: float = 0.0
 
 
 class _QueueTrack(MediaStreamTrack):
@@ -49,21 +53,23 @@ class _QueueTrack(MediaStreamTrack):
     def __init__(self, kind: str, limit: int) -> None:
         super().__init__()
         self.kind = kind
-        self._frames: deque[av.frame.Frame] = deque()
+        self._frames: deque[tuple[av.frame.Frame, float]] = deque()  # (frame, time.monotonic() it was made)
         self._limit = limit
         self._ready = asyncio.Event()
         self._ended = False
         self.dropped = 0
         self.taken = 0
+        self.waited_ms_total = 0.0
+        self.waited_ms_max = 0.0
         self._pulled = False  # the sender has started asking for frames
 
-    def put(self, frame: av.frame.Frame) -> None:
+    def put(self, frame: av.frame.Frame, made_at: float) -> None:
         # Until the sender starts, only the newest frame is kept: a backlog sent in a burst at the start would sit
         # in the browser's jitter buffer (the sound then lags the picture for the whole session).
         if len(self._frames) >= (self._limit if self._pulled else 1):
             self._frames.popleft()
             self.dropped += 1
-        self._frames.append(frame)
+        self._frames.append((frame, made_at))
         self._ready.set()
 
     def finish(self) -> None:
@@ -78,7 +84,15 @@ class _QueueTrack(MediaStreamTrack):
             self._ready.clear()
             await self._ready.wait()
         self.taken += 1
-        return self._frames.popleft()
+        frame, made_at = self._frames.popleft()
+        waited = (time.monotonic() - made_at) * 1000.0
+        self.waited_ms_total += waited
+        self.waited_ms_max = max(self.waited_ms_max, waited)
+        return frame
+
+    @property
+    def waited_ms_mean(self) -> float:
+        return self.waited_ms_total / self.taken if self.taken else 0.0
 
 
 class StreamTracks:
@@ -95,7 +109,11 @@ class StreamTracks:
 
     @property
     def stats(self) -> TrackStats:
-        return TrackStats(self._tick, self.video.taken, self.video.dropped, self.audio.dropped)
+        v, a = self.video, self.audio
+        return TrackStats(
+            self._tick, v.taken, v.dropped, a.dropped,
+            v.waited_ms_mean, v.waited_ms_max, a.waited_ms_mean, a.waited_ms_max,
+        )  # fmt: skip
 
     def write(self, yuv_i420: np.ndarray, audio_s16: np.ndarray) -> None:
         """On the stream's clock thread: make the frames and hand them to the event loop."""
@@ -111,15 +129,15 @@ class StreamTracks:
         audio.pts = n * len(audio_s16)
         audio.time_base = fractions.Fraction(1, self.audio_rate_hz)
         try:
-            self._loop.call_soon_threadsafe(self._put, video, audio)
+            self._loop.call_soon_threadsafe(self._put, video, audio, time.monotonic())
         except RuntimeError:  # the loop has closed: the server is shutting down
             self._closed = True
 
-    def _put(self, video: av.VideoFrame, audio: av.AudioFrame) -> None:
+    def _put(self, video: av.VideoFrame, audio: av.AudioFrame, made_at: float) -> None:
         if self._closed:
             return
-        self.video.put(video)
-        self.audio.put(audio)
+        self.video.put(video, made_at)
+        self.audio.put(audio, made_at)
 
     def close(self) -> None:
         """The stream stopped: the tracks end (their senders stop)."""

@@ -161,6 +161,12 @@ class Peer:
         self._send_now(json.dumps({"type": "closed", "reason": reason}))
         await asyncio.sleep(0.05)  # let the message out before the channel closes
         await self.loop.run_in_executor(None, self.session.close, reason)
+        st = self.tracks.stats
+        log.info(
+            "session %s media: %d ticks; video sent %d, dropped %d, waited %.0f ms (max %.0f); audio dropped %d, "
+            "waited %.0f ms (max %.0f)", self.id, st.ticks, st.video_sent, st.video_dropped, st.video_wait_ms_mean,
+            st.video_wait_ms_max, st.audio_dropped, st.audio_wait_ms_mean, st.audio_wait_ms_max,
+        )  # fmt: skip
         await self.pc.close()
         for task in list(self._tasks):
             task.cancel()
