@@ -93,7 +93,7 @@ class AudioSettings(_Section):
         120, ge=30, le=2000, description="voiced audio that interrupts the avatar (higher: fewer false interruptions)"
     )
     echo_delay_ms: int = Field(
-        250, ge=0, le=2000, description="the avatar's playback delay the echo canceller aligns to (bench live)"
+        250, ge=0, le=2000, description="VLC player only: its playback delay the echo canceller aligns to (bench live)"
     )
 
 
