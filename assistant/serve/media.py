@@ -31,7 +31,10 @@ from aiortc.mediastreams import MediaStreamError
 log = logging.getLogger(__name__)
 
 VIDEO_CLOCK_HZ = 90_000  # RTP's video clock
-MAX_VIDEO_QUEUED = 3  # frames; more means the encoder is late: drop the oldest
+MAX_VIDEO_QUEUED = 4  # frames; more means the encoder is late: drop the oldest
+MAX_SYNC_WAIT_S = (
+    0.5  # the longest a frame waits for its sound (a stalled sound sender must not freeze the picture)
+)
 MAX_AUDIO_QUEUED = 12  # ticks (480 ms at 25 fps) of sound held for a late sender: a gap is worse than a delay
 
 
@@ -62,6 +65,11 @@ class _QueueTrack(MediaStreamTrack):
         self.waited_ms_total = 0.0
         self.waited_ms_max = 0.0
         self._pulled = False  # the sender has started asking for frames
+        self.last_taken_at = float("-inf")  # when the frame its sender took last was made
+        self._taken = asyncio.Event()
+        self.follow: _QueueTrack | None = (
+            None  # a track this one's frames wait for (the picture waits for the sound)
+        )
 
     def put(self, frame: av.frame.Frame, made_at: float) -> None:
         # Until the sender starts, only the newest frame is kept: a backlog sent in a burst at the start would sit
@@ -85,10 +93,28 @@ class _QueueTrack(MediaStreamTrack):
             await self._ready.wait()
         self.taken += 1
         frame, made_at = self._frames.popleft()
+        self.last_taken_at = made_at
+        self._taken.set()
+        if self.follow is not None:
+            await self.follow.reached(made_at, MAX_SYNC_WAIT_S)
         waited = (time.monotonic() - made_at) * 1000.0
         self.waited_ms_total += waited
         self.waited_ms_max = max(self.waited_ms_max, waited)
         return frame
+
+    async def reached(self, made_at: float, timeout_s: float) -> None:
+        """Until this track's sender has taken the frame made at `made_at` (or `timeout_s` passed, or the sender
+        has not started: nothing to wait for)."""
+        deadline = time.monotonic() + timeout_s
+        while self._pulled and not self._ended and self.last_taken_at < made_at:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._taken.clear()
+            try:
+                await asyncio.wait_for(self._taken.wait(), left)
+            except TimeoutError:
+                return
 
     @property
     def waited_ms_mean(self) -> float:
@@ -104,6 +130,10 @@ class StreamTracks:
         self.audio_rate_hz = audio_rate_hz
         self.video = _QueueTrack("video", MAX_VIDEO_QUEUED)
         self.audio = _QueueTrack("audio", MAX_AUDIO_QUEUED)
+        # On a starved machine the sound's sender falls behind (it cannot skip) while the picture's drops its oldest
+        # frames; the browser then plays the picture ahead (3 sessions on 2 cores: sound 80 ms late at the sender,
+        # picture 23 ms, 99 ms ahead as played). So a frame goes out once the sound of its tick has.
+        self.video.follow = self.audio
         self._tick = 0
         self._closed = False
 
