@@ -94,7 +94,9 @@ def test_a_typed_question_is_answered_on_the_sessions_own_stream(tmp_path: Path)
         assert any(m["type"] == "turn_done" and not m["cancelled"] for m in sent)
         assert 8 <= sink.loud_frames <= 12  # 0.4 s of tone at 25 fps, said once
         assert s.turns_run == 1 and s.idle_s() < 5
-        assert list(s.speech_dir.glob("turn-*/*.wav")), "the turn's speech was written under the session's folder"
+        assert list(s.speech_dir.glob("turn-*/*.wav")), (
+            "the turn's speech was written under the session's folder"
+        )
     finally:
         s.close("test over")
     assert sink.closed.is_set()

@@ -6,7 +6,9 @@ import pytest
 
 from assistant.serve.peer import OfferError, parse_offer
 
-SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+SDP = (
+    "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+)
 
 
 def test_a_well_formed_offer_gives_its_sdp() -> None:
