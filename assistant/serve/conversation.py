@@ -87,9 +87,8 @@ class BrowserSession:
         self.id = session_id
         self.send = send
         self.max_message_chars = max_message_chars
-        self.last_activity = (
-            time.monotonic()
-        )  # speech, a question, a reply: what the idle timeout counts from
+        # Speech, a question, a reply: what the idle timeout counts from.
+        self.last_activity = time.monotonic()
         self.last_message_at = time.monotonic()  # anything from the page, its pings included
         self.closed = False
         self.turns_run = 0
