@@ -179,12 +179,8 @@ class PageRecording:
     frame_times_s: np.ndarray  # (N,) on the recording's clock
     avatar: np.ndarray = field(repr=False)  # (n,) float32: the sound the page played, beside the frames
     audio_start_s: float  # of `avatar`, on the frames' clock
-    mix_microphone: np.ndarray = field(
-        repr=False
-    )  # (m,) float32: the microphone (the mixed recording's left)
-    mix_avatar: np.ndarray = field(
-        repr=False
-    )  # (m,) float32: the avatar's sound on the same clock (its right)
+    mix_microphone: np.ndarray = field(repr=False)  # (m,) float32: the microphone (the mix's left)
+    mix_avatar: np.ndarray = field(repr=False)  # (m,) float32: the avatar's sound, same clock (the right)
     rate_hz: int
     page: dict[str, Any]  # the page's JSON: its messages and WebRTC statistics
 

@@ -32,9 +32,8 @@ log = logging.getLogger(__name__)
 
 VIDEO_CLOCK_HZ = 90_000  # RTP's video clock
 MAX_VIDEO_QUEUED = 4  # frames; more means the encoder is late: drop the oldest
-MAX_SYNC_WAIT_S = (
-    0.5  # the longest a frame waits for its sound (a stalled sound sender must not freeze the picture)
-)
+# The longest a frame waits for its sound (a stalled sound sender must not freeze the picture).
+MAX_SYNC_WAIT_S = 0.5
 MAX_AUDIO_QUEUED = 12  # ticks (480 ms at 25 fps) of sound held for a late sender: a gap is worse than a delay
 
 

@@ -41,9 +41,8 @@ log = logging.getLogger(__name__)
 PAGE_DIR = Path(__file__).with_name("page")
 STATIC = {"/": "index.html", "/app.js": "app.js", "/style.css": "style.css"}
 SWEEP_S = 1.0
-PAGE_GONE_S = (
-    5 * PING_S
-)  # a connected page that sent nothing this long has gone (closed tab, crashed browser)
+# A connected page that sent nothing this long has gone (closed tab, crashed browser).
+PAGE_GONE_S = 5 * PING_S
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 _UPLOAD_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}\.(webm|json)$")
 
