@@ -106,10 +106,12 @@ LINEAR_REAIM_MS = 120.0  # the linear canceller reads its own unbroken reference
 # words came 2.5 s into the first reply after a re-aim). It follows AEC3's read, with a reset, only once the two
 # are this far apart, between replies (REAIM_QUIET_S), or at once for what makes AEC3's jump (RESYNC_MS, unwritten
 # reference). 100 ppm of drift takes 20 minutes to get there; the filter (512 ms) holds the echo that long.
-HEARD_ALIGN_MS = 60.0  # a reference stamped when it is heard (the direct player's, on the sound card's clock) is
-# read this long before the microphone chunk's capture: its echo can only come later (the room's path), and this
-# keeps the read clear of what is not written yet (the resampler hands its output out in bursts of up to ~20 ms,
-# the device asks for blocks ~30 ms ahead); AEC3 finds the longer lead
+HEARD_ALIGN_MS = 20.0  # a reference stamped when it is heard (the direct player's, on the sound card's clock) is
+# read this long before the microphone chunk's capture. The echo then trails what AEC3 is handed by the room's delay
+# minus this (plus the microphone's stamps' own lateness, ~20 ms in bench echo's room): more, and a short room's echo
+# comes before its reference (60 ms: a 40 ms room's echo trailed the read by only ~3 ms, AEC3 let it through now
+# and then and 5 of 6 replies stopped by themselves; 20 ms: none of 8); less, and the read reaches past what the
+# player has handed over (the device asks ~30 ms ahead; the resampler hands its output out in bursts of ~20 ms)
 HEARD_FIT_BLOCKS = 300  # the player's blocks (10 ms each) whose reported times fit its sample clock: 3 s ...
 HEARD_FIT_MIN_BLOCKS = 20  # ... and at least this many before a gap is looked for
 HEARD_GAP_MS = 20.0  # a block heard this much later than the fitted clock says came after silence the device played
