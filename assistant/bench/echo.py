@@ -664,7 +664,8 @@ def register(bsub: argparse._SubParsersAction) -> None:
     parser.add_argument("--delay-ms", default="100",
                         help="the room's echo delay (module-loopback); comma-separated: one room after another")
     parser.add_argument("--echo-gain-db", default="-6",
-                        help="the echo's level in the microphone; comma-separated: one per --delay-ms room")
+                        help="the echo's level in the microphone; comma-separated, one per --delay-ms room "
+                        "(write --echo-gain-db=-3,-6)")
     parser.add_argument("--echo-delay-ms", type=float, default=None,
                         help=f"audio.echo_delay_ms the canceller is told (default {AudioSettings().echo_delay_ms})")
     parser.add_argument("--buffer-ms", type=int, default=None, help="live.audio_buffer_ms of the direct player")
