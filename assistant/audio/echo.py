@@ -81,10 +81,6 @@ REAIM_MS = 30.0  # ... and follows the drift only between replies: once the read
 # Without this, a microphone clock 100 ppm fast brings the read to what the stream has written in ~15 minutes,
 # and one 100 ppm slow moves the echo out of AEC3's reach (~500 ms) in about an hour.
 REAIM_QUIET_S = 1.0  # the reference silent (no far-end window active) this long, on the microphone's clock
-FRESH_AFTER_QUIET_S = 1.0  # the avatar silent this long (between replies): AEC3 starts the next reply afresh. A
-# converged AEC3 let the first 150-250 ms of every later reply through (3-10 dB, recorded in bench echo at 40 ms and
-# -3 dB: the guard took it for the user and stopped nearly every reply after a session's first), while a fresh one
-# removes 23-38 dB from the second 30 ms chunk on, as at a session's first reply
 STALL_MS = 80.0  # a microphone chunk or a stream tick this late: the machine stalled (a loaded CPU) ...
 STALL_HOLD_S = 0.6  # ... and for this long after it no frame counts as the user's speech while the avatar speaks.
 # A stall shifts the echo against its reference (the player runs dry and resumes later, or the capture catches
@@ -312,7 +308,6 @@ class EchoCanceller:
         self.last_far = np.zeros(0, np.float32)
         self.reference_late_chunks = 0  # chunks whose aligned reference was not written yet (read earlier)
         self.reaims = 0  # re-aims for clock drift between replies (each with a fresh AEC3)
-        self.fresh_starts = 0  # replies begun with a fresh AEC3 (FRESH_AFTER_QUIET_S)
         self._quiet_samples = 0  # microphone samples since the far-end window was last active
         self._hold_samples = 0  # microphone samples left in a hold after a stall (no user speech while it lasts)
         self._seen_stall: float | None = None  # the reference's last stall already turned into a hold
@@ -404,9 +399,6 @@ class EchoCanceller:
         )  # the aligned reference and the lag AEC3 may still find after it
         self.far_dbfs = rms_dbfs((around * 32767).astype(np.int16))
         self.far_active = self.far_dbfs > FAR_ACTIVE_DBFS
-        if self.far_active and self._quiet_samples >= FRESH_AFTER_QUIET_S * rate:
-            self._aec.reset()  # the avatar speaks again after a pause: a fresh AEC3 takes it at once (FRESH_...)
-            self.fresh_starts += 1
         self._quiet_samples = 0 if self.far_active else self._quiet_samples + n
         self.last_far = far  # the aligned reference handed to AEC3 with this chunk (float32 in [-1, 1])
         y = self._aec.process(x, far)
