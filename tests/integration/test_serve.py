@@ -7,6 +7,8 @@ answers the token checks (reached over 127.0.0.1).
 
 from __future__ import annotations
 
+import difflib
+
 import asyncio
 import json
 import os
@@ -100,9 +102,12 @@ def words(text: str) -> list[str]:
 
 def played(reply: str, heard: str) -> bool:
     """Whether what Whisper heard the page play is `reply`: half its words, or at least its last one (the answer:
-    "... is Paris"; tiny.en mishears the rest of a voice that a loaded machine's browser decoded)."""
+    "... is Paris"), or its sounds spelt alike (tiny.en on a voice a loaded machine's browser decoded: "The capital
+    of Italy is Rome." heard as "the cattle ability is wrong.", letters 0.56 alike; silence or noise heard as a
+    word or two is under 0.3)."""
     said, got = words(reply), set(words(heard))
-    return bool(said) and (len(set(said) & got) >= 0.5 * len(set(said)) or said[-1] in got)
+    alike = difflib.SequenceMatcher(None, " ".join(words(reply)), " ".join(words(heard))).ratio()
+    return bool(said) and (len(set(said) & got) >= 0.5 * len(set(said)) or said[-1] in got or alike >= 0.5)
 
 
 # ---- the tests ----
