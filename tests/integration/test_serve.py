@@ -7,9 +7,8 @@ answers the token checks (reached over 127.0.0.1).
 
 from __future__ import annotations
 
-import difflib
-
 import asyncio
+import difflib
 import json
 import os
 import re
