@@ -19,9 +19,7 @@ Needs what `assistant bench live` needs, plus the bundled Piper voice for the in
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import tempfile
 import time
@@ -33,8 +31,17 @@ import yaml
 
 from assistant.audio.io import load_audio
 from assistant.bench.echo import RATE, REPLY, STREAM_RATE, question_onset, stop_heard, user_speaker, voiced_after
-from assistant.bench.live import SCREEN, AppLog, _config, _conversation, _layout, _start_app, speak
-from assistant.bench.rig import SpeakerRecorder, build_room, start_pulse, start_xvfb, stop_all
+from assistant.bench.live import (
+    AppLog,
+    _config,
+    _conversation,
+    _layout,
+    _start_app,
+    close_app,
+    speak,
+    start_screen_and_sound,
+)
+from assistant.bench.rig import SpeakerRecorder, build_room, stop_all
 
 ASK = "Tell me about Paris."  # said in the silent room; the app is made to answer with REPLY
 INTERRUPT = ("What is the capital of Japan?", "The capital of Japan is Tokyo.")
@@ -74,12 +81,8 @@ def run_app_barge_in(out_dir: Path, at_s: tuple[float, ...] = (1.0,), delay_ms: 
     things: list[Any] = []
     app: subprocess.Popen | None = None
     try:
-        x = start_xvfb(*SCREEN)
-        things.append(x)
-        pulse = start_pulse(root / "pulse")
-        things.append(pulse)
+        _, pulse, env = start_screen_and_sound(root, things)
         build_room(pulse, delay_ms, echo_gain_db)
-        env = {**os.environ, **x.env, **pulse.env, "QT_QPA_PLATFORM": "xcb"}
         app_log = AppLog(root / "app.log")
         progress("starting the app")
         app = _start_app(root, _app_config(root), env)
@@ -92,7 +95,7 @@ def run_app_barge_in(out_dir: Path, at_s: tuple[float, ...] = (1.0,), delay_ms: 
         timing = [_interrupt(pulse, app, app_log, root, ask_wav, question_wav, at, progress) for at in at_s]
         stop_all([mic, speaker])
     finally:
-        _close(app)
+        close_app(app)
         stop_all(things)
     _judge(report, root, timing, speaker, mic, question_wav, app_log.text(), at_s)
     return report
@@ -140,15 +143,6 @@ def _first_sound_s(samples) -> float:
     from assistant.bench import measure
 
     return next((o.start_s for o in measure.sound_onsets(samples, RATE)), 0.0)
-
-
-def _close(app: subprocess.Popen | None) -> None:
-    if app is not None and app.poll() is None:
-        app.send_signal(signal.SIGTERM)
-        try:
-            app.wait(30)
-        except subprocess.TimeoutExpired:
-            app.kill()
 
 
 def _judge(report: AppRoomReport, root: Path, timing: list[dict[str, float]], speaker: SpeakerRecorder,

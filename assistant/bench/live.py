@@ -256,11 +256,7 @@ def run_live(
     things: list[Any] = []
     app: subprocess.Popen | None = None
     try:
-        x = start_xvfb(*SCREEN)
-        things.append(x)
-        pulse = start_pulse(root / "pulse")
-        things.append(pulse)
-        env = {**os.environ, **x.env, **pulse.env, "QT_QPA_PLATFORM": "xcb"}
+        x, pulse, env = start_screen_and_sound(root, things)
         app_log = AppLog(root / "app.log")
         progress("starting the app (models load on 2 cores: up to a few minutes)")
         app = _start_app(root, config, env)
@@ -291,17 +287,32 @@ def run_live(
         conversation = _turn_records(root, app_log.text())
         media_loads = len(re.findall(r"live stream on screen \((\d+) media", app_log.text()))
     finally:
-        if app is not None and app.poll() is None:
-            app.send_signal(signal.SIGTERM)
-            try:
-                app.wait(30)
-            except subprocess.TimeoutExpired:
-                app.kill()
+        close_app(app)
         stop_all(things)
     report = analyse(questions, root, speaker, mic, screen, played, cancels, conversation, layout.face, layout.crop,
                      layout.pic, media_loads, layout.engines)  # fmt: skip
     report.app_usage = usage
     return report
+
+
+def start_screen_and_sound(root: Path, things: list[Any]) -> tuple[Any, Any, dict[str, str]]:
+    """A private Xvfb screen and PulseAudio for the app (added to `things`, to stop), and the environment that puts
+    the app on them."""
+    x = start_xvfb(*SCREEN)
+    things.append(x)
+    pulse = start_pulse(root / "pulse")
+    things.append(pulse)
+    return x, pulse, {**os.environ, **x.env, **pulse.env, "QT_QPA_PLATFORM": "xcb"}
+
+
+def close_app(app: subprocess.Popen | None) -> None:
+    """Ask the app to close (SIGTERM, as a desktop would), then kill it if it has not within 30 s."""
+    if app is not None and app.poll() is None:
+        app.send_signal(signal.SIGTERM)
+        try:
+            app.wait(30)
+        except subprocess.TimeoutExpired:
+            app.kill()
 
 
 def _start_app(root: Path, config: Path, env: dict[str, str]) -> subprocess.Popen:
