@@ -90,7 +90,7 @@ class AudioSettings(_Section):
         "voice; off = half-duplex (the microphone pauses while the avatar speaks)",
     )
     barge_in_min_speech_ms: int = Field(
-        120, ge=30, le=2000, description="voiced audio that interrupts the avatar (higher: fewer false interruptions)"
+        90, ge=30, le=2000, description="voiced audio that interrupts the avatar (higher: fewer false interruptions)"
     )
     echo_delay_ms: int = Field(
         250, ge=0, le=2000, description="VLC player only: its playback delay the echo canceller aligns to (bench live)"

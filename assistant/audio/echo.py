@@ -23,11 +23,18 @@ its earliest stamps, so a held-up microphone thread does not move it) and never 
 residual echo that interrupted the avatar came from. Drift is followed only between replies (`REAIM_MS`,
 `REAIM_QUIET_S`), with a fresh AEC3.
 
-Barge-in guard (`is_speech`): a frame counts as the user's speech only if webrtcvad hears speech in the
-*cancelled* signal and, while the avatar speaks, Silero VAD does too (`speech_threshold`; webrtcvad alone takes
-coughs and knocks for speech, see `assistant.audio.silero`), the cancelled level is within `residual_margin_db` of
-the raw microphone level (a user speaking dominates the microphone; residual echo is 20-40 dB below it) and above a
-floor, and not just after the machine stalled (`STALL_MS`, `STALL_HOLD_S`).
+Barge-in guard (`is_speech`): a frame counts as the user's speech only if webrtcvad hears speech in AEC3's
+output and, while the avatar speaks, Silero VAD hears speech in what the recogniser hears (`for_asr`, below;
+`speech_threshold`; webrtcvad alone takes coughs and knocks for speech, see `assistant.audio.silero`), the louder of
+the two cancelled levels is within `residual_margin_db` of the raw microphone level (a user speaking dominates the
+microphone; residual echo is 20-40 dB below it) and above a floor, and not just after the machine stalled
+(`STALL_MS`, `STALL_HOLD_S`). Silero and the margin listen to the recogniser's signal, not AEC3's, because AEC3's
+suppressor shapes the first syllables of a question under the avatar's voice out of speech: recorded in bench echo
+(40 ms, -3 dB), Silero's onset on AEC3's output came 109-855 ms after the question's first sound, on the linear
+canceller's 26-176 ms. Replayed over the chunks of five recorded sessions (rooms of 40-250 ms and first replies, 41
+questions, 14 replies with coughs and a knock), the question's first sound -> the guard's start went from 255 / 945
+ms (median / max; Silero on AEC3's output at 0.5, 120 ms) to 208 / 391 (the recogniser's signal at 0.7, 90 ms), with
+no false start in either.
 
 What the recogniser hears (`for_asr`): AEC3's echo suppressor also removes the user's weak sounds under the
 avatar's voice (the first 250-300 ms of an interrupting question, until the reply stops), so the utterance is cut
@@ -91,7 +98,12 @@ STALL_HOLD_S = 0.6  # ... and for this long after it no frame counts as the user
 MIC_CLOCK_WINDOW_S = 5.0  # the microphone's sample clock is fitted to the earliest stamps of this long
 MIC_GAP_S = 0.5  # stamps this much later than the sample clock: chunks were not handed over (muted); start again
 FAR_ACTIVE_DBFS = -50.0  # reference louder than this in the window around the aligned time: the avatar speaks
-FAR_WINDOW_S = 0.6  # window around the aligned time (covers the delay AEC3 has to find)
+FAR_BACK_S = 0.5  # the window reaches this far back from the aligned read: the echo in a chunk is of reference read
+# up to this long before (the room's delay, the lag AEC3 finds). It reached forward instead (into what was not
+# written yet: zeros), so a room over ~120 ms still echoed the end of a sentence when the guard already took the
+# avatar for silent, and webrtcvad alone started an utterance on it (bench echo, 250 ms room: a reply stopped 0.26 s
+# before its question)
+FAR_AHEAD_S = 0.1  # ... and this far ahead (what the player has already handed over: a room shorter than the read)
 LINEAR_MIN_ERLE_DB = 6.0  # the recogniser hears the linear canceller only while it removes at least this much
 # echo (a fresh or lost filter passes the avatar's voice through; AEC3's output is then the better of the two) ...
 LINEAR_ERLE_DECAY = 0.99  # ... measured over the echo-only frames of the last few seconds (30 ms frames: ~3 s)
@@ -122,7 +134,9 @@ class EchoSettings:
     residual_margin_db: float = 12.0  # while the avatar speaks, a voiced frame must be this close to the raw level
     floor_dbfs: float = -55.0  # and louder than this
     vad_aggressiveness: int = 3
-    speech_threshold: float = 0.5  # and Silero VAD's speech probability at least this (0: webrtcvad alone)
+    speech_threshold: float = 0.7  # and Silero VAD's speech probability at least this (0: webrtcvad alone). Not
+    # 0.5: on the linear canceller's output a cough over residual echo it had not learnt yet (a session's first
+    # reply) read 0.55-0.75 and interrupted the avatar twice in 2 replies; the questions' onsets read 0.8-1.0
 
     @property
     def align_ms(self) -> float:
@@ -290,6 +304,8 @@ class EchoCanceller:
         # recogniser's signal stays one unbroken signal when it changes from one canceller to the other
         self._linear_hold = np.zeros(_output_lag(Aec3, s.sample_rate_hz) if self._linear else 0, np.int16)
         self.for_asr = np.zeros(0, np.int16)  # the last chunk as the recogniser should hear it (see the docstring)
+        self.asr_dbfs = SILENCE_DBFS  # its level
+        self.speech_probability = 0.0  # Silero's, on the recogniser's signal (1.0 without Silero)
         self.linear_dbfs = SILENCE_DBFS
         self._linear_in = 0.0  # decayed echo-only power before and after the linear canceller (LINEAR_ERLE_DECAY)
         self._linear_out = 0.0
@@ -393,10 +409,10 @@ class EchoCanceller:
         self._read_pos = None if pos is None else pos + n
         self.last_read = (target, pos, self.reference.written)  # for the benchmark's tap
         far = np.zeros(n, np.float32) if pos is None else self.reference.samples(pos, n)
-        window = int(FAR_WINDOW_S * rate)
+        back = int(FAR_BACK_S * rate)
         around = (
-            np.zeros(1, np.float32) if pos is None else self.reference.samples(pos - window // 6, window)
-        )  # the aligned reference and the lag AEC3 may still find after it
+            np.zeros(1, np.float32) if pos is None else self.reference.samples(pos - back, back + int(FAR_AHEAD_S * rate))
+        )  # the reference whose echo may be in this chunk
         self.far_dbfs = rms_dbfs((around * 32767).astype(np.int16))
         self.far_active = self.far_dbfs > FAR_ACTIVE_DBFS
         self._quiet_samples = 0 if self.far_active else self._quiet_samples + n
@@ -416,7 +432,14 @@ class EchoCanceller:
             erle = self.linear_erle_db
             if erle is not None and erle >= LINEAR_MIN_ERLE_DB:
                 self.for_asr = lin
+        self._hear(self.for_asr)
         return out
+
+    def _hear(self, for_asr: np.ndarray) -> None:
+        """What the guard needs of the recogniser's signal: its level, and Silero's verdict (Silero hears every
+        chunk in order, its state follows the stream; it only judges while the avatar speaks)."""
+        self.asr_dbfs = rms_dbfs(for_asr)
+        self.speech_probability = self._silero.push(for_asr) if self._silero is not None else 1.0
 
     def _linear_reference(self, pos: int, n: int, written: int, far: np.ndarray) -> np.ndarray:
         """The reference for the linear canceller: read on from where it was, unless it must follow AEC3's `pos`
@@ -463,15 +486,15 @@ class EchoCanceller:
         """The VAD's frame classifier on the cancelled signal, with the residual-echo guard (see the docstring)."""
         rate = self.settings.sample_rate_hz
         voiced = self._vad.is_speech(frame.tobytes(), rate)
-        # Silero hears every frame, in order (its state follows the stream), but only judges while the avatar speaks
-        speech = self._silero.push(frame) >= self.settings.speech_threshold if self._silero is not None else True
         if not self.far_active:
             return voiced
         level = rms_dbfs(frame)
         if self._hold_samples > 0:  # just after a stall: AEC3 may be finding the echo again (STALL_HOLD_S)
             return False
         s = self.settings
-        user = voiced and speech and level >= s.floor_dbfs and level >= self.raw_dbfs - s.residual_margin_db
+        heard = max(level, self.asr_dbfs)  # the louder of AEC3's output and the recogniser's signal
+        speech = self.speech_probability >= s.speech_threshold
+        user = voiced and speech and heard >= s.floor_dbfs and heard >= self.raw_dbfs - s.residual_margin_db
         if not voiced:  # echo only, as far as the guard can tell: count it for ERLE
             self.echo_in_energy += 10 ** (self.raw_dbfs / 10)
             self.echo_out_energy += 10 ** (level / 10)
