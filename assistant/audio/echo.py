@@ -24,17 +24,20 @@ residual echo that interrupted the avatar came from. Drift is followed only betw
 `REAIM_QUIET_S`), with a fresh AEC3.
 
 Barge-in guard (`is_speech`): a frame counts as the user's speech only if webrtcvad hears speech in AEC3's
-output and, while the avatar speaks, Silero VAD hears speech in what the recogniser hears (`for_asr`, below;
-`speech_threshold`; webrtcvad alone takes coughs and knocks for speech, see `assistant.audio.silero`), the louder of
-the two cancelled levels is within `residual_margin_db` of the raw microphone level (a user speaking dominates the
-microphone; residual echo is 20-40 dB below it) and above a floor, and not just after the machine stalled
-(`STALL_MS`, `STALL_HOLD_S`). Silero and the margin listen to the recogniser's signal, not AEC3's, because AEC3's
-suppressor shapes the first syllables of a question under the avatar's voice out of speech: recorded in bench echo
-(40 ms, -3 dB), Silero's onset on AEC3's output came 109-855 ms after the question's first sound, on the linear
-canceller's 26-176 ms. Replayed over the chunks of five recorded sessions (rooms of 40-250 ms and first replies, 41
-questions, 14 replies with coughs and a knock), the question's first sound -> the guard's start went from 255 / 945
-ms (median / max; Silero on AEC3's output at 0.5, 120 ms) to 208 / 391 (the recogniser's signal at 0.7, 90 ms), with
-no false start in either.
+output and, while the avatar speaks (or its echo may still be arriving), Silero VAD hears speech too (webrtcvad alone
+takes coughs and knocks for speech, see `assistant.audio.silero`), the louder of the two cancelled levels is within
+`residual_margin_db` of the raw microphone level (a user speaking dominates the microphone; residual echo is 20-40 dB
+below it) and above a floor, and not just after the machine stalled (`STALL_MS`, `STALL_HOLD_S`).
+Silero listens to what the recogniser hears (`for_asr`, below; `asr_speech_threshold`), not to AEC3's output:
+AEC3's suppressor shapes the first syllables of a question under the avatar's voice out of speech (recorded in bench
+echo, 40 ms, -3 dB: Silero's onset came 109-855 ms after the question's first sound on AEC3's output, 26-176 ms on
+the linear canceller's). But where the linear canceller has not learnt the room yet (a session's first reply) its
+residual echo sounds like speech to Silero, and a cough on top of it read 0.6-0.9 and interrupted the avatar (2 of 3
+first replies); so its verdict counts only while the echo alone did not reach `speech_threshold` in the last
+`ECHO_SPEECH_FRAMES` echo-only frames, and Silero on AEC3's output decides otherwise. Replayed over the chunks of ten
+recorded sessions (rooms of 40-250 ms and first replies: 86 questions, 25 replies with two coughs and a knock each),
+the question's first sound -> the guard's start: 255 / 945 ms (median / max) with Silero on AEC3's output alone and
+a 120 ms onset, 200 / 455 ms with this and 90 ms; no false start with either.
 
 What the recogniser hears (`for_asr`): AEC3's echo suppressor also removes the user's weak sounds under the
 avatar's voice (the first 250-300 ms of an interrupting question, until the reply stops), so the utterance is cut
@@ -97,6 +100,8 @@ STALL_HOLD_S = 0.6  # ... and for this long after it no frame counts as the user
 # pre-roll included.
 MIC_CLOCK_WINDOW_S = 5.0  # the microphone's sample clock is fitted to the earliest stamps of this long
 MIC_GAP_S = 0.5  # stamps this much later than the sample clock: chunks were not handed over (muted); start again
+ECHO_SPEECH_FRAMES = 10  # Silero's verdict on the recogniser's signal counts while none of its last this many
+# echo-only frames (300 ms of the avatar alone) reached speech_threshold (see the docstring)
 FAR_ACTIVE_DBFS = -50.0  # reference louder than this in the window around the aligned time: the avatar speaks
 FAR_BACK_S = 0.5  # the window reaches this far back from the aligned read: the echo in a chunk is of reference read
 # up to this long before (the room's delay, the lag AEC3 finds). It reached forward instead (into what was not
@@ -120,6 +125,11 @@ HEARD_ALIGN_MS = 20.0  # a reference stamped when it is heard (the direct player
 # comes before its reference (60 ms: a 40 ms room's echo trailed the read by only ~3 ms, AEC3 let it through now
 # and then and 5 of 6 replies stopped by themselves; 20 ms: none of 8); less, and the read reaches past what the
 # player has handed over (the device asks ~30 ms ahead; the resampler hands its output out in bursts of ~20 ms)
+REFERENCE_WAIT_MS = 30.0  # the unbroken read of the player's sound may reach a few ms past what the player has
+# handed over (its blocks come in bursts): the microphone thread waits up to this long for them rather than jump
+# the read back to what is there. Each such jump (18 ms back, a few times an hour) cost AEC3 and the linear canceller
+# seconds of re-convergence: in bench echo's 40 ms / -3 dB room one reply then stopped by itself 2.5 s into it, and
+# a question 3 s after one was not heard at all. A longer shortfall is a stall: the read jumps as before.
 HEARD_FIT_BLOCKS = 300  # the player's blocks (10 ms each) whose reported times fit its sample clock: 3 s ...
 HEARD_FIT_MIN_BLOCKS = 20  # ... and at least this many before a gap is looked for
 HEARD_GAP_MS = 20.0  # a block heard this much later than the fitted clock says came after silence the device played
@@ -134,9 +144,10 @@ class EchoSettings:
     residual_margin_db: float = 12.0  # while the avatar speaks, a voiced frame must be this close to the raw level
     floor_dbfs: float = -55.0  # and louder than this
     vad_aggressiveness: int = 3
-    speech_threshold: float = 0.7  # and Silero VAD's speech probability at least this (0: webrtcvad alone). Not
-    # 0.5: on the linear canceller's output a cough over residual echo it had not learnt yet (a session's first
-    # reply) read 0.55-0.75 and interrupted the avatar twice in 2 replies; the questions' onsets read 0.8-1.0
+    speech_threshold: float = 0.5  # and Silero VAD's speech probability on AEC3's output at least this (0: no
+    # Silero, webrtcvad alone), or ...
+    asr_speech_threshold: float = 0.7  # ... on the recogniser's signal at least this (not 0.5: a cough over residual
+    # echo read 0.55-0.75 there; the questions' onsets read 0.8-1.0)
 
     @property
     def align_ms(self) -> float:
@@ -298,14 +309,18 @@ class EchoCanceller:
         self._aec = Aec3(s.sample_rate_hz, 1, 0)
         self.reference = EchoReference(s.sample_rate_hz, clock)
         self._vad = webrtcvad.Vad(s.vad_aggressiveness)
+        # Silero on the recogniser's signal and on AEC3's output (see the docstring)
         self._silero: SileroSpeech | None = load_silero(s.sample_rate_hz) if s.speech_threshold > 0 else None
+        self._silero_aec: SileroSpeech | None = load_silero(s.sample_rate_hz) if self._silero is not None else None
+        self._echo_speech: deque[float] = deque(maxlen=ECHO_SPEECH_FRAMES)  # the first's verdicts on the echo alone
         self._linear: LinearEchoCanceller | None = load_linear_canceller(s.sample_rate_hz)
         # AEC3's output trails its input (128 samples at 16 kHz); the linear output is held back as much, so the
         # recogniser's signal stays one unbroken signal when it changes from one canceller to the other
         self._linear_hold = np.zeros(_output_lag(Aec3, s.sample_rate_hz) if self._linear else 0, np.int16)
         self.for_asr = np.zeros(0, np.int16)  # the last chunk as the recogniser should hear it (see the docstring)
         self.asr_dbfs = SILENCE_DBFS  # its level
-        self.speech_probability = 0.0  # Silero's, on the recogniser's signal (1.0 without Silero)
+        self.speech_probability = 0.0  # Silero's, on the recogniser's signal (1.0 without Silero) ...
+        self.aec_speech_probability = 0.0  # ... and on AEC3's output
         self.linear_dbfs = SILENCE_DBFS
         self._linear_in = 0.0  # decayed echo-only power before and after the linear canceller (LINEAR_ERLE_DECAY)
         self._linear_out = 0.0
@@ -323,6 +338,7 @@ class EchoCanceller:
         self.far_dbfs = SILENCE_DBFS
         self.last_far = np.zeros(0, np.float32)
         self.reference_late_chunks = 0  # chunks whose aligned reference was not written yet (read earlier)
+        self.reference_waits = 0  # chunks that waited for the player's next block (REFERENCE_WAIT_MS)
         self.reaims = 0  # re-aims for clock drift between replies (each with a fresh AEC3)
         self._quiet_samples = 0  # microphone samples since the far-end window was last active
         self._hold_samples = 0  # microphone samples left in a hold after a stall (no user speech while it lasts)
@@ -387,7 +403,7 @@ class EchoCanceller:
         if target is not None:
             # Never past what the stream has written (a tick later than MIN_ALIGN_MS): an earlier reference is
             # only a longer lead, which AEC3 finds; a missing one is echo it cannot cancel.
-            written = self.reference.written
+            written = self._written_for(n)
             if target + n > written:
                 target = written - n
                 self.reference_late_chunks += 1
@@ -398,6 +414,8 @@ class EchoCanceller:
             or abs(target - self._read_pos) > RESYNC_MS * rate / 1000
             or self._read_pos + n > written
         ):
+            if self._read_pos is not None:
+                log.debug("echo reference read jumped by %.0f ms", (target - self._read_pos) / rate * 1000)
             pos = target
         elif abs(target - self._read_pos) > REAIM_MS * rate / 1000 and self._quiet_samples >= REAIM_QUIET_S * rate:
             pos = target  # the clocks drifted apart: follow them while the avatar is silent, with a fresh AEC3
@@ -432,14 +450,35 @@ class EchoCanceller:
             erle = self.linear_erle_db
             if erle is not None and erle >= LINEAR_MIN_ERLE_DB:
                 self.for_asr = lin
-        self._hear(self.for_asr)
+        self._hear(out, self.for_asr)
         return out
 
-    def _hear(self, for_asr: np.ndarray) -> None:
-        """What the guard needs of the recogniser's signal: its level, and Silero's verdict (Silero hears every
-        chunk in order, its state follows the stream; it only judges while the avatar speaks)."""
+    def _hear(self, out: np.ndarray, for_asr: np.ndarray) -> None:
+        """What the guard needs of the recogniser's signal (its level) and Silero's verdicts on it and on AEC3's
+        output (Silero hears every chunk in order, its state follows the stream; it only judges while the avatar
+        speaks)."""
         self.asr_dbfs = rms_dbfs(for_asr)
-        self.speech_probability = self._silero.push(for_asr) if self._silero is not None else 1.0
+        if self._silero is None or self._silero_aec is None:
+            self.speech_probability = self.aec_speech_probability = 1.0
+            return
+        self.speech_probability = self._silero.push(for_asr)
+        self.aec_speech_probability = self._silero_aec.push(out)
+
+    def _written_for(self, n: int) -> int:
+        """The reference written so far; with the player's, first wait (REFERENCE_WAIT_MS at most) for the next
+        `n` samples of the unbroken read when the player is just short of them (see REFERENCE_WAIT_MS)."""
+        written = self.reference.written
+        if not self._heard_time or self._read_pos is None:
+            return written
+        short = self._read_pos + n - written
+        if short <= 0 or short > REFERENCE_WAIT_MS * self.settings.sample_rate_hz / 1000:
+            return written
+        deadline = time.monotonic() + REFERENCE_WAIT_MS / 1000.0
+        while written < self._read_pos + n and time.monotonic() < deadline:
+            time.sleep(0.002)
+            written = self.reference.written
+        self.reference_waits += 1
+        return written
 
     def _linear_reference(self, pos: int, n: int, written: int, far: np.ndarray) -> np.ndarray:
         """The reference for the linear canceller: read on from where it was, unless it must follow AEC3's `pos`
@@ -493,15 +532,24 @@ class EchoCanceller:
             return False
         s = self.settings
         heard = max(level, self.asr_dbfs)  # the louder of AEC3's output and the recogniser's signal
-        speech = self.speech_probability >= s.speech_threshold
-        user = voiced and speech and heard >= s.floor_dbfs and heard >= self.raw_dbfs - s.residual_margin_db
+        user = voiced and self._silero_says_speech() and heard >= s.floor_dbfs
+        user = user and heard >= self.raw_dbfs - s.residual_margin_db
         if not voiced:  # echo only, as far as the guard can tell: count it for ERLE
+            self._echo_speech.append(self.speech_probability)
             self.echo_in_energy += 10 ** (self.raw_dbfs / 10)
             self.echo_out_energy += 10 ** (level / 10)
             self._linear_in = LINEAR_ERLE_DECAY * self._linear_in + 10 ** (self.raw_dbfs / 10)
             self._linear_out = LINEAR_ERLE_DECAY * self._linear_out + 10 ** (self.linear_dbfs / 10)
             self._linear_frames += 1
         return user
+
+    def _silero_says_speech(self) -> bool:
+        """Silero on the recogniser's signal, unless the echo alone sounded like speech there of late (see the
+        docstring); then Silero on AEC3's output."""
+        s = self.settings
+        if max(self._echo_speech, default=0.0) < s.speech_threshold:
+            return self.speech_probability >= s.asr_speech_threshold
+        return self.aec_speech_probability >= s.speech_threshold
 
     @property
     def linear_erle_db(self) -> float | None:
