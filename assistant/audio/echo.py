@@ -386,54 +386,12 @@ class EchoCanceller:
         if n == 0:
             return chunk
         mic_t = self._mic_time(n, captured_at)
-        stream_stall = self.reference.stalled_at
-        if captured_at - mic_t > STALL_MS / 1000.0 or (stream_stall is not None and stream_stall != self._seen_stall):
-            if self._hold_samples == 0:
-                log.debug("barge-in held %.1f s: microphone chunk %.0f ms late, stream stall %s", STALL_HOLD_S,
-                          (captured_at - mic_t) * 1000, stream_stall != self._seen_stall)  # fmt: skip
-            self._seen_stall = stream_stall
-            self._hold_samples = int(STALL_HOLD_S * rate)
-            self.stall_holds += 1
-        else:
-            self._hold_samples = max(0, self._hold_samples - n)
-        start_t = mic_t - n / rate - self.align_ms / 1000.0
-        target = self.reference.position_at(start_t)
-        # Read the reference as one unbroken signal (AEC3 re-converges after every jump); jump only when the
-        # clocks put it far off (RESYNC_MS) or the stream has not written it yet.
-        if target is not None:
-            # Never past what the stream has written (a tick later than MIN_ALIGN_MS): an earlier reference is
-            # only a longer lead, which AEC3 finds; a missing one is echo it cannot cancel.
-            written = self._written_for(n)
-            if target + n > written:
-                target = written - n
-                self.reference_late_chunks += 1
-        if target is None:
-            pos = None
-        elif (
-            self._read_pos is None
-            or abs(target - self._read_pos) > RESYNC_MS * rate / 1000
-            or self._read_pos + n > written
-        ):
-            if self._read_pos is not None:
-                log.debug("echo reference read jumped by %.0f ms", (target - self._read_pos) / rate * 1000)
-            pos = target
-        elif abs(target - self._read_pos) > REAIM_MS * rate / 1000 and self._quiet_samples >= REAIM_QUIET_S * rate:
-            pos = target  # the clocks drifted apart: follow them while the avatar is silent, with a fresh AEC3
-            self._aec.reset()
-            self.reaims += 1
-            log.info("echo reference re-aimed by %.0f ms between replies (clock drift)", (target - self._read_pos) / rate * 1000)
-        else:
-            pos = self._read_pos
-        self._read_pos = None if pos is None else pos + n
+        self._note_stall(captured_at - mic_t, n)
+        target = self.reference.position_at(mic_t - n / rate - self.align_ms / 1000.0)
+        pos, written = self._read_position(target, n)
         self.last_read = (target, pos, self.reference.written)  # for the benchmark's tap
         far = np.zeros(n, np.float32) if pos is None else self.reference.samples(pos, n)
-        back = int(FAR_BACK_S * rate)
-        around = (
-            np.zeros(1, np.float32) if pos is None else self.reference.samples(pos - back, back + int(FAR_AHEAD_S * rate))
-        )  # the reference whose echo may be in this chunk
-        self.far_dbfs = rms_dbfs((around * 32767).astype(np.int16))
-        self.far_active = self.far_dbfs > FAR_ACTIVE_DBFS
-        self._quiet_samples = 0 if self.far_active else self._quiet_samples + n
+        self._judge_far(pos, n)
         self.last_far = far  # the aligned reference handed to AEC3 with this chunk (float32 in [-1, 1])
         y = self._aec.process(x, far)
         self.raw_dbfs = rms_dbfs(chunk)
@@ -441,17 +399,79 @@ class EchoCanceller:
         self.out_dbfs = rms_dbfs(out)
         self.for_asr = out
         if self._linear is not None:
-            lin_far = far if pos is None else self._linear_reference(pos, n, written, far)
-            lin = self._linear.process(chunk, (np.clip(lin_far, -1.0, 1.0) * 32767.0).round().astype(np.int16))
-            self.linear_dbfs = rms_dbfs(lin)  # level of this very chunk (the ERLE compares it with the raw one)
-            if len(self._linear_hold):
-                held = np.concatenate([self._linear_hold, lin])
-                lin, self._linear_hold = held[:n], held[n:]
-            erle = self.linear_erle_db
-            if erle is not None and erle >= LINEAR_MIN_ERLE_DB:
-                self.for_asr = lin
+            self._cancel_linearly(chunk, far, pos, written)
         self._hear(out, self.for_asr)
         return out
+
+    def _note_stall(self, late_s: float, n: int) -> None:
+        """A microphone chunk `late_s` late, or a new stall of the stream, starts a hold (STALL_MS, STALL_HOLD_S)."""
+        stream_stall = self.reference.stalled_at
+        if late_s > STALL_MS / 1000.0 or (stream_stall is not None and stream_stall != self._seen_stall):
+            if self._hold_samples == 0:
+                log.debug("barge-in held %.1f s: microphone chunk %.0f ms late, stream stall %s", STALL_HOLD_S,
+                          late_s * 1000, stream_stall != self._seen_stall)  # fmt: skip
+            self._seen_stall = stream_stall
+            self._hold_samples = int(STALL_HOLD_S * self.settings.sample_rate_hz)
+            self.stall_holds += 1
+        else:
+            self._hold_samples = max(0, self._hold_samples - n)
+
+    def _read_position(self, target: int | None, n: int) -> tuple[int | None, int]:
+        """Where this chunk's reference is read (None: nothing written yet) and how much is written.
+
+        The reference is read as one unbroken signal (AEC3 re-converges after every jump); it jumps to `target`
+        only when the clocks put it far off (RESYNC_MS) or the reference is not written that far, and follows a
+        drift of the clocks between replies (REAIM_MS)."""
+        rate = self.settings.sample_rate_hz
+        written = 0
+        if target is not None:
+            # Never past what the stream has written (a tick later than MIN_ALIGN_MS): an earlier reference is
+            # only a longer lead, which AEC3 finds; a missing one is echo it cannot cancel.
+            written = self._written_for(n)
+            if target + n > written:
+                target = written - n
+                self.reference_late_chunks += 1
+        read = self._read_pos
+        if target is None:
+            pos = None
+        elif read is None or abs(target - read) > RESYNC_MS * rate / 1000 or read + n > written:
+            if read is not None:
+                log.debug("echo reference read jumped by %.0f ms", (target - read) / rate * 1000)
+            pos = target
+        elif abs(target - read) > REAIM_MS * rate / 1000 and self._quiet_samples >= REAIM_QUIET_S * rate:
+            pos = target  # the clocks drifted apart: follow them while the avatar is silent, with a fresh AEC3
+            self._aec.reset()
+            self.reaims += 1
+            log.info("echo reference re-aimed by %.0f ms between replies (clock drift)", (target - read) / rate * 1000)
+        else:
+            pos = read
+        self._read_pos = None if pos is None else pos + n
+        return pos, written
+
+    def _judge_far(self, pos: int | None, n: int) -> None:
+        """Whether the avatar's echo may be in this chunk: the reference read around `pos` (FAR_BACK_S, FAR_AHEAD_S)."""
+        rate = self.settings.sample_rate_hz
+        back = int(FAR_BACK_S * rate)
+        around = (
+            np.zeros(1, np.float32) if pos is None else self.reference.samples(pos - back, back + int(FAR_AHEAD_S * rate))
+        )
+        self.far_dbfs = rms_dbfs((around * 32767).astype(np.int16))
+        self.far_active = self.far_dbfs > FAR_ACTIVE_DBFS
+        self._quiet_samples = 0 if self.far_active else self._quiet_samples + n
+
+    def _cancel_linearly(self, chunk: np.ndarray, far: np.ndarray, pos: int | None, written: int) -> None:
+        """The linear canceller on the same chunk; the recogniser hears it while it cancels (LINEAR_MIN_ERLE_DB)."""
+        assert self._linear is not None
+        n = len(chunk)
+        lin_far = far if pos is None else self._linear_reference(pos, n, written, far)
+        lin = self._linear.process(chunk, (np.clip(lin_far, -1.0, 1.0) * 32767.0).round().astype(np.int16))
+        self.linear_dbfs = rms_dbfs(lin)  # level of this very chunk (the ERLE compares it with the raw one)
+        if len(self._linear_hold):
+            held = np.concatenate([self._linear_hold, lin])
+            lin, self._linear_hold = held[:n], held[n:]
+        erle = self.linear_erle_db
+        if erle is not None and erle >= LINEAR_MIN_ERLE_DB:
+            self.for_asr = lin
 
     def _hear(self, out: np.ndarray, for_asr: np.ndarray) -> None:
         """What the guard needs of the recogniser's signal (its level) and Silero's verdicts on it and on AEC3's
