@@ -338,7 +338,6 @@ class EchoCanceller:
         self.far_dbfs = SILENCE_DBFS
         self.last_far = np.zeros(0, np.float32)
         self.reference_late_chunks = 0  # chunks whose aligned reference was not written yet (read earlier)
-        self.reference_waits = 0  # chunks that waited for the player's next block (REFERENCE_WAIT_MS)
         self.reaims = 0  # re-aims for clock drift between replies (each with a fresh AEC3)
         self._quiet_samples = 0  # microphone samples since the far-end window was last active
         self._hold_samples = 0  # microphone samples left in a hold after a stall (no user speech while it lasts)
@@ -389,7 +388,7 @@ class EchoCanceller:
         self._note_stall(captured_at - mic_t, n)
         target = self.reference.position_at(mic_t - n / rate - self.align_ms / 1000.0)
         pos, written = self._read_position(target, n)
-        self.last_read = (target, pos, self.reference.written)  # for the benchmark's tap
+        self.last_read = (target, pos, written)  # where it was read, for tests
         far = np.zeros(n, np.float32) if pos is None else self.reference.samples(pos, n)
         self._judge_far(pos, n)
         self.last_far = far  # the aligned reference handed to AEC3 with this chunk (float32 in [-1, 1])
@@ -497,7 +496,6 @@ class EchoCanceller:
         while written < self._read_pos + n and time.monotonic() < deadline:
             time.sleep(0.002)
             written = self.reference.written
-        self.reference_waits += 1
         return written
 
     def _linear_reference(self, pos: int, n: int, written: int, far: np.ndarray) -> np.ndarray:

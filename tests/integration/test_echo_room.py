@@ -33,10 +33,10 @@ def test_a_question_over_the_reply_stops_it_and_is_understood(tmp_path) -> None:
         assert run.scrap_ms == 0.0, run  # nothing of the cut reply came back after it stopped
         assert run.silent_ok, run  # the same question in the silent room, through the same path, is heard
         if run.stopped_early:
-            # Open (docs/benchmarks.md, "Talking over the avatar"): the avatar's own residual echo still stops a
-            # reply by itself now and then (on a fresh clone 2 of 15 plain replies in the 100-250 ms rooms, and more
-            # on a loaded machine); the recogniser then answers the echo and hears the question as a second
-            # utterance. Measured by `bench echo`, not asserted here.
+            # Open (docs/benchmarks.md, "Talking over the avatar"): the avatar's own residual echo can still stop a
+            # reply by itself after the machine stalls (on a fresh clone 1 of 25 plain replies and 1 interrupted
+            # one, both right after one 109 ms stall; more on a loaded machine); the recogniser then answers the
+            # echo and hears the question as a second utterance. Measured by `bench echo`, not asserted here.
             continue
         assert run.detected, run  # the user's voice stopped the reply ...
         assert run.stop_latency_ms is not None, run  # ... and the speaker fell silent after the question began

@@ -476,3 +476,42 @@ def test_silence_the_device_played_between_blocks_goes_into_the_reference() -> N
     at = reference.position_at(100.0 + 50 * 0.01 + 0.05)  # inside the gap: what the speaker played was silence
     assert np.abs(reference.samples(at, 16)).max() < 0.002
     assert reference.gaps == 1  # one silence, filled once
+
+
+class _Player:
+    """The direct player's listener hook (AudioPlayout.add_listener), called here as its device callback would."""
+
+    def __init__(self) -> None:
+        self.listener = None
+
+    def add_listener(self, listener) -> None:
+        self.listener = listener
+
+    def remove_listener(self, listener) -> None:
+        self.listener = None
+
+    def play(self, first: int, count: int) -> None:  # 10 ms blocks at 48 kHz, heard from t=100
+        for i in range(first, first + count):
+            self.listener(np.full(480, 1000 + i, np.int16), 100.0 + i * 0.01)
+
+
+@pytest.mark.parametrize("arrives", [True, False])
+def test_the_read_waits_for_the_players_next_block_instead_of_jumping(arrives: bool) -> None:
+    """The microphone's chunk needs the player's sound up to 30 ms past what the player has handed over: its next
+    blocks come a moment later (they come in bursts) and the read goes on unbroken. If they never come, the read
+    jumps back to what is there, as before (and has waited REFERENCE_WAIT_MS for it)."""
+    import threading
+
+    echo = EchoCanceller(EchoSettings(delay_ms=250))
+    player = _Player()
+    echo.attach(None, player)
+    player.play(0, 100)  # heard up to 101.0
+    silence = np.zeros(480, np.int16)
+    for j in range(25):  # the read ends 20 ms before each chunk's capture: up to 101.0 at the last
+        echo.process(silence, 100.30 + 0.03 * j)
+    before = echo.last_read[1]
+    if arrives:
+        threading.Timer(0.01, player.play, (100, 3)).start()
+    echo.process(silence, 100.30 + 0.03 * 25)  # needs up to 101.03
+    jumped = echo.last_read[1] != before + 480
+    assert jumped is not arrives
